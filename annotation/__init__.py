@@ -1,0 +1,1 @@
+"""cumed annotation: review queues, Label Studio, ranking, the quality classifier."""

@@ -1,0 +1,1 @@
+"""Curation steps: normalisation, PII redaction, heuristic filters, decontamination."""

@@ -1,0 +1,103 @@
+"""Base classes for cumed steps: the loop, the stats and the removal bookkeeping live here.
+
+A filter writes one method, ``filter(doc) -> bool | tuple[bool, str]`` (datatrove's contract);
+a transform writes ``transform(text) -> str``. The base classes
+
+- stamp every removed document with ``removed_by`` (the step's ``name``) and ``reason`` before
+  it goes to the exclusion writer, so "documents read = kept + removed" holds by construction;
+- count removals per reason and, for transforms, how many documents a step actually changed
+  (users of other tools found their conversion silently did nothing: we report it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import abstractmethod
+
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.filters.base_filter import BaseFilter, get_filter_result
+from datatrove.utils.batching import batched
+from datatrove.utils.typeshelper import StatHints
+
+
+def mark_removed(doc: Document, step: str, reason: str, **extra) -> Document:
+    doc.metadata["removed_by"] = step
+    doc.metadata["reason"] = reason
+    doc.metadata.update(extra)
+    return doc
+
+
+class CumedFilter(BaseFilter):
+    """A datatrove filter whose removed documents always carry ``removed_by`` and ``reason``.
+
+    Subclasses set ``name`` (a short snake_case id used as ``removed_by``) and implement
+    ``filter``. Return ``(False, reason)`` to remove; a bare ``False`` records the step name as
+    the reason. Extra fields for the removed row (``duplicate_of``, ``similarity``...) may be put
+    into ``doc.metadata`` by ``filter`` itself before returning.
+    """
+
+    name = "filter"
+
+    @abstractmethod
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        raise NotImplementedError
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        with self.exclusion_writer if self.exclusion_writer else contextlib.nullcontext() as writer:
+            for batch in batched(data, self.batch_size):
+                with self.track_time("batch" if self.batch_size > 1 else None):
+                    results = self.filter_batch(batch)
+                for doc, res in zip(batch, results):
+                    self.stat_update(StatHints.total)
+                    keep, reason = get_filter_result(res)
+                    if keep:
+                        self.stat_update(StatHints.forwarded)
+                        yield doc
+                        continue
+                    reason = reason or self.name
+                    self.stat_update(StatHints.dropped, f"dropped_{reason.split(':')[0]}")
+                    mark_removed(doc, self.name, reason)
+                    if writer is not None:
+                        writer.write(doc, rank)
+
+
+class CumedTransform(PipelineStep):
+    """A step that rewrites ``doc.text``; counts how many documents it changed.
+
+    Subclasses set ``name`` and implement ``transform(text) -> str``. A transform that wants to
+    count sub-events (e.g. PII matches per type) calls ``self.stat_update(label, value=n)``.
+    """
+
+    name = "transform"
+    type = "✂️ - FORMAT"
+
+    @abstractmethod
+    def transform(self, text: str) -> str:
+        raise NotImplementedError
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        for doc in data:
+            self.stat_update(StatHints.total)
+            with self.track_time():
+                new = self.transform(doc.text)
+            if new != doc.text:
+                self.stat_update("changed")
+                doc.text = new
+            yield doc
+
+
+class DropReadErrors(CumedFilter):
+    """First step of every pipeline: records a reader could not parse become removed rows.
+
+    Readers never silently skip a bad record; they yield it with ``metadata["read_error"]``
+    set to a message naming file, record and field. This step moves it to ``removed``.
+    """
+
+    name = "reader"
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        err = doc.metadata.get("read_error")
+        if err:
+            return False, f"read_error: {err}"
+        return True

@@ -1,0 +1,1 @@
+"""cumed training: thin recipes over transformers/TRL/torch that read versioned datasets."""
