@@ -1,0 +1,434 @@
+"""``cumed build``: a recipe becomes datatrove pipelines, then a published store version.
+
+Three datatrove stages, each resumable (completed ranks are skipped on a re-run because the
+work folder is keyed by the recipe, the code version and the raw files' hashes):
+
+A. per shard: read -> drop read errors -> normalise -> mojibake -> PII -> filters ->
+   decontaminate -> near-dup signatures -> Parquet (``filtered/``)
+B. one task: cluster duplicates from the signatures -> decisions
+C. per shard: Parquet (``filtered/``) -> duplicate filter -> Parquet (``kept/``)
+
+Every filter has an exclusion writer into ``removed/<step>/``, so "read = kept + removed"
+holds by construction; it is also checked against an independent count of what the readers
+yielded before anything is published. The shard count is fixed by the recipe (not by
+``--workers``), so the output is the same whatever the parallelism.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from datatrove.data import DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.readers import ParquetReader
+from datatrove.pipeline.writers import ParquetWriter
+
+from . import __version__
+from .errors import CumedError
+from .recipe import Recipe, load_recipe
+from .rows import DOC_SCHEMA, REMOVED_SCHEMA, kept_adapter, removed_adapter, row_adapter
+from .steps.base import DropReadErrors
+from .store import DatasetVersion, Store
+from .tokens import TokenCounter
+
+
+class RecipeReader(PipelineStep):
+    """Reads every (source, file) unit of a recipe; units are spread over ranks by size.
+
+    Greedy largest-first bin packing keeps shards balanced (the 40 MB CMeKG file gets a shard
+    of its own) and depends only on the recipe and the files, never on ``--workers``.
+    """
+
+    name = "recipe reader"
+    type = "📖 - READER"
+
+    def __init__(self, recipe: Recipe, counts_dir: str):
+        super().__init__()
+        from .readers import make_reader
+
+        self.counts_dir = counts_dir
+        self.readers = {}
+        units = []
+        for s in recipe.sources:
+            if not s.enabled:
+                continue
+            self.readers[s.name] = make_reader(_source_dict(s), str(recipe.raw))
+            for f in s.files:
+                units.append((f.stat().st_size, s.name, str(f.relative_to(recipe.raw))))
+        self.units = units
+
+    def assignment(self, world_size: int) -> list[list[tuple[str, str]]]:
+        bins = [[0, []] for _ in range(world_size)]
+        for size, source, rel in sorted(self.units, key=lambda u: (-u[0], u[1], u[2])):
+            target = min(range(world_size), key=lambda i: (bins[i][0], i))
+            bins[target][0] += size
+            bins[target][1].append((source, rel))
+        return [sorted(b[1]) for b in bins]
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        counts: dict[str, int] = defaultdict(int)
+        for source, rel in self.assignment(world_size)[rank]:
+            reader = self.readers[source]
+            with self.track_time():
+                for doc in reader.read_file(rel):
+                    counts[source] += 1
+                    self.stat_update("documents", f"read_{source}")
+                    yield doc
+        os.makedirs(self.counts_dir, exist_ok=True)
+        tmp = Path(self.counts_dir) / f".{rank:05d}.json"
+        tmp.write_text(json.dumps(counts))
+        os.replace(tmp, Path(self.counts_dir) / f"{rank:05d}.json")
+
+
+def _source_dict(s) -> dict:
+    return {"name": s.name, "reader": s.reader, "path": s.path, "category": s.category, "department": s.department,
+            "license": s.license, "options": s.options}
+
+
+def _removed_writer(work: Path, order: int, step_name: str) -> ParquetWriter:
+    return ParquetWriter(
+        str(work / "removed"),
+        output_filename=f"{order:02d}_{step_name}/${{rank}}.parquet",
+        adapter=removed_adapter,
+        schema=REMOVED_SCHEMA,
+        compression="zstd",
+    )
+
+
+def build_steps(recipe: Recipe, work: Path) -> tuple[list, list, dict]:
+    """The per-document steps of stage A and the dedup stages, from the recipe's ``steps``."""
+    steps_cfg = dict(recipe.steps)
+    unknown = set(steps_cfg) - {"normalize", "pii", "mojibake", "filters", "decontaminate", "dedup"}
+    if unknown:
+        raise CumedError(
+            f"unknown step(s) {', '.join(sorted(unknown))} in {recipe.path}; "
+            f"allowed: normalize, mojibake, pii, filters, decontaminate, dedup"
+        )
+    order = iter(range(1, 100))
+    stage_a: list = [DropReadErrors(exclusion_writer=_removed_writer(work, 0, "reader"))]
+
+    if steps_cfg.get("normalize", {}) is not False:
+        from .steps.normalize import Normalize
+
+        stage_a.append(Normalize(**(steps_cfg.get("normalize") or {})))
+    if steps_cfg.get("mojibake", {}) is not False:
+        from .steps.normalize import MojibakeFilter
+
+        stage_a.append(MojibakeFilter(exclusion_writer=_removed_writer(work, next(order), "mojibake"),
+                                      **(steps_cfg.get("mojibake") or {})))
+    if steps_cfg.get("pii", {}) is not False:
+        from .steps.pii import RedactPII
+
+        stage_a.append(RedactPII(**(steps_cfg.get("pii") or {})))
+    filters_cfg = steps_cfg.get("filters", {})
+    if filters_cfg is not False:
+        from .steps.filters import FILTERS, default_filters
+
+        chosen = filters_cfg if filters_cfg else default_filters()
+        for fname, kwargs in chosen.items():
+            if fname not in FILTERS:
+                raise CumedError(f"unknown filter {fname!r} in {recipe.path}; use one of {', '.join(sorted(FILTERS))}")
+            if kwargs is False:
+                continue
+            stage_a.append(FILTERS[fname](exclusion_writer=_removed_writer(work, next(order), fname),
+                                          **_with_raw(kwargs or {}, recipe)))
+    decon_cfg = steps_cfg.get("decontaminate", False)
+    if decon_cfg is not False and decon_cfg is not None:
+        from .steps.decontaminate import Decontaminate
+
+        stage_a.append(Decontaminate(exclusion_writer=_removed_writer(work, next(order), "decontaminate"),
+                                     raw=str(recipe.raw), **(decon_cfg or {})))
+    dedup_cfg = steps_cfg.get("dedup", False)
+    return stage_a, [order], dedup_cfg
+
+
+def _with_raw(kwargs: dict, recipe: Recipe) -> dict:
+    """Filters that need raw data (the CMeKG lexicon) get the recipe's raw root."""
+    return {**kwargs, **({"raw": str(recipe.raw)} if "lexicon" in kwargs.get("__needs__", "") else {})}
+
+
+class _Progress:
+    """A rich progress bar over a datatrove stage, fed by polling its completions folder."""
+
+    def __init__(self, label: str, logging_dir: Path, tasks: int, enabled: bool):
+        self.label, self.dir, self.tasks, self.enabled = label, logging_dir / "completions", tasks, enabled
+        self._stop = threading.Event()
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                               TimeElapsedColumn(), transient=False)
+            self._p.start()
+            self._t = self._p.add_task(self.label, total=self.tasks)
+            self._thread = threading.Thread(target=self._poll, daemon=True)
+            self._thread.start()
+        return self
+
+    def _count(self) -> int:
+        return len(list(self.dir.glob("*"))) if self.dir.is_dir() else 0
+
+    def _poll(self):
+        while not self._stop.wait(0.5):
+            self._p.update(self._t, completed=self._count())
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self._stop.set()
+            self._thread.join()
+            self._p.update(self._t, completed=self._count())
+            self._p.stop()
+
+
+def _executor(kind: str, pipeline: list, tasks: int, workers: int, logging_dir: Path):
+    if kind == "local":
+        from datatrove.executor import LocalPipelineExecutor
+
+        return LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=workers, logging_dir=str(logging_dir),
+                                     start_method="fork")
+    if kind == "ray":
+        try:
+            import ray
+            from datatrove.executor.ray import RayPipelineExecutor
+        except ImportError as e:
+            raise CumedError("--executor ray needs Ray: pip install 'cumed[ray]'") from e
+        if not ray.is_initialized():
+            ray.init(num_cpus=max(workers, 1), include_dashboard=False, log_to_driver=False)
+        # mem_per_cpu_gb x cpus_per_task must stay below Ray's memory resource or tasks wait forever.
+        mem = ray.cluster_resources().get("memory", 2 * 2**30) / 2**30
+        return RayPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=workers, logging_dir=str(logging_dir),
+                                   cpus_per_task=1, mem_per_cpu_gb=max(0.1, min(2.0, mem / max(workers, 1) * 0.5)))
+    raise CumedError(f"unknown executor {kind!r}; use local or ray (Slurm: see README)")
+
+
+def _quiet_datatrove():
+    from loguru import logger
+
+    logger.remove()
+    logger.add(lambda m: None, level="ERROR")
+
+
+def build(
+    recipe_path: str | Path,
+    raw: str | Path,
+    store: Store,
+    *,
+    executor: str = "local",
+    workers: int = 1,
+    work_root: str | Path = ".cache/builds",
+    progress: bool = True,
+    keep_work: bool = True,
+) -> tuple[DatasetVersion, dict]:
+    recipe = load_recipe(recipe_path, raw)
+    if recipe.kind != "documents":
+        raise CumedError(f"cumed build handles documents recipes; {recipe.path} is kind {recipe.kind!r}")
+    inputs = recipe.inputs()
+    config_hash = recipe.config_hash({"inputs": [i["sha256"] for i in inputs]})
+    work = Path(work_root) / f"{recipe.name}-{config_hash[:16]}"
+    work.mkdir(parents=True, exist_ok=True)
+    _quiet_datatrove()
+    workers = max(1, int(workers))
+
+    # Stage A: read, clean, filter, decontaminate, sign.
+    stage_a, _, dedup_cfg = build_steps(recipe, work)
+    reader = RecipeReader(recipe, str(work / "counts"))
+    pipeline_a = [reader, *stage_a]
+    if dedup_cfg is not False and dedup_cfg is not None:
+        from .dedup import NearDupSignatures
+
+        pipeline_a.append(NearDupSignatures(str(work / "signatures"), **_sig_kwargs(dedup_cfg)))
+    pipeline_a.append(ParquetWriter(str(work / "filtered"), adapter=kept_adapter, schema=DOC_SCHEMA,
+                                    compression="zstd"))
+    with _Progress(f"{recipe.name}: read + clean + filter", work / "logs" / "a", recipe.shards, progress):
+        _executor(executor, pipeline_a, recipe.shards, workers, work / "logs" / "a").run()
+    _check_stage(work / "logs" / "a", recipe.shards, "read + clean + filter")
+
+    final_dir = work / "filtered"
+    if dedup_cfg is not False and dedup_cfg is not None:
+        from .dedup import DuplicateFilter, NearDupClusters
+
+        with _Progress(f"{recipe.name}: find duplicates", work / "logs" / "b", 1, progress):
+            _executor(executor, [NearDupClusters(str(work / "signatures"), str(work / "filtered"), str(work / "dedup"),
+                                                 **_cluster_kwargs(dedup_cfg))], 1, 1, work / "logs" / "b").run()
+        _check_stage(work / "logs" / "b", 1, "find duplicates")
+        pipeline_c = [
+            ParquetReader(str(work / "filtered"), adapter=row_adapter, glob_pattern="*.parquet"),
+            DuplicateFilter(str(work / "dedup"), exclusion_writer=_removed_writer(work, 90, "dedup")),
+            ParquetWriter(str(work / "kept"), adapter=kept_adapter, schema=DOC_SCHEMA, compression="zstd"),
+        ]
+        with _Progress(f"{recipe.name}: remove duplicates", work / "logs" / "c", recipe.shards, progress):
+            _executor(executor, pipeline_c, recipe.shards, workers, work / "logs" / "c").run()
+        _check_stage(work / "logs" / "c", recipe.shards, "remove duplicates")
+        final_dir = work / "kept"
+
+    kept_files = sorted(final_dir.glob("*.parquet"))
+    removed_files = sorted((work / "removed").rglob("*.parquet"))
+    read_counts = _read_counts(work / "counts", recipe.shards)
+    tokens = TokenCounter(recipe.tokenizer)
+    stats = collect_stats(recipe, kept_files, removed_files, read_counts, tokens, work)
+    lineage = {
+        "parents": [],
+        "recipe": {"path": str(recipe.path), "sha256": recipe.sha256},
+        "config_hash": config_hash,
+        "code_version": __version__,
+        "inputs": inputs,
+        "annotations": [],
+        "executor": executor,
+    }
+    dv = store.publish(recipe.name, [_read_conformed(f) for f in kept_files], kind="documents",
+                       removed=[_read_conformed(f, removed=True) for f in removed_files],
+                       stats=stats, lineage=lineage, card=render_card(recipe, stats))
+    if not keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    return dv, stats
+
+
+def _sig_kwargs(cfg: dict) -> dict:
+    return {k: v for k, v in (cfg or {}).items() if k in {"ngram", "num_buckets", "bands", "rows"}}
+
+
+def _cluster_kwargs(cfg: dict) -> dict:
+    return {k: v for k, v in (cfg or {}).items() if k not in {"ngram", "num_buckets"}}
+
+
+def _read_conformed(path: Path, removed: bool = False):
+    table = pq.read_table(path)
+    schema = REMOVED_SCHEMA if removed else DOC_SCHEMA
+    return table.select(schema.names).cast(schema)
+
+
+def _check_stage(logging_dir: Path, tasks: int, label: str) -> None:
+    done = len(list((logging_dir / "completions").glob("*"))) if (logging_dir / "completions").is_dir() else 0
+    if done < tasks:
+        logs = logging_dir / "logs"
+        raise CumedError(
+            f"stage '{label}' finished {done} of {tasks} tasks; see the task logs in {logs} "
+            f"and re-run the same command to resume (completed tasks are skipped)"
+        )
+
+
+def _read_counts(folder: Path, shards: int) -> dict[str, int]:
+    totals: dict[str, int] = defaultdict(int)
+    for f in sorted(folder.glob("*.json")):
+        for k, v in json.loads(f.read_text()).items():
+            totals[k] += v
+    return dict(totals)
+
+
+def collect_stats(recipe: Recipe, kept_files, removed_files, read_counts: dict, tokens: "TokenCounter", work: Path) -> dict:
+    """Table-1 figures per source and category, removal reasons, per-step change counts.
+
+    Raises if any source's read count differs from kept + removed: a lost document is a bug.
+    """
+    per_source: dict[str, dict] = {}
+    cat = {s.name: s.category for s in recipe.sources}
+    lic = {s.name: s.license for s in recipe.sources}
+    for s in recipe.sources:
+        if s.enabled:
+            per_source[s.name] = {"category": s.category, "license": s.license, "read": read_counts.get(s.name, 0),
+                                  "kept": 0, "removed": 0, "chars": 0, "bytes": 0, "tokens": 0, "removed_by": {}}
+    reasons: dict[str, int] = defaultdict(int)
+    lengths: list[int] = []
+    for f in kept_files:
+        t = pq.read_table(f, columns=["text", "source", "n_chars"])
+        for src, group in _group_by_source(t):
+            s = per_source.setdefault(src, {"category": cat.get(src, ""), "license": lic.get(src, ""), "read": 0,
+                                            "kept": 0, "removed": 0, "chars": 0, "bytes": 0, "tokens": 0,
+                                            "removed_by": {}})
+            s["kept"] += group.num_rows
+            s["chars"] += int(pc.sum(group.column("n_chars")).as_py() or 0)
+            s["bytes"] += int(pc.sum(pc.binary_length(group.column("text").cast(pa.binary()))).as_py() or 0)
+            s["tokens"] += tokens.count_many(group.column("text").to_pylist())
+        lengths.extend(t.column("n_chars").to_pylist())
+    for f in removed_files:
+        t = pq.read_table(f, columns=["source", "removed_by", "reason"])
+        for src, by, reason in zip(t.column("source").to_pylist(), t.column("removed_by").to_pylist(),
+                                   t.column("reason").to_pylist()):
+            s = per_source.setdefault(src, {"category": cat.get(src, ""), "read": 0, "kept": 0, "removed": 0,
+                                            "chars": 0, "bytes": 0, "tokens": 0, "removed_by": {}})
+            s["removed"] += 1
+            code = f"{by}:{(reason or '').split(':')[0].strip()}" if reason and reason.split(":")[0] != by else by
+            s["removed_by"][code] = s["removed_by"].get(code, 0) + 1
+            reasons[code] += 1
+    lost = {k: v for k, v in per_source.items() if v["read"] != v["kept"] + v["removed"]}
+    if lost:
+        detail = "; ".join(f"{k}: read {v['read']} != kept {v['kept']} + removed {v['removed']}" for k, v in lost.items())
+        raise CumedError(f"documents unaccounted for ({detail}); this is a bug in a step: please report it")
+    categories: dict[str, dict] = {}
+    for s in per_source.values():
+        c = categories.setdefault(s["category"], {"read": 0, "kept": 0, "removed": 0, "chars": 0, "bytes": 0, "tokens": 0})
+        for k in c:
+            c[k] += s[k]
+    return {
+        "tokenizer": tokens.name,
+        "sources": per_source,
+        "categories": categories,
+        "removed_by_reason": dict(sorted(reasons.items())),
+        "steps": _step_stats(work),
+        "read": sum(s["read"] for s in per_source.values()),
+        "kept": sum(s["kept"] for s in per_source.values()),
+        "removed": sum(s["removed"] for s in per_source.values()),
+        "length_quantiles": _quantiles(lengths),
+    }
+
+
+def _group_by_source(t: pa.Table):
+    sources = t.column("source")
+    for src in pc.unique(sources).to_pylist():
+        yield src, t.filter(pc.equal(sources, src))
+
+
+def _quantiles(values: list[int]) -> dict:
+    if not values:
+        return {}
+    values = sorted(values)
+    pick = lambda q: values[min(len(values) - 1, int(q * len(values)))]  # noqa: E731
+    return {"p05": pick(0.05), "p50": pick(0.5), "p95": pick(0.95), "max": values[-1]}
+
+
+def _step_stats(work: Path) -> dict:
+    """Counters that datatrove merged per step (``changed``, ``pii_*``, ``dropped_*``...)."""
+    out = {}
+    for stage in ("a", "b", "c"):
+        f = work / "logs" / stage / "stats.json"
+        if not f.is_file():
+            continue
+        for step in json.loads(f.read_text()):
+            name = step.get("name", "?")
+            counters = {}
+            for k, v in (step.get("stats") or {}).items():
+                if isinstance(v, dict) and "total" in v:
+                    counters[k] = v["total"]
+                elif isinstance(v, (int, float)):
+                    counters[k] = v
+            if counters:
+                out[name] = counters
+    return out
+
+
+def render_card(recipe: Recipe, stats: dict) -> str:
+    lines = [f"# {recipe.name}", "", recipe.description or "", "", recipe.card or "", "",
+             f"## Sources (tokens counted with {stats['tokenizer']})", "",
+             "| source | category | license | read | kept | removed | chars | bytes | tokens |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for name, s in stats["sources"].items():
+        lines.append(f"| {name} | {s['category']} | {s.get('license', '')} | {s['read']:,} | {s['kept']:,} | "
+                     f"{s['removed']:,} | {s['chars']:,} | {s['bytes']:,} | {s['tokens']:,} |")
+    lines += ["", "## Removal reasons", "", "| removed by | rows |", "|---|---:|"]
+    for k, v in sorted(stats["removed_by_reason"].items(), key=lambda kv: -kv[1]):
+        lines.append(f"| {k} | {v:,} |")
+    lines += ["", f"Recipe: `{recipe.path}` (sha256 `{recipe.sha256[:16]}`)", ""]
+    return "\n".join(lines)
+
+
+__all__ = ["build", "collect_stats", "RecipeReader", "time"]

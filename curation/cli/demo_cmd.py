@@ -1,0 +1,45 @@
+"""``cumed demo``: the main job end to end on embedded defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..build import build
+from ..errors import CumedError
+from ..store import Store
+from .app import JsonOpt, StoreOpt, app, default_raw, emit, out
+from .build_cmd import print_table1
+
+
+def recipe_path(name: str) -> Path:
+    """Recipes ship in the repository's ``datasets/`` folder (beside the packages)."""
+    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        p = base / "datasets" / f"{name}.yaml"
+        if p.is_file():
+            return p
+    raise CumedError(f"recipe datasets/{name}.yaml not found; run cumed demo from the cumed repository")
+
+
+@app.command("demo")
+def demo_cmd(
+    raw: str = typer.Option(None, "--raw", help="Raw data root (default: $CUMED_RAW or ../shared/data/raw)."),
+    store: str = StoreOpt,
+    workers: int = typer.Option(2, "--workers", help="Parallel tasks."),
+    as_json: bool = JsonOpt,
+):
+    """Build the pretraining corpus from the raw sources and publish it.
+
+    Example: cumed demo --raw ../shared/data/raw --store ./store
+    """
+    st = Store(store)
+    dv, stats = build(recipe_path("cumed-pretrain"), raw or default_raw(), st, workers=workers, progress=not as_json)
+    result = {"pretrain": {"ref": dv.ref, "path": str(dv.path), "rows": dv.rows, "removed_rows": dv.removed_rows}}
+
+    def human():
+        print_table1(dv.ref, stats)
+        out.print(f"\n[bold green]published[/] {dv.ref} -> {dv.path}")
+        out.print(f"inspect: cumed datasets show {dv.ref} --store {st.root}")
+
+    emit(result, as_json, human)

@@ -1,0 +1,227 @@
+"""The dedup algorithm, shared by the in-memory ``find_duplicates`` and the staged datatrove path.
+
+Pipeline (each piece a plain function on numpy arrays, so the staged steps in ``near.py`` and
+``find_duplicates`` run the very same code):
+
+1. ``signatures``: one-permutation hashing (OPH, Li et al. 2012) over character 5-gram hashes
+   of the canonical text. One hash per n-gram (not 112 permutations): the 64-bit n-gram hash
+   picks the bin with its high 32 bits and competes for the bin minimum with its low 32 bits.
+   All documents of a batch are hashed in one numpy pass (``np.minimum.at``). Empty bins (short
+   texts) are filled by optimal densification (Shrivastava 2017): bin j borrows the value of the
+   first non-empty bin along a fixed pseudo-random probe sequence of j, identical for all docs.
+2. ``band_hashes``: LSH, ``bands`` x ``rows`` bins (default 28 x 4 = 112 bins). With r=4 a pair
+   at Jaccard 0.7 becomes a candidate with probability 1-(1-0.7^4)^28 = 0.9995, at 0.5 0.84:
+   the bands are sensitive on purpose, because every candidate is checked afterwards.
+3. ``candidate_pairs``: docs sharing a band hash; a bucket larger than ``max_bucket`` (templated
+   text) only pairs members within ``max_bucket`` positions of each other in hash order.
+4. ``estimated_similarity``: fraction of equal OPH bins, a cheap filter before fetching texts
+   (keeps pairs with estimate >= threshold - ``est_margin``; the estimate's standard deviation
+   at J=0.7 with 112 bins is 0.043, so the default margin 0.15 is ~3.5 sigma).
+5. ``jaccard`` (canonical.py): the actual Jaccard of the two character-shingle sets. Only pairs
+   at or above ``threshold`` are duplicates: two disease cards that share the 39health template
+   but not the content land in the same buckets and are rejected here.
+6. ``assign``: greedy clustering. Documents are visited best first (reference docs first, then
+   the ``prefer`` key); a document with a verified edge to an already kept document is removed
+   as a duplicate of the most similar one, otherwise it is kept. Every ``duplicate_of`` thus
+   names a kept (or reference) document whose Jaccard with it was measured, with no chaining
+   A~B~C that would remove C for looking like A.
+
+What this module does not do: read or write files (``near.py``), or decide what "best" means
+beyond the default ``default_prefer`` (non-synthetic first, then longest, then smallest id).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import numpy as np
+
+from curation.dedup.canonical import _mix64, codepoints, window_hashes
+
+EMPTY = np.uint32(0xFFFFFFFF)
+
+
+@dataclass(frozen=True)
+class DedupConfig:
+    """Parameters of the near-duplicate search. Defaults tuned on the planted set (see
+    benchmarks/dedup_bench.md): 5-grams as in datasketch/Lee et al. 2022 for Chinese characters,
+    verified Jaccard >= 0.75: planted near-copies (<= 2 % char edits, a dropped sentence, an
+    appended disclaimer, texts >= 200 chars) sit at 0.78-0.98, Traditional copies at 1.0 after
+    t2s; random pairs of 39health cards sharing the template have median 0.08, 99.9th pct 0.25,
+    but cards of two related diseases sharing checks and symptoms reach 0.73 (kept apart)."""
+
+    n: int = 5
+    bands: int = 28
+    rows: int = 4
+    threshold: float = 0.75
+    est_margin: float = 0.15
+    max_bucket: int = 32
+    densify_tries: int = 64
+    seed: int = 1
+
+    @property
+    def num_bins(self) -> int:
+        return self.bands * self.rows
+
+
+@dataclass(frozen=True, order=True)
+class Decision:
+    """One removed document: ``id`` is a duplicate of the kept ``duplicate_of``."""
+
+    id: str
+    duplicate_of: str
+    similarity: float
+    kind: str  # "exact" | "near"
+
+
+def default_prefer(row: Mapping) -> tuple:
+    """Sort key, lower is better: non-synthetic first, then longer canonical text, then id."""
+    return (bool(row.get("synthetic", False)), -int(row.get("length", 0)), str(row["id"]))
+
+
+# ----------------------------------------------------------------------------- signatures
+def _probe_table(cfg: DedupConfig) -> np.ndarray:
+    rng = np.random.default_rng(cfg.seed)
+    return rng.integers(0, cfg.num_bins, size=(cfg.densify_tries, cfg.num_bins))
+
+
+def signatures(canons: list[str], cfg: DedupConfig) -> np.ndarray:
+    """(len(canons), num_bins) uint32 densified OPH signatures, all docs in one numpy pass."""
+    k, n = cfg.num_bins, cfg.n
+    nd = len(canons)
+    sig = np.full(nd * k, EMPTY, dtype=np.uint32)
+    if nd == 0:
+        return sig.reshape(0, k)
+    # short docs are padded with U+0000 (never in a canonical text) to one full n-gram
+    padded = [c if len(c) >= n or not c else c + "\0" * (n - len(c)) for c in canons]
+    lens = np.fromiter((len(c) for c in padded), dtype=np.int64, count=nd)
+    cps = codepoints("".join(padded))
+    h = window_hashes(cps, n)
+    if len(h):
+        starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
+        doc = np.repeat(np.arange(nd, dtype=np.int64), lens)[: len(h)]
+        pos = np.arange(len(h), dtype=np.int64) - starts[doc]
+        ok = pos <= (lens[doc] - n)
+        h, doc = h[ok], doc[ok]
+        bins = ((h >> np.uint64(32)) * np.uint64(k)) >> np.uint64(32)
+        vals = (h & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        np.minimum.at(sig, doc * k + bins.astype(np.int64), vals)
+    sig = sig.reshape(nd, k)
+    _densify(sig, cfg)
+    return sig
+
+
+def _densify(sig: np.ndarray, cfg: DedupConfig) -> None:
+    empty = sig == EMPTY
+    rows = np.flatnonzero(empty.any(axis=1) & ~empty.all(axis=1))
+    if len(rows) == 0:
+        return
+    orig = sig[rows]
+    orig_empty = empty[rows]
+    out = orig.copy()
+    still = orig_empty.copy()
+    for probe in _probe_table(cfg):
+        cand_ok = ~orig_empty[:, probe]
+        take = still & cand_ok
+        if take.any():
+            out[take] = orig[:, probe][take]
+            still &= ~take
+        if not still.any():
+            break
+    if still.any():  # astronomically rare with 64 tries unless a doc fills 1-2 bins
+        fallback = np.where(orig_empty, EMPTY, orig).min(axis=1)
+        out[still] = np.broadcast_to(fallback[:, None], out.shape)[still]
+    sig[rows] = out
+
+
+def band_hashes(sig: np.ndarray, cfg: DedupConfig) -> np.ndarray:
+    """(n_docs, bands) uint64: one hash per band of ``rows`` consecutive bins."""
+    nd = sig.shape[0]
+    s = sig.reshape(nd, cfg.bands, cfg.rows).astype(np.uint64)
+    h = np.broadcast_to(np.arange(1, cfg.bands + 1, dtype=np.uint64), (nd, cfg.bands)).copy()
+    with np.errstate(over="ignore"):
+        for r in range(cfg.rows):
+            h = _mix64(h * np.uint64(0x100000001B3) + s[:, :, r])
+    return h
+
+
+# ----------------------------------------------------------------------------- candidates
+def candidate_pairs(band: np.ndarray, doc_idx: np.ndarray, cfg: DedupConfig) -> np.ndarray:
+    """Pairs (as uint64 ``a << 32 | b``, a < b) of docs whose hash in one band is equal.
+
+    ``band`` holds the band hashes, ``doc_idx`` the global doc index of each row.
+    """
+    order = np.argsort(band, kind="stable")
+    hs, ds = band[order], doc_idx[order]
+    same_next = hs[1:] == hs[:-1]
+    in_run = np.zeros(len(hs), dtype=bool)
+    in_run[1:] |= same_next
+    in_run[:-1] |= same_next
+    hs, ds = hs[in_run], ds[in_run]
+    out = []
+    for d in range(1, cfg.max_bucket + 1):
+        if len(hs) <= d:
+            break
+        m = hs[d:] == hs[:-d]
+        if not m.any():
+            break
+        a, b = ds[:-d][m].astype(np.uint64), ds[d:][m].astype(np.uint64)
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        out.append((lo << np.uint64(32)) | hi)
+    if not out:
+        return np.empty(0, dtype=np.uint64)
+    return np.unique(np.concatenate(out))
+
+
+def split_pairs(pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return (pairs >> np.uint64(32)).astype(np.int64), (pairs & np.uint64(0xFFFFFFFF)).astype(np.int64)
+
+
+def estimated_similarity(sig_a: np.ndarray, sig_b: np.ndarray) -> np.ndarray:
+    return (sig_a == sig_b).mean(axis=1)
+
+
+# ----------------------------------------------------------------------------- clustering
+def assign(
+    order: list[int],
+    is_ref: np.ndarray,
+    edges: dict[int, list[tuple[int, float]]],
+) -> dict[int, tuple[int, float]]:
+    """Greedy best-first clustering over verified edges; returns {removed: (kept, jaccard)}.
+
+    ``order`` lists the doc indices to visit, best first (reference docs first: they were
+    published already and are always kept).
+    """
+    kept = np.zeros(len(is_ref), dtype=bool)
+    removed: dict[int, tuple[int, float]] = {}
+    for i in order:
+        if is_ref[i]:
+            kept[i] = True
+            continue
+        best = None
+        for j, s in edges.get(i, ()):
+            if kept[j] and (best is None or s > best[1]):
+                best = (j, s)
+        if best is None:
+            kept[i] = True
+        else:
+            removed[i] = best
+    return removed
+
+
+def exact_groups(hashes: np.ndarray, is_ref: np.ndarray, rank: np.ndarray) -> dict[int, int]:
+    """{removed doc index: kept doc index} for docs whose canonical text hash is equal.
+
+    Within a group the keeper is a reference doc if there is one (lowest ``rank`` among them),
+    otherwise the lowest ``rank`` (position in the preference order).
+    """
+    # key: (hash, not-ref, rank) -> first of each hash run is the keeper
+    order = np.lexsort((rank, ~is_ref, hashes))
+    hs = hashes[order]
+    first = np.ones(len(hs), dtype=bool)
+    first[1:] = hs[1:] != hs[:-1]
+    run_start = np.maximum.accumulate(np.where(first, np.arange(len(hs)), 0))
+    keeper = order[run_start]
+    dup = ~first & ~is_ref[order]
+    return dict(zip(order[dup].tolist(), keeper[dup].tolist()))

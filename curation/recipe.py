@@ -1,0 +1,145 @@
+"""Dataset recipes: ``datasets/<name>.yaml`` parsed, validated and resolved against ``--raw``.
+
+A recipe names its sources (a reader, a path relative to the raw root, a Table-1 category)
+and its steps. Validation happens before any work starts and names the recipe file, the
+source and the key, with the allowed choices.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import CumedError
+from .store import sha256_file, validate_name
+
+TOP_KEYS = {"name", "kind", "description", "card", "shards", "tokenizer", "sources", "steps", "license"}
+SOURCE_KEYS = {"name", "reader", "path", "category", "department", "license", "options", "enabled", "description"}
+SOURCE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+
+
+@dataclass
+class Source:
+    name: str
+    reader: str
+    path: str
+    category: str
+    department: str = ""
+    license: str = ""
+    options: dict = field(default_factory=dict)
+    enabled: bool = True
+    description: str = ""
+    files: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class Recipe:
+    path: Path
+    name: str
+    kind: str
+    sources: list[Source]
+    steps: dict
+    shards: int = 8
+    tokenizer: str | None = None
+    description: str = ""
+    card: str = ""
+    raw: Path | None = None
+    text: str = ""
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    def config_hash(self, extra: dict | None = None) -> str:
+        """Hash of everything that decides the output: recipe content, enabled sources, code version."""
+        from . import __version__
+
+        payload = {
+            "recipe": yaml.safe_load(self.text),
+            "code": __version__,
+            **(extra or {}),
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+
+    def inputs(self) -> list[dict]:
+        """Raw files with sha256, for lineage (and the build's cache key)."""
+        out = []
+        for s in self.sources:
+            if not s.enabled:
+                continue
+            for f in s.files:
+                out.append({"source": s.name, "path": str(f.relative_to(self.raw)), "bytes": f.stat().st_size,
+                            "sha256": sha256_file(f)})
+        return out
+
+
+def load_recipe(path: str | Path, raw: str | Path) -> Recipe:
+    path = Path(path)
+    if not path.is_file():
+        hint = ", ".join(sorted(p.name for p in Path("datasets").glob("*.yaml"))) if Path("datasets").is_dir() else ""
+        raise CumedError(f"recipe {path} not found" + (f"; recipes here: {hint}" if hint else ""))
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise CumedError(f"recipe {path} is not valid YAML: {e}".replace("\n", " ")) from e
+    if not isinstance(data, dict):
+        raise CumedError(f"recipe {path} must be a mapping with name, kind, sources, steps")
+    unknown = set(data) - TOP_KEYS
+    if unknown:
+        raise CumedError(f"unknown key(s) {', '.join(sorted(unknown))} in recipe {path}; allowed: {', '.join(sorted(TOP_KEYS))}")
+    for key in ("name", "sources"):
+        if key not in data:
+            raise CumedError(f"recipe {path} lacks {key!r}")
+    name = validate_name(str(data["name"]))
+    raw = Path(raw)
+    if not raw.is_dir():
+        raise CumedError(f"raw data folder {raw} does not exist; pass --raw DIR or set CUMED_RAW")
+    sources = []
+    seen = set()
+    for i, s in enumerate(data.get("sources") or []):
+        where = f"{path}: sources[{i}]"
+        if not isinstance(s, dict):
+            raise CumedError(f"{where} must be a mapping")
+        unknown = set(s) - SOURCE_KEYS
+        if unknown:
+            raise CumedError(f"unknown key(s) {', '.join(sorted(unknown))} in {where}; allowed: {', '.join(sorted(SOURCE_KEYS))}")
+        for key in ("name", "reader", "path", "category"):
+            if key not in s:
+                raise CumedError(f"{where} lacks {key!r}")
+        sname = str(s["name"])
+        if not SOURCE_NAME_RE.match(sname):
+            raise CumedError(f"bad source name {sname!r} in {where}; use lower-case letters, digits and '_'")
+        if sname in seen:
+            raise CumedError(f"duplicate source name {sname!r} in {where}")
+        seen.add(sname)
+        src = Source(
+            name=sname, reader=str(s["reader"]), path=str(s["path"]), category=str(s["category"]),
+            department=str(s.get("department") or ""), license=str(s.get("license") or ""),
+            options=dict(s.get("options") or {}), enabled=bool(s.get("enabled", True)),
+            description=str(s.get("description") or ""),
+        )
+        if src.enabled:
+            files = sorted(Path(p) for p in glob.glob(str(raw / src.path), recursive=True) if Path(p).is_file())
+            if not files:
+                raise CumedError(
+                    f"source {sname!r} in {path}: no file matches {src.path!r} under {raw}; check --raw / CUMED_RAW or the path"
+                )
+            src.files = files
+        sources.append(src)
+    if not any(s.enabled for s in sources):
+        raise CumedError(f"recipe {path} has no enabled source")
+    shards = int(data.get("shards", 8))
+    if shards < 1:
+        raise CumedError(f"shards must be >= 1 in {path}")
+    return Recipe(
+        path=path, name=name, kind=str(data.get("kind", "documents")), sources=sources,
+        steps=dict(data.get("steps") or {}), shards=shards, tokenizer=data.get("tokenizer"),
+        description=str(data.get("description") or ""), card=str(data.get("card") or ""), raw=raw, text=text,
+    )

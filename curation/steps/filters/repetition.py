@@ -1,0 +1,238 @@
+"""Gopher-style repetition filters on characters: duplicated lines/paragraphs and character n-grams.
+
+datatrove's ``GopherRepetitionFilter`` splits text into words first; for Chinese that needs a
+segmenter and, with a wrong language code, treats a whole line as one "word", so its n-gram
+checks become meaningless (it kept 0 of 44,595 of our documents). Here n-grams are over
+characters with whitespace removed, which needs no segmenter and is what "repetition" means
+for spam like "治疗治疗治疗" or a template pasted twice.
+
+Definitions follow Rae et al. 2021 (Gopher, Table A1) and datatrove's implementation:
+- top n-gram fraction: characters covered by the most frequent n-gram (count x n) / characters;
+- duplicate n-gram fraction: characters covered by the second and later occurrences of
+  repeated n-grams (overlaps counted once) / characters.
+
+Speed: coverage is monotone in n (a repeated 6-gram implies two repeated 5-grams covering the
+same span) and the thresholds decrease with n, so most documents are decided from the 5-gram
+pass alone; a count bound (k repeated occurrences cover at most k*n characters) often skips
+even that loop. Long documents use a numpy rolling hash instead of Python sets.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from operator import add
+
+import numpy as np
+from datatrove.data import Document
+
+from curation.steps.base import CumedFilter
+from curation.steps.filters._text import fmt
+
+# FineWeb-2 per-language thresholds for Mandarin, huggingface/fineweb-2 configs/cmn_Hani.yml
+# (commit baedee4): dup_line_frac 0.314, top_n_grams ((2, .111), (3, .122), (4, .132)),
+# dup_n_grams ((5, .221), (6, .197), (7, .177), (8, .162), (9, .149), (10, .139)).
+# FineWeb-2 counts n-grams of *words*; see CharNGramRepetitionFilter for how we apply them to characters.
+FW2_CMN_DUP_LINE_FRAC = 0.314
+FW2_CMN_TOP_N_GRAMS = ((2, 0.111), (3, 0.122), (4, 0.132))
+FW2_CMN_DUP_N_GRAMS = ((5, 0.221), (6, 0.197), (7, 0.177), (8, 0.162), (9, 0.149), (10, 0.139))
+
+_NON_WORD = re.compile(r"[\W_]+")  # whitespace, punctuation, symbols: n-grams run over CJK, letters, digits
+_PARA = re.compile(r"\n\s*\n")
+_LINES = re.compile(r"\n+")
+_NUMPY_FROM = 4000  # characters; below this the pure-Python path is faster (measured)
+_MASK = np.uint64((1 << 64) - 1)
+
+
+def _dup_coverage_py(s: str, n: int) -> int:
+    """Characters covered by non-first occurrences of n-grams of ``s`` (overlaps once)."""
+    seen = set()
+    covered = 0
+    end = 0
+    for i in range(len(s) - n + 1):
+        g = s[i : i + n]
+        if g in seen:
+            start = i if i > end else end
+            covered += i + n - start
+            end = i + n
+        else:
+            seen.add(g)
+    return covered
+
+
+def _hashes(cp: np.ndarray, n: int) -> np.ndarray:
+    """Polynomial hash of every n-gram of the code points (uint64, wraps mod 2^64)."""
+    m = len(cp) - n + 1
+    h = np.zeros(m, dtype=np.uint64)
+    base = np.uint64(1_000_003)
+    with np.errstate(over="ignore"):
+        for k in range(n):
+            h = h * base + cp[k : k + m]
+    return h
+
+
+def _dup_coverage_np(cp: np.ndarray, n: int) -> int:
+    m = len(cp) - n + 1
+    if m <= 1:
+        return 0
+    h = _hashes(cp, n)
+    order = np.argsort(h, kind="stable")  # stable: the first occurrence leads each group
+    hs = h[order]
+    dup = np.zeros(m, dtype=bool)
+    dup[order[1:]] = hs[1:] == hs[:-1]
+    if not dup.any():
+        return 0
+    # cover [i, i+n) for every duplicate start i: difference array, then count positions > 0
+    diff = np.zeros(len(cp) + 1, dtype=np.int32)
+    idx = np.flatnonzero(dup)
+    np.add.at(diff, idx, 1)
+    np.add.at(diff, idx + n, -1)
+    return int(np.count_nonzero(np.cumsum(diff[:-1])))
+
+
+def _top_count(s: str, n: int) -> int:
+    if n == 2:
+        grams = map(add, s, s[1:])
+    elif n == 3:
+        grams = map(add, map(add, s, s[1:]), s[2:])
+    else:
+        grams = (s[i : i + n] for i in range(len(s) - n + 1))
+    c = Counter(grams)
+    return c.most_common(1)[0][1] if c else 0
+
+
+class CharNGramRepetitionFilter(CumedFilter):
+    """Remove documents dominated by repeated character n-grams (whitespace removed).
+
+    Args:
+        top_n_grams: ``((n, max_fraction), ...)`` for the most frequent n-gram.
+        dup_n_grams: ``((n, max_fraction), ...)`` for all duplicated n-grams.
+        Defaults: FineWeb-2 ``cmn_Hani`` thresholds (see ``FW2_CMN_*``) with n counted in
+        characters. FineWeb-2 counted words, and a character n-gram repeats more easily than a
+        word n-gram, so reusing the fractions on characters is the stricter reading; on the real
+        corpus it removes <1 % of the QA and encyclopedia sources (benchmarks/filters_bench.md),
+        the removed ones being templated answers and repeated paragraphs. ``None`` disables a
+        family; an empty tuple too.
+    """
+
+    name = "char_repetition"
+
+    def __init__(
+        self,
+        top_n_grams: tuple[tuple[int, float], ...] | None = FW2_CMN_TOP_N_GRAMS,
+        dup_n_grams: tuple[tuple[int, float], ...] | None = FW2_CMN_DUP_N_GRAMS,
+        min_chars: int | None = 100,
+        exclusion_writer=None,
+    ):
+        super().__init__(exclusion_writer)
+        self.min_chars = min_chars
+        self.top_n_grams = tuple(sorted((int(n), float(f)) for n, f in (top_n_grams or ())))
+        self.dup_n_grams = tuple(sorted((int(n), float(f)) for n, f in (dup_n_grams or ())))
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        s = _NON_WORD.sub("", doc.text)
+        L = len(s)
+        if self.min_chars is not None and L < self.min_chars:
+            return True
+        bound = None  # count of the top n-gram never exceeds that of the top shorter n-gram
+        for n, thr in self.top_n_grams:
+            if L < n or (bound is not None and bound * n <= thr * L):
+                continue
+            bound = _top_count(s, n)
+            frac = bound * n / L
+            if frac > thr:
+                return False, f"top_{n}_gram: {fmt(frac)} > {thr}"
+        if self.dup_n_grams:
+            reason = self._dup(s, L)
+            if reason:
+                return False, reason
+        return True
+
+    def _dup(self, s: str, L: int) -> str | None:
+        min_thr = min(t for _, t in self.dup_n_grams)
+        n0 = self.dup_n_grams[0][0]
+        if L >= _NUMPY_FROM:
+            cp = np.frombuffer(s.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+            cov = lambda n: _dup_coverage_np(cp, n)  # noqa: E731
+        else:
+            # count bound: k non-first occurrences of n0-grams cover at most k * n0 characters,
+            # and coverage only shrinks for larger n (thresholds shrink too, so compare with the min)
+            grams = [s[i : i + n0] for i in range(L - n0 + 1)]
+            k = len(grams) - len(set(grams))
+            if k * n0 <= min_thr * L:
+                return None
+            cov = lambda n: _dup_coverage_py(s, n)  # noqa: E731
+        for n, thr in self.dup_n_grams:
+            frac = cov(n) / L
+            if frac > thr:
+                return f"dup_{n}_gram: {fmt(frac)} > {thr}"
+            if frac <= min_thr:  # monotone in n: no larger n can exceed any remaining threshold
+                return None
+        return None
+
+
+def _dups(items: list[str]) -> tuple[int, int]:
+    seen = set()
+    n = chars = 0
+    for x in items:
+        if x in seen:
+            n += 1
+            chars += len(x)
+        else:
+            seen.add(x)
+    return n, chars
+
+
+class LineRepetitionFilter(CumedFilter):
+    """Remove documents whose lines or paragraphs repeat (Gopher duplicate line/paragraph fractions).
+
+    Args (fractions of elements, or of characters, in second and later copies):
+        dup_line_frac: 0.314, FineWeb-2 ``cmn_Hani`` (Gopher: 0.30).
+        dup_para_frac: 0.30, dup_line_char_frac: 0.20, dup_para_char_frac: 0.20 — Gopher Table A1,
+            the values FineWeb-2 kept for every language (not in its per-language configs).
+        Blank or whitespace-only lines are ignored, and so are very short lines
+        (< ``min_line_chars`` visible characters, default 2) such as table separators and list
+        bullets that legitimately repeat.
+    """
+
+    name = "line_repetition"
+
+    def __init__(
+        self,
+        dup_line_frac: float | None = FW2_CMN_DUP_LINE_FRAC,
+        dup_para_frac: float | None = 0.30,
+        dup_line_char_frac: float | None = 0.20,
+        dup_para_char_frac: float | None = 0.20,
+        min_line_chars: int = 2,
+        exclusion_writer=None,
+    ):
+        super().__init__(exclusion_writer)
+        self.dup_line_frac = dup_line_frac
+        self.dup_para_frac = dup_para_frac
+        self.dup_line_char_frac = dup_line_char_frac
+        self.dup_para_char_frac = dup_para_char_frac
+        self.min_line_chars = min_line_chars
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        text = doc.text.strip()
+        if not text:
+            return True
+        L = len(text)
+        if "\n" not in text:
+            return True
+        if "\n\n" in text or self.dup_para_frac or self.dup_para_char_frac:
+            paras = [p.strip() for p in _PARA.split(text) if p.strip()]
+            if len(paras) > 1:
+                n, chars = _dups(paras)
+                if self.dup_para_frac is not None and n / len(paras) > self.dup_para_frac:
+                    return False, f"dup_para_frac: {fmt(n / len(paras))} > {self.dup_para_frac}"
+                if self.dup_para_char_frac is not None and chars / L > self.dup_para_char_frac:
+                    return False, f"dup_para_char_frac: {fmt(chars / L)} > {self.dup_para_char_frac}"
+        lines = [x for x in (ln.strip() for ln in _LINES.split(text)) if len(x) >= self.min_line_chars]
+        if len(lines) > 1:
+            n, chars = _dups(lines)
+            if self.dup_line_frac is not None and n / len(lines) > self.dup_line_frac:
+                return False, f"dup_line_frac: {fmt(n / len(lines))} > {self.dup_line_frac}"
+            if self.dup_line_char_frac is not None and chars / L > self.dup_line_char_frac:
+                return False, f"dup_line_char_frac: {fmt(chars / L)} > {self.dup_line_char_frac}"
+        return True

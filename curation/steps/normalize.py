@@ -1,0 +1,181 @@
+"""Text normalisation for Chinese medical documents: HTML residue, Unicode forms, Traditional ->
+Simplified, whitespace.
+
+Each normalisation is a plain function (``clean_html``, ``normalize_unicode``, ``to_simplified``,
+``clean_whitespace``) and the ``Normalize`` step runs the enabled ones in that order, counting in
+its stats how many documents each one actually changed (``changed_html``, ``changed_unicode``,
+``changed_t2s``, ``changed_whitespace``) besides the base class's ``changed``: a conversion that
+silently does nothing shows up as a zero.
+
+Deliberately not done here: mojibake repair (text decoded with the wrong codec is removed by
+``curation.steps.filters.mojibake``, not guessed back), PII (``curation.steps.pii``), and any
+rewriting of numbers or units (``mg`` vs ``㎎`` is left as written; see ``normalize_unicode``).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from functools import cached_property
+
+from curation.steps.base import CumedTransform
+
+# ---------------------------------------------------------------- HTML residue
+# Only known HTML tag names are touched, so "<ID_CARD>", "a<b", "P<0.05" and "<5 mm" survive.
+_BLOCK_TAGS = "p|div|br|li|tr|table|thead|tbody|h[1-6]|ul|ol|blockquote|hr|html|body|center|section|article"
+_INLINE_TAGS = "span|a|b|i|u|em|strong|font|img|sup|sub|small|big|td|th|col|colgroup|caption|label|s|strike|code|pre|abbr|cite"
+_CELL_TAGS = re.compile(r"</t[dh]\s*>", re.I)  # end of a table cell -> a separator, so cells do not glue together
+_BLOCK_RE = re.compile(rf"</?(?:{_BLOCK_TAGS})\b[^<>]{{0,500}}?/?>", re.I)
+_INLINE_RE = re.compile(rf"</?(?:{_INLINE_TAGS})\b[^<>]{{0,500}}?/?>", re.I)
+_COMMENT_RE = re.compile(r"<!--.*?-->", re.S)
+_ENTITY_RE = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+
+
+def clean_html(text: str) -> str:
+    """Decode HTML entities (``&nbsp;`` ``&amp;`` ``&#x4E2D;``) and drop stray tags.
+
+    Block tags become a newline, table cells a `` | `` separator, inline tags nothing. Entities
+    are decoded after the tags are gone so an encoded ``&lt;p&gt;`` stays literal text.
+    """
+    if "<" in text:
+        text = _COMMENT_RE.sub("", text)
+        text = _CELL_TAGS.sub(" | ", text)
+        text = _BLOCK_RE.sub("\n", text)
+        text = _INLINE_RE.sub("", text)
+    if "&" in text:
+        text = _ENTITY_RE.sub(lambda m: html.unescape(m.group(0)), text)
+    return text
+
+
+# ---------------------------------------------------------------- Unicode
+# Full-width ASCII letters and digits (Ａ-Ｚ ａ-ｚ ０-９) -> ASCII. Full-width punctuation is kept.
+_FULLWIDTH_ALNUM = {
+    **{cp: cp - 0xFEE0 for cp in range(0xFF10, 0xFF1A)},
+    **{cp: cp - 0xFEE0 for cp in range(0xFF21, 0xFF3B)},
+    **{cp: cp - 0xFEE0 for cp in range(0xFF41, 0xFF5B)},
+}
+
+
+def normalize_unicode(text: str) -> str:
+    """NFC, then full-width ASCII letters/digits to half-width; CJK punctuation untouched.
+
+    Why not NFKC: it folds Chinese full-width punctuation into ASCII (，。！？：；（） -> ,.!?:;()
+    except 。), destroying the punctuation style of every Chinese sentence, and it rewrites
+    units and ligatures (㎎ -> mg, ² -> 2: ``m²`` would become ``m2``). NFC only composes
+    characters canonically (same glyph), and the explicit table maps ``３ｍｇ`` -> ``3mg`` and
+    ``ＣＴ`` -> ``CT`` so lab values and abbreviations match however they were typed.
+    """
+    if not text.isascii():
+        if not unicodedata.is_normalized("NFC", text):
+            text = unicodedata.normalize("NFC", text)
+        text = text.translate(_FULLWIDTH_ALNUM)
+    return text
+
+
+# ---------------------------------------------------------------- whitespace
+_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
+_HSPACE_RUNS = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f]+")  # not U+3000: see below
+_TRAILING = re.compile(r"[ \t\u3000]+\n")
+_BLANK_LINES = re.compile(r"\n(?:[ \t\u3000]*\n){2,}")
+
+
+def clean_whitespace(text: str, max_blank_lines: int = 1) -> str:
+    """Remove zero-width characters, unify line ends, collapse spaces, limit blank lines.
+
+    Runs of horizontal whitespace (tabs, no-break and typographic spaces) become one space; the
+    ideographic space U+3000 is left inside lines (Chinese indentation uses it) but removed at
+    line ends like any trailing space. At most ``max_blank_lines`` empty lines stay between
+    paragraphs; leading/trailing whitespace of the document is stripped.
+    """
+    text = text.translate(_ZERO_WIDTH)
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _HSPACE_RUNS.sub(" ", text)
+    text = _TRAILING.sub("\n", text)
+    text = _BLANK_LINES.sub("\n" * (max_blank_lines + 1), text)
+    return text.strip()
+
+
+# ---------------------------------------------------------------- Traditional -> Simplified
+def _load_opencc(config: str):
+    try:
+        import opencc
+    except ImportError as e:  # pragma: no cover - opencc is a declared dependency
+        raise ImportError("Traditional->Simplified conversion needs OpenCC: pip install opencc") from e
+    try:
+        return opencc.OpenCC(config)
+    except Exception as e:
+        raise ValueError(f"unknown OpenCC config {config!r}; use t2s, tw2s, hk2s or t2s.json") from e
+
+
+class Normalize(CumedTransform):
+    """Run the enabled normalisations on ``doc.text``; count documents changed by each.
+
+    Args:
+        html: decode entities and drop stray tags (``clean_html``). Default True.
+        unicode: NFC + full-width alphanumerics to ASCII (``normalize_unicode``). Default True.
+        t2s: OpenCC config for Traditional -> Simplified, e.g. ``"t2s"`` (OpenCC 1.4 accepts
+            ``"t2s"`` and ``"t2s.json"``); ``None``/``False`` disables it. Default ``"t2s"``.
+        whitespace: whitespace clean-up (``clean_whitespace``). Default True.
+        max_blank_lines: blank lines kept between paragraphs. Default 1.
+    """
+
+    name = "normalize"
+
+    def __init__(
+        self,
+        html: bool = True,
+        unicode: bool = True,
+        t2s: str | bool | None = "t2s",
+        whitespace: bool = True,
+        max_blank_lines: int = 1,
+    ):
+        super().__init__()
+        self.html = html
+        self.unicode = unicode
+        self.t2s = "t2s" if t2s is True else (t2s or None)
+        self.whitespace = whitespace
+        self.max_blank_lines = max_blank_lines
+        if self.t2s:
+            self._converter  # fail at build time on a bad config, not on the first document
+
+    @cached_property
+    def _converter(self):
+        return _load_opencc(self.t2s)
+
+    def to_simplified(self, text: str) -> str:
+        return self._converter.convert(text) if not text.isascii() else text
+
+    def _steps(self):
+        if self.html:
+            yield "html", clean_html
+        if self.unicode:
+            yield "unicode", normalize_unicode
+        if self.t2s:
+            yield "t2s", self.to_simplified
+        if self.whitespace:
+            yield "whitespace", lambda t: clean_whitespace(t, self.max_blank_lines)
+
+    def transform(self, text: str) -> str:
+        for label, fn in self._steps():
+            new = fn(text)
+            if new != text:
+                self.stat_update(f"changed_{label}")
+                text = new
+        return text
+
+    def __getstate__(self):  # the OpenCC handle is rebuilt in each worker
+        state = self.__dict__.copy()
+        state.pop("_converter", None)
+        return state
+
+
+def to_simplified(text: str, config: str = "t2s") -> str:
+    """Traditional -> Simplified with OpenCC (builds a converter each call: for one-off use)."""
+    return _load_opencc(config).convert(text)
+
+
+def build_normalize(config: dict | None = None) -> Normalize:
+    """``steps.normalize`` of a recipe -> the step. Keys: html, unicode, t2s, whitespace, max_blank_lines."""
+    return Normalize(**(config or {}))

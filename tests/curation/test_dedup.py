@@ -1,0 +1,191 @@
+"""Dedup: canonical form, exact and near duplicates, reference versions, the staged datatrove path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from datatrove.data import Document
+from datatrove.executor import LocalPipelineExecutor
+from datatrove.pipeline.readers import ParquetReader
+from datatrove.pipeline.writers import ParquetWriter
+
+from curation.dedup import (
+    DuplicateFilter,
+    NearDupClusters,
+    NearDupSignatures,
+    canonical,
+    find_duplicates,
+    read_decisions,
+)
+from curation.dedup.plant import plant, score
+from curation.document import stable_id
+
+RAW = Path(__file__).resolve().parents[3] / "shared" / "data" / "raw"
+TOYHOM = RAW / "Toyhom_Chinese_medical_dialogue" / "样例_内科5000-6000.csv"
+DISEASE = RAW / "QASystemOnMedicalGraph_39health" / "data" / "disease.csv"
+needs_raw = pytest.mark.skipif(not TOYHOM.exists(), reason=f"real data not found at {RAW}")
+
+CARD_FIELDS = {"name": "疾病名称", "alias": "别名", "part": "发病部位", "age": "多发人群", "infection": "传染性",
+               "insurance": "医保", "department": "就诊科室", "checklist": "相关检查", "symptom": "典型症状",
+               "complication": "并发症", "treatment": "治疗方法", "drug": "常用药品", "period": "治疗周期",
+               "rate": "治愈率", "money": "治疗费用"}  # fmt: skip
+
+
+def real_docs(n_toyhom=1500, n_disease=1500):
+    t = pd.read_csv(TOYHOM, encoding="gb18030").fillna("")
+    docs = [(stable_id("toyhom_csv", i), f"{r.title}\n{r.ask}\n{r.answer}") for i, r in enumerate(t.itertuples())]
+    d = pd.read_csv(DISEASE, encoding="gb18030").fillna("")
+    cards = [
+        (stable_id("disease", i), "\n".join(f"{lab}：{r[k]}" for k, lab in CARD_FIELDS.items() if r.get(k)))
+        for i, r in enumerate(d.to_dict("records"))
+    ]
+    return docs[:n_toyhom] + cards[:n_disease]
+
+
+# ------------------------------------------------------------------ canonical form
+def test_canonical_maps_script_width_and_punctuation_away():
+    assert canonical("高血壓患者應該怎麼辦？") == canonical("高血压患者应该怎么办?")
+    assert canonical("ＣＴ检查：１２３ ，  正常。\n") == canonical("ct检查123正常")
+    assert canonical("头孢 2mg") != canonical("头孢 3mg")  # numbers are content
+
+
+# ------------------------------------------------------------------ unit cases, inline data
+ANSWER = (
+    "您好，根据您的描述，考虑是慢性前列腺炎引起的尿频尿急。建议到正规医院泌尿外科做前列腺液常规检查和B超，"
+    "明确诊断后对症治疗。平时注意多喝水，不要憋尿，避免久坐和辛辣刺激饮食，规律作息，适当锻炼身体。"
+    "如果伴有发热或者血尿，应及时就医。治疗期间要戒烟戒酒，保持心情舒畅，遵医嘱按疗程服药，不要自行停药。"
+)
+
+
+def test_exact_duplicates_ignore_punctuation_and_keep_the_longer_original():
+    docs = [("b", ANSWER), ("a", ANSWER.replace("，", ",").replace("。", ". ")), ("c", "完全不同的一段文字，讲的是感冒。")]
+    dec = find_duplicates(docs)
+    assert len(dec) == 1
+    d = dec[0]
+    assert d.kind == "exact" and d.similarity == 1.0
+    # same canonical length -> tie broken by the smallest id
+    assert (d.id, d.duplicate_of) == ("b", "a")
+
+
+def test_traditional_copy_is_a_duplicate_of_its_simplified_original():
+    import opencc
+
+    trad = opencc.OpenCC("s2t").convert(ANSWER)
+    assert trad != ANSWER
+    dec = find_duplicates([("orig", ANSWER), ("trad", trad + "僅供參考。")])
+    assert [(d.id, d.duplicate_of) for d in dec] in ([("orig", "trad")], [("trad", "orig")])
+    assert dec[0].kind == "near" and dec[0].similarity >= 0.9
+
+
+def test_best_member_is_non_synthetic_then_longest_and_prefer_is_a_keyword():
+    longer = ANSWER + "祝您早日康复。"
+    docs = [("syn", longer, {"synthetic": True}), ("real", ANSWER, {})]
+    dec = find_duplicates(docs)
+    assert [(d.id, d.duplicate_of) for d in dec] == [("syn", "real")]
+    dec = find_duplicates(docs, prefer=lambda r: -r["length"])  # longest wins, synthetic or not
+    assert [(d.id, d.duplicate_of) for d in dec] == [("real", "syn")]
+
+
+def test_two_disease_cards_sharing_the_template_are_not_merged():
+    card = "疾病名称：{}\n多发人群：成年男性\n传染性：无传染性\n医保：非医保疾病\n就诊科室：男科 泌尿外科\n相关检查：{}\n典型症状：{}\n治疗方法：药物治疗、手术治疗 [详细]\n治疗周期：1-2个月"
+    a = card.format("前列腺炎", "前列腺液常规 前列腺B超 尿常规", "尿频 尿急 尿痛 会阴部疼痛")
+    b = card.format("睾丸炎", "阴囊超声 血常规 精液常规", "睾丸肿大 阴囊疼痛 发热 寒战")
+    stats: dict = {}
+    assert find_duplicates([("a", a), ("b", b)], threshold=0.75, est_margin=1.0, stats=stats) == []
+    assert stats["checked_pairs"] <= 1  # even when checked, the actual Jaccard rejects them
+
+
+def test_reference_version_dedup_names_the_earlier_id():
+    ref = [("v1-doc-17", ANSWER), ("v1-doc-18", "另一篇文章，与新文档无关，讲述糖尿病饮食控制。")]
+    noisy = ANSWER.replace("憋尿", "憋着尿").replace("辛辣", "辛辣油腻")
+    docs = [("new-1", ANSWER + "\n"), ("new-2", noisy), ("new-3", "新的文档，讲的是儿童发烧的护理方法，多喝水多休息。")]
+    dec = {d.id: d for d in find_duplicates(docs, reference=ref)}
+    assert set(dec) == {"new-1", "new-2"}
+    assert dec["new-1"].duplicate_of == "v1-doc-17" and dec["new-1"].kind == "exact"
+    assert dec["new-2"].duplicate_of == "v1-doc-17" and 0.75 <= dec["new-2"].similarity < 1
+
+
+def test_duplicate_filter_reasons_and_metadata():
+    dec = find_duplicates([("a", ANSWER), ("b", ANSWER + "。"), ("c", ANSWER.replace("憋尿", "憋着尿") + "祝您早日康复。")])
+    f = DuplicateFilter(decisions=dec)
+    by_id = {d.id: d for d in dec}
+    for doc_id in ("a", "b", "c"):
+        doc = Document(text="x", id=doc_id, metadata={})
+        res = f.filter(doc)
+        if doc_id not in by_id:
+            assert res is True
+            continue
+        keep, reason = res
+        assert not keep and doc.metadata["duplicate_of"] == by_id[doc_id].duplicate_of
+        assert reason.startswith("exact_duplicate: of " if by_id[doc_id].kind == "exact" else "near_duplicate: of ")
+
+
+# ------------------------------------------------------------------ real data, planted duplicates
+@pytest.fixture(scope="module")
+def planted():
+    docs = real_docs()
+    natural = find_duplicates(docs)  # real duplicates among the originals: not planting pools
+    busy = {d.id for d in natural} | {d.duplicate_of for d in natural}
+    pool = [d for d in docs if d[0] not in busy]
+    copies, truth = plant(pool, per_kind=40, seed=7)
+    return docs, copies, truth
+
+
+@needs_raw
+def test_planted_near_duplicates_found_with_precision_and_recall_095(planted):
+    docs, copies, truth = planted
+    assert {k for *_, k in truth} == {"char_noise", "sentence_swap", "sentence_drop", "boilerplate", "traditional"}
+    dec = find_duplicates(docs + copies)
+    s = score(dec, truth)
+    assert s["recall"] >= 0.95, s
+    assert s["precision"] >= 0.95, s
+    assert all(v >= 0.9 for v in s["per_kind"].values()), s
+    assert all(d.similarity >= 0.75 for d in dec)
+
+
+@needs_raw
+def test_staged_datatrove_path_gives_the_same_decisions(planted, tmp_path):
+    docs, copies, truth = planted
+    every = docs + copies
+    ref = every[:200]  # pretend the first 200 were published in v1 under other ids
+    ref_docs = [(f"v1-{i}", t) for i, t in ref]
+    new = every[200:] + [(f"{i}-again", t) for i, t in ref[:20]]
+
+    inp, ref_dir = tmp_path / "in", tmp_path / "ref"
+    for folder, rows in ((inp, new), (ref_dir, ref_docs)):
+        folder.mkdir()
+        pd.DataFrame({"id": [r[0] for r in rows], "text": [r[1] for r in rows]}).to_parquet(folder / "part.parquet")
+
+    sigs, texts, dec_dir, out = (tmp_path / x for x in ("sigs", "texts", "decisions", "out"))
+    LocalPipelineExecutor(
+        pipeline=[ParquetReader(str(inp)), NearDupSignatures(str(sigs)), ParquetWriter(str(texts))],
+        tasks=3,
+        workers=1,
+        logging_dir=str(tmp_path / "logs1"),
+    ).run()
+    LocalPipelineExecutor(
+        pipeline=[NearDupClusters(str(sigs), str(texts), str(dec_dir), reference_folder=str(ref_dir), partitions=3)],
+        tasks=1,
+        logging_dir=str(tmp_path / "logs2"),
+    ).run()
+    LocalPipelineExecutor(
+        pipeline=[ParquetReader(str(texts)), DuplicateFilter(str(dec_dir), exclusion_writer=ParquetWriter(str(tmp_path / "removed"))), ParquetWriter(str(out))],
+        tasks=1,
+        logging_dir=str(tmp_path / "logs3"),
+    ).run()
+
+    staged = sorted(read_decisions(str(dec_dir)))
+    memory = sorted(find_duplicates(new, reference=ref_docs))
+    assert staged == memory
+    again = {d.id: d for d in staged if d.id.endswith("-again")}
+    assert len(again) == 20 and all(d.duplicate_of.startswith("v1-") for d in again.values())
+
+    kept = pd.read_parquet(out)
+    removed = pd.read_parquet(tmp_path / "removed")
+    assert len(kept) + len(removed) == len(new)
+    assert set(removed["id"]) == {d.id for d in staged}
+    row = removed.iloc[0]
+    meta = row["metadata"]
+    assert meta["removed_by"] == "dedup" and meta["duplicate_of"] and meta["reason"].split(":")[0] in ("exact_duplicate", "near_duplicate")

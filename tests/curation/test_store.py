@@ -1,0 +1,268 @@
+"""The versioned store: atomicity under kill -9, concurrency, integrity, determinism, readers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from curation.errors import CumedError
+from curation.store import CRASH_POINTS, ROW_GROUP_ROWS, Store, parse_ref
+
+
+def docs_table(n: int, seed: int = 0) -> pa.Table:
+    ids = [f"doc-{seed}-{i:06d}" for i in range(n)]
+    texts = [f"患者{i}号，男，{30 + i % 50}岁，尿频尿急{seed}天。前列腺特异抗原 {i % 9}.{i % 7}ng/ml。" for i in range(n)]
+    return pa.table(
+        {
+            "id": ids,
+            "text": texts,
+            "source": ["toyhom_csv" if i % 3 else "cmekg" for i in range(n)],
+            "category": ["qa" if i % 3 else "knowledge_graph" for i in range(n)],
+            "department": ["泌尿外科"] * n,
+            "n_chars": [len(t) for t in texts],
+            "metadata": [json.dumps({"i": i}) for i in range(n)],
+        }
+    )
+
+
+def removed_table(n: int) -> pa.Table:
+    t = docs_table(n, seed=9)
+    return t.append_column("removed_by", pa.array(["min_length"] * n)).append_column(
+        "reason", pa.array([f"min_length: {i} < 50" for i in range(n)])
+    )
+
+
+PUBLISHER = textwrap.dedent(
+    """
+    import sys, time, json
+    sys.path.insert(0, {tests!r})
+    from tests.curation.test_store import docs_table
+    from curation.store import Store
+    start = float(sys.argv[3])
+    while time.time() < start:
+        time.sleep(0.001)
+    dv = Store(sys.argv[1]).publish("corpus", docs_table(int(sys.argv[2]), seed=int(sys.argv[4])))
+    print(json.dumps({{"version": dv.version}}))
+    """
+).format(tests=str(Path(__file__).resolve().parents[2]))
+
+
+def run_publisher(store: Path, n: int, seed: int = 0, start: float = 0.0, env: dict | None = None):
+    return subprocess.Popen(
+        [sys.executable, "-c", PUBLISHER, str(store), str(n), str(start), str(seed)],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def assert_store_consistent(store: Store) -> None:
+    for row in store.list():
+        assert "error" not in row, row
+        assert store.verify(row["ref"]).ok, row
+
+
+# ---------------------------------------------------------------- references and names
+
+
+@pytest.mark.parametrize("ref,expected", [("a", ("a", None)), ("a@latest", ("a", None)), ("a@3", ("a", 3)), ("a.b-c_d@v12", ("a.b-c_d", 12))])
+def test_parse_ref(ref, expected):
+    assert parse_ref(ref) == expected
+
+
+@pytest.mark.parametrize("bad", ["", "..", "../x", "a/b", "Upper", "-x", "a@0", "a@x", "a@-1", ".hidden"])
+def test_bad_references_are_refused(bad):
+    with pytest.raises(CumedError):
+        parse_ref(bad)
+
+
+def test_unknown_reference_lists_existing_versions(tmp_path):
+    st = Store(tmp_path)
+    st.publish("corpus", docs_table(3))
+    with pytest.raises(CumedError, match=r"corpus@7 does not exist.*versions: corpus@1"):
+        st.get("corpus@7")
+    with pytest.raises(CumedError, match=r"no dataset named 'other'.*datasets: corpus"):
+        st.get("other")
+
+
+# ---------------------------------------------------------------- publish basics
+
+
+def test_publish_layout_and_manifest(tmp_path):
+    st = Store(tmp_path)
+    dv = st.publish("corpus", docs_table(20), removed=removed_table(5), stats={"chars": 1}, lineage={"parents": ["x@1"]})
+    assert dv.ref == "corpus@1"
+    root = tmp_path / "corpus" / "v1"
+    assert (root / "manifest.json").is_file() and (root / "README.md").is_file()
+    m = json.loads((root / "manifest.json").read_text())
+    for key in ("name", "version", "created_at", "kind", "schema", "files", "rows", "removed_rows", "stats", "lineage"):
+        assert key in m, key
+    for key in ("parents", "recipe", "config_hash", "code_version", "inputs", "annotations"):
+        assert key in m["lineage"], key
+    assert m["rows"] == 20 and m["removed_rows"] == 5 and m["lineage"]["parents"] == ["x@1"]
+    paths = sorted(f["path"] for f in m["files"])
+    assert paths == ["data/part-00000.parquet", "removed/part-00000.parquet"]
+    for f in m["files"]:
+        assert pq.ParquetFile(root / f["path"]).metadata.num_rows == f["rows"]
+        assert (root / f["path"]).stat().st_size == f["bytes"]
+    removed = dv.to_arrow("removed")
+    assert removed.column("reason").to_pylist()[0] == "min_length: 0 < 50"
+
+
+def test_schema_mismatch_names_column_and_type(tmp_path):
+    st = Store(tmp_path)
+    bad = docs_table(3).set_column(5, "n_chars", pa.array(["1", "2", "3"]))
+    with pytest.raises(CumedError, match=r"column 'n_chars' has type string, expected int64"):
+        st.publish("corpus", bad)
+    with pytest.raises(CumedError, match=r"column 'text' is missing"):
+        st.publish("corpus", docs_table(3).drop_columns(["text"]))
+    with pytest.raises(CumedError, match=r"column 'reason' is missing"):
+        st.publish("corpus", docs_table(3), removed=docs_table(2).append_column("removed_by", pa.array(["x", "y"])))
+    assert st.versions("corpus") == []  # nothing half-published
+    assert not list((tmp_path / "corpus").glob(".tmp-*"))
+
+
+def test_extra_columns_are_kept(tmp_path):
+    t = docs_table(4).append_column("quality", pa.array([0.1, 0.2, 0.3, 0.4]))
+    dv = Store(tmp_path).publish("corpus", t)
+    assert dv.to_arrow().column("quality").to_pylist() == [0.1, 0.2, 0.3, 0.4]
+
+
+def test_identical_content_returns_existing_version(tmp_path):
+    st = Store(tmp_path)
+    a = st.publish("corpus", docs_table(50))
+    b = st.publish("corpus", docs_table(50))
+    assert (a.version, b.version) == (1, 1)
+    c = st.publish("corpus", docs_table(51))
+    assert c.version == 2
+
+
+def test_deterministic_bytes_whatever_the_batching(tmp_path):
+    n = ROW_GROUP_ROWS * 2 + 123
+    t = docs_table(n)
+    one = Store(tmp_path / "a").publish("corpus", t)
+    chunked = Store(tmp_path / "b").publish("corpus", [t.slice(i, 1000) for i in range(0, n, 1000)])
+    assert one.content_hash == chunked.content_hash
+    assert [f["sha256"] for f in one.manifest["files"]] == [f["sha256"] for f in chunked.manifest["files"]]
+    assert pq.ParquetFile(one.files()[0]).metadata.num_row_groups == 3
+
+
+# ---------------------------------------------------------------- integrity
+
+
+def test_verify_names_flipped_and_deleted_files(tmp_path):
+    st = Store(tmp_path)
+    dv = st.publish("corpus", docs_table(100), removed=removed_table(10))
+    assert st.verify("corpus@1").ok
+    victim = dv.files("data")[0]
+    raw = bytearray(victim.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    victim.write_bytes(bytes(raw))
+    res = st.verify("corpus@1")
+    assert not res.ok and res.file == "data/part-00000.parquet" and "sha256" in res.problem
+
+    dv2 = st.publish("corpus", docs_table(101), removed=removed_table(10))
+    dv2.files("removed")[0].unlink()
+    res = st.verify(dv2.ref)
+    assert not res.ok and res.file == "removed/part-00000.parquet" and res.problem == "file missing"
+
+
+# ---------------------------------------------------------------- atomicity and concurrency
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_kill_at_every_point_leaves_no_partial_version(tmp_path, point):
+    st = Store(tmp_path)
+    st.publish("corpus", docs_table(10, seed=1))
+    proc = run_publisher(tmp_path, 20_000, seed=2, env={"CUMED_STORE_CRASH_AT": point})
+    proc.wait(timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    versions = st.versions("corpus")
+    # Before the rename the new version must be invisible; after it, it must be complete.
+    assert versions == ([1, 2] if point == "renamed" else [1])
+    assert_store_consistent(st)
+    debris = list((tmp_path / "corpus").glob(".tmp-*"))
+    assert bool(debris) == (point != "renamed")
+    assert len(st.gc()) == len(debris)
+    assert not list((tmp_path / "corpus").glob(".tmp-*"))
+    assert_store_consistent(st)
+
+
+def test_kill_at_random_moments(tmp_path):
+    st = Store(tmp_path)
+    for delay in (0.3, 0.6, 0.9, 1.2, 1.6):
+        proc = run_publisher(tmp_path, 60_000, seed=int(delay * 10))
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+        assert_store_consistent(st)
+        st.gc()
+        assert not list((tmp_path / "corpus").glob(".tmp-*")) if (tmp_path / "corpus").exists() else True
+
+
+def test_gc_spares_a_live_publisher(tmp_path):
+    st = Store(tmp_path)
+    live = tmp_path / "corpus" / ".tmp-live"
+    live.mkdir(parents=True)
+    (live / ".owner").write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename}))
+    assert st.gc() == []
+    assert live.exists()
+
+
+def test_two_concurrent_publishers_get_distinct_complete_versions(tmp_path):
+    st = Store(tmp_path)
+    start = time.time() + 2.0
+    procs = [run_publisher(tmp_path, 30_000, seed=s, start=start) for s in (1, 2)]
+    versions = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=120)
+        assert p.returncode == 0, stderr
+        versions.append(json.loads(stdout)["version"])
+    assert sorted(versions) == [1, 2]
+    assert_store_consistent(st)
+    assert {st.get("corpus@1").content_hash, st.get("corpus@2").content_hash} == {
+        st.get(f"corpus@{v}").content_hash for v in versions
+    }
+    assert st.get("corpus@1").content_hash != st.get("corpus@2").content_hash
+
+
+# ---------------------------------------------------------------- readers
+
+
+def test_same_rows_through_every_reader(tmp_path):
+    import duckdb
+
+    st = Store(tmp_path)
+    dv = st.publish("corpus", [docs_table(ROW_GROUP_ROWS + 7)])
+    ref = docs_table(ROW_GROUP_ROWS + 7).to_pylist()
+    assert dv.to_arrow().to_pylist() == ref
+    assert dv.to_pandas().to_dict("records") == ref
+    con = duckdb.connect()
+    rows = con.sql(f"select * from read_parquet('{dv.data_dir}/*.parquet')").to_arrow_table()
+    assert rows.to_pylist() == ref
+    assert dv.to_hf().to_list() == ref
+    import pyarrow.dataset as ds
+
+    assert ds.dataset(str(dv.data_dir)).to_table().to_pylist() == ref
+    streamed = [r for b in dv.iter_batches(batch_size=1000) for r in b.to_pylist()]
+    assert streamed == ref
+
+
+def test_diff_reports_added_and_dropped(tmp_path):
+    st = Store(tmp_path)
+    st.publish("corpus", docs_table(10))
+    st.publish("corpus", pa.concat_tables([docs_table(10).slice(2), docs_table(1, seed=5)]))
+    d = st.diff("corpus@1", "corpus@2")
+    assert d["rows"] == [10, 9] and d["added"] == 1 and d["dropped"] == 2
+    assert d["dropped_examples"] == ["doc-0-000000", "doc-0-000001"]
