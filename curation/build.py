@@ -56,12 +56,16 @@ class RecipeReader(PipelineStep):
         from .readers import make_reader
 
         self.counts_dir = counts_dir
+        self.raw = str(Path(recipe.raw).resolve())
         self.readers = {}
         units = []
         for s in recipe.sources:
             if not s.enabled:
                 continue
-            self.readers[s.name] = make_reader(_source_dict(s), str(recipe.raw))
+            try:
+                self.readers[s.name] = make_reader(_source_dict(s), self.raw)
+            except (ValueError, FileNotFoundError) as e:
+                raise CumedError(f"{recipe.path}: {e}") from e
             for f in s.files:
                 units.append((f.stat().st_size, s.name, str(f.relative_to(recipe.raw))))
         self.units = units
@@ -78,8 +82,10 @@ class RecipeReader(PipelineStep):
         counts: dict[str, int] = defaultdict(int)
         for source, rel in self.assignment(world_size)[rank]:
             reader = self.readers[source]
+            # Readers take paths relative to their own data folder (raw root + the path's fixed prefix).
+            local = os.path.relpath(os.path.join(self.raw, rel), reader.data_folder.path)
             with self.track_time():
-                for doc in reader.read_file(rel):
+                for doc in reader.read_file(local):
                     counts[source] += 1
                     self.stat_update("documents", f"read_{source}")
                     yield doc
@@ -211,11 +217,42 @@ def _executor(kind: str, pipeline: list, tasks: int, workers: int, logging_dir: 
     raise CumedError(f"unknown executor {kind!r}; use local or ray (Slurm: see README)")
 
 
-def _quiet_datatrove():
+def _quiet_datatrove(level: str = "ERROR") -> None:
+    """datatrove prints per-task INFO logs and a stats dump to stderr; keep them in the task log
+    files (``.cache/builds/.../logs``) and show only errors, so our progress bars stay readable."""
+    import sys
+
+    import datatrove.executor.base as executor_base
+    import datatrove.utils.logging as dt_logging
     from loguru import logger
 
-    logger.remove()
-    logger.add(lambda m: None, level="ERROR")
+    if getattr(dt_logging, "_cumed_quiet", None) == level:
+        return
+    fmt = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name}:{function}:{line} - {message}"
+
+    def add_task_logger(logging_dir, rank, local_rank=0, node_rank=-1):
+        # Same files as datatrove's own (logs/task_XXXXX.log, DEBUG); stderr only for errors.
+        logger.remove()
+        logfile = logging_dir.open(f"logs/task_{rank:05d}.log", "w")
+        logger.add(sys.stderr, level=level, format=fmt)
+        logger.add(logfile, level="DEBUG", format=fmt, colorize=False)
+        logger.info(f"Launching pipeline for {rank=}")
+        return logfile
+
+    def setup_default_logger():
+        logger.remove()
+        logger.add(sys.stderr, level=level)
+
+    dt_logging.add_task_logger = executor_base.add_task_logger = add_task_logger
+    try:
+        import datatrove.executor.ray as executor_ray
+
+        executor_ray.add_task_logger = add_task_logger
+    except ImportError:
+        pass
+    dt_logging.setup_default_logger = setup_default_logger
+    setup_default_logger()
+    dt_logging._cumed_quiet = level
 
 
 def build(
@@ -311,10 +348,25 @@ def _check_stage(logging_dir: Path, tasks: int, label: str) -> None:
     done = len(list((logging_dir / "completions").glob("*"))) if (logging_dir / "completions").is_dir() else 0
     if done < tasks:
         logs = logging_dir / "logs"
+        cause = _last_exception(logs)
         raise CumedError(
-            f"stage '{label}' finished {done} of {tasks} tasks; see the task logs in {logs} "
-            f"and re-run the same command to resume (completed tasks are skipped)"
+            f"stage '{label}' finished {done} of {tasks} tasks"
+            + (f": {cause}" if cause else "")
+            + f"; task logs in {logs}; fix the cause and re-run the same command to resume (completed tasks are skipped)"
         )
+
+
+def _last_exception(logs: Path) -> str:
+    """The exception line of a failed task's log, so the user sees the cause, not just a count."""
+    import re
+
+    for f in sorted(logs.glob("*.log")) if logs.is_dir() else []:
+        lines = f.read_text(errors="replace").splitlines()
+        for line in reversed(lines):
+            m = re.match(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.+)$", line.strip())
+            if m:
+                return f"{m.group(1)}: {m.group(2)}"
+    return ""
 
 
 def _read_counts(folder: Path, shards: int) -> dict[str, int]:

@@ -20,7 +20,7 @@ from .errors import CumedError
 from .store import sha256_file, validate_name
 
 TOP_KEYS = {"name", "kind", "description", "card", "shards", "tokenizer", "sources", "steps", "license"}
-SOURCE_KEYS = {"name", "reader", "path", "category", "department", "license", "options", "enabled", "description"}
+SOURCE_KEYS = {"name", "reader", "path", "category", "department", "license", "options", "enabled", "description", "note"}
 SOURCE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
 

@@ -24,7 +24,8 @@ app = typer.Typer(
 datasets_app = typer.Typer(help="Inspect, check and export published dataset versions.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
 
-out = Console(soft_wrap=True)
+# Wide enough for Table-1 rows when stdout is a file or a pipe (rich would default to 80).
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 StoreOpt = typer.Option(None, "--store", help="Store root (default: $CUMED_STORE or ./store).", show_default=False)

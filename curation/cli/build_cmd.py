@@ -27,7 +27,11 @@ def build_cmd(
     dv, stats = build(recipe, raw or default_raw(), Store(store), executor=executor, workers=workers,
                       work_root=work_dir, progress=not as_json)
     result = {"ref": dv.ref, "path": str(dv.path), "rows": dv.rows, "removed_rows": dv.removed_rows}
-    emit(result, as_json, lambda: print_table1(dv.ref, stats))
+    def human():
+        print_table1(dv.ref, stats)
+        out.print(f"[bold green]published[/] {dv.ref} -> {dv.path}")
+
+    emit(result, as_json, human)
 
 
 def print_table1(ref: str, stats: dict) -> None:

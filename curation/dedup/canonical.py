@@ -4,12 +4,16 @@ Two copies of a document are "the same" for dedup if they differ only in things 
 not care about: script (Traditional vs Simplified), width/compatibility forms, punctuation and
 whitespace. ``canonical(text)`` maps all of those away:
 
-1. NFKC: full-width ``ＡＢＣ１２３`` -> ``ABC123``, compatibility ideographs -> unified ones;
-2. OpenCC ``t2s`` (Traditional -> Simplified), applied only when the text contains at least one
+1. OpenCC ``t2s`` (Traditional -> Simplified), applied only when the text contains at least one
    character that t2s would change. The check is one compiled regex (~600 MB/s); t2s itself
    runs ~150 MB/s on this box, so most Simplified text skips it;
+2. NFKC: full-width ``ＡＢＣ１２３`` -> ``ABC123``, compatibility ideographs -> unified ones;
 3. casefold, then drop every character that is not a letter or digit (``\\W`` and ``_``):
    punctuation of all widths, whitespace, line breaks, emoji.
+
+Steps 2-3 run as one table lookup per code point in numpy (``canonical_batch``): per-string
+NFKC + regex ran at ~13 MB/s on this box and was the slowest part of dedup, because nearly
+every Chinese text contains full-width punctuation and so is not NFKC-normalised.
 
 ``ngram_hashes(canon, n)`` hashes every character n-gram of a canonical text with numpy (a
 polynomial hash of the uint32 code points finished with splitmix64; no Python loop per n-gram).
@@ -55,16 +59,92 @@ def to_simplified(text: str) -> str:
     return conv.convert(text) if has_trad.search(text) else text
 
 
-def canonical(text: str) -> str:
-    """NFKC -> t2s (only if needed) -> casefold -> strip punctuation and whitespace."""
-    text = unicodedata.normalize("NFKC", text)
-    text = to_simplified(text)
+def _slow_canonical(text: str) -> str:
+    """The definition: t2s -> NFKC -> casefold -> drop non-word characters.
+
+    t2s runs once, on the original text: OpenCC's phrase rules depend on the neighbours (e.g.
+    ``於`` stays in some contexts), so running it again after NFKC would change them."""
+    text = unicodedata.normalize("NFKC", to_simplified(text))
     return _NON_WORD.sub("", text.casefold())
 
 
-def exact_hash(canon: str) -> int:
-    """64-bit hash of a canonical text (exact-duplicate key). xxh3 is ~10 GB/s."""
-    return xxhash.xxh3_64_intdigest(canon.encode("utf-8"))
+@lru_cache(maxsize=1)
+def _tables() -> tuple[np.ndarray, np.ndarray]:
+    """Per-BMP-code-point tables for the vectorised path.
+
+    ``MAP[c]``: the one character ``c`` becomes (0 = dropped); ``SLOW[c]``: ``c`` needs the
+    string path, because its NFKC/casefold is several characters (``①``, ``㎡``, ``ß``), it
+    composes with neighbours (combining marks, Hangul jamo), or it is a compatibility ideograph.
+    """
+    mapping = np.zeros(0x10000, dtype=np.uint32)
+    slow = np.zeros(0x10000, dtype=bool)
+    for c in range(0x10000):
+        if 0xD800 <= c <= 0xDFFF:
+            continue
+        ch = chr(c)
+        out = _NON_WORD.sub("", unicodedata.normalize("NFKC", ch).casefold())
+        if (
+            len(out) > 1
+            or unicodedata.category(ch).startswith("M")
+            or 0x1100 <= c <= 0x11FF
+            or 0x3130 <= c <= 0x318F
+            or 0xA960 <= c <= 0xA97F
+            or 0xD7B0 <= c <= 0xD7FF
+            or 0xFFA0 <= c <= 0xFFDC
+            or 0xF900 <= c <= 0xFAFF
+        ):
+            slow[c] = True
+        elif out:
+            mapping[c] = ord(out)
+    return mapping, slow
+
+
+def canonical_batch(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Canonical forms of many texts at once: (concatenated uint32 code points, length per text).
+
+    Same result as ``canonical`` on each text, ~10x faster: t2s only where needed, then one
+    table lookup per code point in numpy instead of NFKC + regex per string. Texts with a
+    character the tables cannot handle (see ``_tables``; astral-plane characters too) take the
+    string path.
+    """
+    mapping, slow = _tables()
+    texts = [to_simplified(t) for t in texts]
+    lens = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+    cps = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
+    doc = np.repeat(np.arange(len(texts)), lens)
+    bmp = cps < 0x10000
+    bad = ~bmp
+    bad[bmp] = slow[cps[bmp]]
+    mapped = np.where(bmp, mapping[np.where(bmp, cps, 0)], 0).astype(np.uint32)
+    keep = mapped != 0
+    if bad.any():
+        keep &= ~np.isin(doc, np.unique(doc[bad]))
+    new_lens = np.bincount(doc[keep], minlength=len(texts)).astype(np.int64)
+    out = mapped[keep]
+    if bad.any():  # splice the string-path results in
+        pieces, start = [], 0
+        offs = np.concatenate([[0], np.cumsum(new_lens)])
+        for d in np.unique(doc[bad]).tolist():
+            c = codepoints(_slow_canonical(texts[d]))
+            pieces += [out[start : offs[d]], c]
+            start = offs[d]
+            new_lens[d] = len(c)
+        pieces.append(out[start:])
+        out = np.concatenate(pieces)
+    return out, new_lens
+
+
+def canonical(text: str) -> str:
+    """t2s -> NFKC -> casefold -> strip punctuation and whitespace (see module doc)."""
+    cps, _ = canonical_batch([text])
+    return cps.tobytes().decode("utf-32-le")
+
+
+def exact_hash(canon: str | np.ndarray) -> int:
+    """64-bit hash of a canonical text or its code points (exact-duplicate key). xxh3: ~10 GB/s."""
+    if isinstance(canon, str):
+        canon = codepoints(canon)
+    return xxhash.xxh3_64_intdigest(np.ascontiguousarray(canon, dtype=np.uint32).tobytes())
 
 
 def codepoints(canon: str) -> np.ndarray:
@@ -99,12 +179,11 @@ def window_hashes(cps: np.ndarray, n: int) -> np.ndarray:
         return _mix64(h)
 
 
-def ngram_hashes(canon: str, n: int) -> np.ndarray:
-    """Sorted unique uint64 hashes of the character n-grams of one canonical text.
-
-    A text shorter than n has one shingle: the whole text (so two identical short texts match).
+def ngram_hashes(canon: str | np.ndarray, n: int) -> np.ndarray:
+    """Sorted unique uint64 hashes of the character n-grams of one canonical text (or its code
+    points). A text shorter than n has one shingle: the whole text padded with U+0000.
     """
-    cps = codepoints(canon)
+    cps = codepoints(canon) if isinstance(canon, str) else canon
     if len(cps) == 0:
         return np.empty(0, dtype=np.uint64)
     if len(cps) < n:

@@ -96,6 +96,7 @@ def iter_json_array(f, chunk_size: int = 1 << 20) -> Iterator[tuple[object, int]
         raise broken("not a JSON array (no '[' at the start)", pos)
     pos += 1
     first = True
+    n = 0  # index of the element being read
     while True:
         if not skip_ws():
             raise broken("file ends inside the array (no closing ']')", pos)
@@ -118,13 +119,15 @@ def iter_json_array(f, chunk_size: int = 1 << 20) -> Iterator[tuple[object, int]
             except json.JSONDecodeError as e:
                 if more():
                     continue
-                raise broken(f"record does not parse: {e.msg}", e.pos) from None
+                start = base_line + buf.count("\n", 0, pos)
+                raise broken(f"record {n} (from line {start}) does not parse: {e.msg}", e.pos) from None
             if end == len(buf) and more():  # a number at the buffer's end may continue
                 continue
             break
         line = base_line + buf.count("\n", 0, pos)
         pos = end
         yield value, line
+        n += 1
         trim()
     if skip_ws():
         raise broken(f"extra data after the closing ']': {buf[pos:pos + 20]!r}", pos)

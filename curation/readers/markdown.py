@@ -4,7 +4,8 @@ What it does to a paper, and why:
 
 - **Reference list dropped**: from the first line that is only a references title (``# 参考文献``,
   ``参考文献：``, ``【参考文献】``, ``8．参考文献``, ``References``...) or a line where
-  ``参考文献`` is directly followed by ``[1]`` / ``1.``, to the end of the file. Citation lists are
+  ``参考文献`` ends the line or is directly followed by ``[1]`` / ``1.``, or an untitled list
+  (a line starting ``[1]`` followed by one starting ``[2]``), to the end of the file. Citation lists are
   author/journal strings, not medical prose, and they are what near-duplicate detection trips
   on. Only 264 of the 765 papers use a Markdown heading for it, hence the looser patterns. What
   follows the references (often the English title and abstract) goes with them: the corpus is
@@ -51,7 +52,9 @@ _REF_TITLE = re.compile(
     r"|^\s*(?:#+\s*)?(?:[\d.．、]+\s*)?(?:references?|bibliography)\s*[:：]?\s*$",
     re.IGNORECASE,
 )
-_REF_INLINE = re.compile(r"参\s*考\s*文\s*献\s*[:：]?\s*(?:\[1\]|［1］|1[.．、]\s*\S)")
+_REF_INLINE = re.compile(r"参\s*考\s*文\s*献\s*[:：]?\s*(?:\[1\]|［1］|1[.．、]\s*\S|$)")
+_REF_FIRST = re.compile(r"^\s*[\[［]1[\]］]\s*\S")
+_REF_SECOND = re.compile(r"^\s*[\[［]2[\]］]\s*\S")
 _IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
 _TABLE = re.compile(r"(?:<html>\s*<body>\s*)?<table[^>]*>(.*?)</table>(?:\s*</body>\s*</html>)?", re.S | re.I)
 _ROW = re.compile(r"<tr[^>]*>(.*?)</tr>", re.S | re.I)
@@ -59,7 +62,8 @@ _CELL = re.compile(r"<t[dh][^>]*>(.*?)</t[dh]>", re.S | re.I)
 _TAG = re.compile(r"<[^>]+>")
 _PIPE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
 _DISPLAY_MATH = re.compile(r"\$\$(.+?)\$\$", re.S)
-_INLINE_MATH = re.compile(r"\$([^$\n]+?)\$")
+_INLINE_MATH = re.compile(r"( ?)\$([^$\n]+?)\$( ?)")
+_LATIN = re.compile(r"[A-Za-z0-9.,;:)\]]")
 _MD_ESCAPE = re.compile(r"\\([*_#\[\]()`~>])")
 _HEADING = re.compile(r"^\s*#{1,6}\s*", re.M)
 
@@ -70,7 +74,7 @@ SYMBOLS = {
     "chi": "χ", "psi": "ψ", "omega": "ω", "Gamma": "Γ", "Delta": "Δ", "Theta": "Θ", "Lambda": "Λ", "Xi": "Ξ",
     "Pi": "Π", "Sigma": "Σ", "Phi": "Φ", "Psi": "Ψ", "Omega": "Ω",
     "pm": "±", "mp": "∓", "times": "×", "div": "÷", "cdot": "·", "cdots": "⋯", "ldots": "…", "dots": "…",
-    "sim": "~", "approx": "≈", "neq": "≠", "ne": "≠", "equiv": "≡", "geqslant": "≥", "geq": "≥", "ge": "≥",
+    "sim": "～", "approx": "≈", "neq": "≠", "ne": "≠", "equiv": "≡", "geqslant": "≥", "geq": "≥", "ge": "≥",
     "leqslant": "≤", "leq": "≤", "le": "≤", "ll": "≪", "gg": "≫", "circ": "°", "degree": "°", "prime": "′",
     "in": "∈", "notin": "∉", "sum": "Σ", "prod": "Π", "int": "∫", "infty": "∞", "partial": "∂", "nabla": "∇",
     "forall": "∀", "exists": "∃", "triangle": "△", "setminus": "∖", "otimes": "⊗", "oplus": "⊕", "ast": "*",
@@ -101,13 +105,13 @@ def latex_to_text(src: str) -> str:
     def cmd(m: re.Match) -> str:
         name = m.group(1)
         if name in _SPACES:
-            return "~"  # becomes a space after the whitespace squeeze below
+            return "\x01"  # becomes a space after the whitespace squeeze below
         return SYMBOLS.get(name, "")  # style commands (mathrm, left, textcircled...) vanish
 
     s = _CMD.sub(cmd, s)
-    s = s.replace("{", "").replace("}", "").replace("&", " ").replace("_", "")
-    s = re.sub(r"\s+", "", s)  # MinerU puts a space between every token: "4 . 5" -> "4.5"
-    s = re.sub(r"~+", " ", s).strip()
+    s = s.replace("{", "").replace("}", "").replace("&", "\x01").replace("_", "").replace("\\", "")
+    s = re.sub(r"\s+", "", s).replace("~", "\x01")  # MinerU spaces every token: "4 . 5" -> "4.5"
+    s = re.sub("\x01+", " ", s).strip()
     s = re.sub(r"\((\w)\)/\((\w+)\)", r"\1/\2", s)  # (a)/(b) -> a/b for single tokens
     return s
 
@@ -120,9 +124,9 @@ def _table_text(m: re.Match) -> str:
     return "\n" + "\n".join(rows) + "\n"
 
 
-def _pipe_row(line: str) -> str:
+def _pipe_row(line: str) -> str | None:
     if _PIPE_RULE.match(line):
-        return ""
+        return None
     s = line.strip()
     if s.startswith("|") and s.endswith("|") and s.count("|") >= 2:
         return "\t".join(c.strip() for c in s.strip("|").split("|"))
@@ -141,6 +145,10 @@ def cut_references(text: str) -> tuple[str, bool]:
             m = _REF_INLINE.search(line)
             if m:
                 return "\n".join(lines[:i] + [line[: m.start()]]), True
+            if _REF_FIRST.match(line):  # an untitled list: "[1] ..." followed by "[2] ..."
+                nxt = next((ln for ln in lines[i + 1 :] if ln.strip()), "")
+                if _REF_SECOND.match(nxt):
+                    return "\n".join(lines[:i]), True
         pos += len(line) + 1
     return text, False
 
@@ -158,14 +166,15 @@ def markdown_to_text(md: str, math: str = "text", references: bool = True) -> tu
         text = _DISPLAY_MATH.sub(lambda m: "\n" + conv(m.group(1)) + "\n", text)
 
         def inline(m: re.Match) -> str:
-            return conv(m.group(1))
+            # MinerU pads math with spaces; keep a pad only next to Latin text ("n = 40 例" stays)
+            before = m.group(1) if m.start() > 0 and _LATIN.match(m.string[m.start() - 1]) else ""
+            after = m.group(3) if m.end() < len(m.string) and _LATIN.match(m.string[m.end()]) else ""
+            return before + conv(m.group(2)) + after
 
         text = _INLINE_MATH.sub(inline, text)
-        # math sat between spaces MinerU added; drop a space next to CJK text or punctuation
-        text = re.sub(r"(?<=[\u3000-\u9fff\uff00-\uffef]) +(?=[\w(（%±])|(?<=[\w)）%]) +(?=[\u3000-\u9fff\uff00-\uffef])", "", text)
     text = _MD_ESCAPE.sub(r"\1", text)
     text = _HEADING.sub("", text)
-    text = "\n".join(_pipe_row(line) for line in text.split("\n"))
+    text = "\n".join(r for r in map(_pipe_row, text.split("\n")) if r is not None)
     text = re.sub(r"[ \t]+\n", "\n", text)
     text = re.sub(r"\n{3,}", "\n\n", text).strip()
     return text, cut

@@ -16,12 +16,13 @@ CJK_RUNS = re.compile(f"[{CJK_CLASS}]+")
 WHITESPACE_RUNS = re.compile(r"\s+")
 DIGIT_RUNS = re.compile(r"[0-9\uff10-\uff19]+")
 
-# Symbols that carry no text: markup and decoration (# * = _ ~ ^ | \ ` { } < > @ $ and their full-width
-# forms), ellipsis (Gopher counts "..." and "…"), arrows excluded (↑↓ mark lab values), box drawing,
-# blocks, geometric shapes, misc symbols, dingbats (U+2500-U+27BF), emoji and pictographs.
+# Symbols that carry no text: decoration and markup (# * = ~ | ` @ and their full-width forms),
+# ellipsis (Gopher counts "#" and "..."/"…"), box drawing, blocks, geometric shapes, misc symbols,
+# dingbats (U+2500-U+27BF), emoji and pictographs. Not symbols here: < > (P<0.05), arrows (↑↓ mark
+# lab values), math operators (≥ ±), and LaTeX's $ \ { } ^ _ (formulas in papers are content).
 SYMBOL_CLASS = (
-    r"#*=_~^|\\`{}<>@$"
-    "\uff03\uff0a\uff1d\uff3f\uff5e\uff3e\uff5c\uff3c\uff40\uff5b\uff5d\uff1c\uff1e\uff20\uff04"
+    r"#*=~|`@"
+    "\uff03\uff0a\uff1d\uff5e\uff5c\uff40\uff20"
     "\u2026\u2500-\u27bf\u2b00-\u2bff\U0001f000-\U0001faff"
 )
 SYMBOL_RUNS = re.compile(f"[{SYMBOL_CLASS}]+")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from operator import add
 
 import numpy as np
 from datatrove.data import Document
@@ -32,12 +31,22 @@ from curation.steps.filters._text import fmt
 # FineWeb-2 per-language thresholds for Mandarin, huggingface/fineweb-2 configs/cmn_Hani.yml
 # (commit baedee4): dup_line_frac 0.314, top_n_grams ((2, .111), (3, .122), (4, .132)),
 # dup_n_grams ((5, .221), (6, .197), (7, .177), (8, .162), (9, .149), (10, .139)).
-# FineWeb-2 counts n-grams of *words*; see CharNGramRepetitionFilter for how we apply them to characters.
+# (An earlier revision, 05e6729, had top 0.256/0.201/0.171 and dup 0.198..0.127.) FineWeb-2 counts
+# n-grams of *words*; see CharNGramRepetitionFilter for how they translate to characters.
 FW2_CMN_DUP_LINE_FRAC = 0.314
 FW2_CMN_TOP_N_GRAMS = ((2, 0.111), (3, 0.122), (4, 0.132))
 FW2_CMN_DUP_N_GRAMS = ((5, 0.221), (6, 0.197), (7, 0.177), (8, 0.162), (9, 0.149), (10, 0.139))
 
-_NON_WORD = re.compile(r"[\W_]+")  # whitespace, punctuation, symbols: n-grams run over CJK, letters, digits
+# jieba segments our corpus into 2.09 characters per word (2,000 random documents), so a word
+# n-gram is ~2n characters: the defaults below use character n = 2 x Gopher's word n.
+CHARS_PER_WORD = 2
+# Gopher Table A1 top-n-gram fractions (0.20, 0.18, 0.16 for 2/3/4 words).
+TOP_N_GRAMS = ((4, 0.20), (6, 0.18), (8, 0.16))
+# Duplicate n-gram fractions for 5..10 words as 10..20 characters, calibrated on the real corpus
+# (see CharNGramRepetitionFilter): FineWeb-2 cmn + ~0.07.
+DUP_N_GRAMS = ((10, 0.30), (12, 0.28), (14, 0.26), (16, 0.24), (18, 0.22), (20, 0.20))
+
+_NON_WORD = re.compile(r"\\[A-Za-z]+|[\W_]+")  # whitespace, punctuation, symbols: n-grams run over CJK, letters, digits
 _PARA = re.compile(r"\n\s*\n")
 _LINES = re.compile(r"\n+")
 _NUMPY_FROM = 4000  # characters; below this the pure-Python path is faster (measured)
@@ -76,29 +85,32 @@ def _dup_coverage_np(cp: np.ndarray, n: int) -> int:
     if m <= 1:
         return 0
     h = _hashes(cp, n)
-    order = np.argsort(h, kind="stable")  # stable: the first occurrence leads each group
+    order = np.argsort(h)  # SIMD quicksort; first occurrences are recovered below
     hs = h[order]
-    dup = np.zeros(m, dtype=bool)
-    dup[order[1:]] = hs[1:] == hs[:-1]
-    if not dup.any():
+    same = hs[1:] == hs[:-1]
+    if not same.any():
         return 0
+    starts = np.flatnonzero(np.concatenate(([True], ~same)))
+    sizes = np.diff(np.append(starts, m))
+    firsts = np.minimum.reduceat(order, starts)  # earliest position of each distinct n-gram
+    dup = np.zeros(m, dtype=bool)
+    dup[order[np.repeat(sizes > 1, sizes)]] = True
+    dup[firsts] = False
     # cover [i, i+n) for every duplicate start i: difference array, then count positions > 0
-    diff = np.zeros(len(cp) + 1, dtype=np.int32)
     idx = np.flatnonzero(dup)
-    np.add.at(diff, idx, 1)
-    np.add.at(diff, idx + n, -1)
+    diff = np.bincount(idx, minlength=len(cp) + 1)[: len(cp) + 1].astype(np.int64)
+    diff -= np.bincount(idx + n, minlength=len(cp) + 1)[: len(cp) + 1]
     return int(np.count_nonzero(np.cumsum(diff[:-1])))
 
 
-def _top_count(s: str, n: int) -> int:
-    if n == 2:
-        grams = map(add, s, s[1:])
-    elif n == 3:
-        grams = map(add, map(add, s, s[1:]), s[2:])
-    else:
-        grams = (s[i : i + n] for i in range(len(s) - n + 1))
-    c = Counter(grams)
-    return c.most_common(1)[0][1] if c else 0
+def _top_count_np(cp: np.ndarray, n: int) -> int:
+    m = len(cp) - n + 1
+    if m <= 0:
+        return 0
+    hs = np.sort(_hashes(cp, n))
+    edges = np.flatnonzero(hs[1:] != hs[:-1])
+    runs = np.diff(np.concatenate(([-1], edges, [m - 1])))
+    return int(runs.max())
 
 
 class CharNGramRepetitionFilter(CumedFilter):
@@ -107,20 +119,31 @@ class CharNGramRepetitionFilter(CumedFilter):
     Args:
         top_n_grams: ``((n, max_fraction), ...)`` for the most frequent n-gram.
         dup_n_grams: ``((n, max_fraction), ...)`` for all duplicated n-grams.
-        Defaults: FineWeb-2 ``cmn_Hani`` thresholds (see ``FW2_CMN_*``) with n counted in
-        characters. FineWeb-2 counted words, and a character n-gram repeats more easily than a
-        word n-gram, so reusing the fractions on characters is the stricter reading; on the real
-        corpus it removes <1 % of the QA and encyclopedia sources (benchmarks/filters_bench.md),
-        the removed ones being templated answers and repeated paragraphs. ``None`` disables a
-        family; an empty tuple too.
+        min_chars: documents with fewer n-gram characters are not judged (default 100): in a
+            60-character answer a disease name said three times is normal, not spam.
+
+    N-grams run over CJK characters, letters and digits only (whitespace, punctuation, table
+    pipes and LaTeX command names removed). Defaults, and why not FineWeb-2's values directly
+    (measured on the 44,913 real documents, benchmarks/filters_bench.md):
+
+    - FineWeb-2 ``cmn_Hani`` fractions on character 2/3/4- and 5..10-grams: kept 77 % of
+      huatuo_llama and 3 % of ChinaXiv papers (a disease name is a character 3-gram).
+    - Same fractions with n doubled (``CHARS_PER_WORD``): still 96 % of Toyhom consultations and
+      54 % of ChinaXiv (results tables, affiliations, repeated units).
+    - Default: top n-grams at Gopher's fractions with n doubled (``TOP_N_GRAMS``), duplicate
+      n-grams with n doubled and fractions raised to 0.30..0.20 (``DUP_N_GRAMS``): >= 98.5 % of
+      every QA source and 91 % of ChinaXiv kept; what goes is answers that repeat the question
+      and papers whose text is mostly repeated table rows.
+
+    ``None`` or ``()`` disables a family.
     """
 
     name = "char_repetition"
 
     def __init__(
         self,
-        top_n_grams: tuple[tuple[int, float], ...] | None = FW2_CMN_TOP_N_GRAMS,
-        dup_n_grams: tuple[tuple[int, float], ...] | None = FW2_CMN_DUP_N_GRAMS,
+        top_n_grams: tuple[tuple[int, float], ...] | None = TOP_N_GRAMS,
+        dup_n_grams: tuple[tuple[int, float], ...] | None = DUP_N_GRAMS,
         min_chars: int | None = 100,
         exclusion_writer=None,
     ):
@@ -134,25 +157,34 @@ class CharNGramRepetitionFilter(CumedFilter):
         L = len(s)
         if self.min_chars is not None and L < self.min_chars:
             return True
+        cp = np.frombuffer(s.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64) if L >= _NUMPY_FROM else None
         bound = None  # count of the top n-gram never exceeds that of the top shorter n-gram
         for n, thr in self.top_n_grams:
             if L < n or (bound is not None and bound * n <= thr * L):
                 continue
-            bound = _top_count(s, n)
+            if cp is not None:
+                bound = _top_count_np(cp, n)
+            else:
+                grams = [s[i : i + n] for i in range(L - n + 1)]
+                # k repeated occurrences: the top n-gram occurs at most k + 1 times (cheap set first)
+                k = len(grams) - len(set(grams))
+                if (k + 1) * n <= thr * L:
+                    bound = k + 1
+                    continue
+                bound = Counter(grams).most_common(1)[0][1]
             frac = bound * n / L
             if frac > thr:
                 return False, f"top_{n}_gram: {fmt(frac)} > {thr}"
         if self.dup_n_grams:
-            reason = self._dup(s, L)
+            reason = self._dup(s, L, cp)
             if reason:
                 return False, reason
         return True
 
-    def _dup(self, s: str, L: int) -> str | None:
+    def _dup(self, s: str, L: int, cp) -> str | None:
         min_thr = min(t for _, t in self.dup_n_grams)
         n0 = self.dup_n_grams[0][0]
-        if L >= _NUMPY_FROM:
-            cp = np.frombuffer(s.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+        if cp is not None:
             cov = lambda n: _dup_coverage_np(cp, n)  # noqa: E731
         else:
             # count bound: k non-first occurrences of n0-grams cover at most k * n0 characters,

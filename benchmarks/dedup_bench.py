@@ -1,0 +1,202 @@
+"""Hand-run benchmark of near-duplicate detection on the full raw corpus plus planted duplicates.
+
+    .venv/bin/python benchmarks/dedup_bench.py --raw ../shared/data/raw [--skip-datasketch] [--scale 1,4]
+
+Each method runs in its own subprocess so its peak RSS (ru_maxrss) is its own. Methods:
+- ``cumed``      curation.dedup.find_duplicates (canonical form, OPH 28x4, verified Jaccard 0.75)
+- ``datasketch`` MinHashLSH, 128 permutations, threshold 0.75, char 5-grams of the raw text
+                 (unverified: every LSH hit counts as a duplicate of the first indexed doc)
+Planted set: 400 copies per kind (2,000) of real documents >= 200 characters that are not
+duplicates already (see curation/dedup/plant.py). MB/s = raw text MB (UTF-8) / wall seconds of
+the whole near-dup stage (canonicalisation, signatures, candidates, verification, clustering),
+not counting reading the files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import pickle
+import random
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+CACHE = Path("/tmp/cumed_dedup_bench")
+
+
+# ------------------------------------------------------------------ corpus (simple readers)
+def _strings(x):
+    if isinstance(x, str):
+        yield x
+    elif isinstance(x, dict):
+        for v in x.values():
+            yield from _strings(v)
+    elif isinstance(x, list):
+        for v in x:
+            yield from _strings(v)
+
+
+def _read(path: Path) -> str:
+    b = path.read_bytes()
+    for enc in ("utf-8-sig", "gb18030"):
+        try:
+            return b.decode(enc)
+        except UnicodeDecodeError:
+            pass
+    return b.decode("utf-8", errors="replace")
+
+
+def load_corpus(raw: Path) -> list[tuple[str, str, dict]]:
+    docs = []
+    for p in sorted(raw.rglob("*")):
+        if not p.is_file() or p.name.startswith(("LICENSE", "README")) or p.suffix not in (".csv", ".json", ".jsonl", ".md", ".tsv", ".txt"):
+            continue
+        rel = str(p.relative_to(raw))
+        meta = {"source": rel.split("/")[0], "synthetic": "llama_data" in rel}
+        text = _read(p)
+        recs: list[str] = []
+        if p.suffix == ".csv":
+            recs = ["\n".join(c for c in row if c) for row in csv.reader(io.StringIO(text))][1:]
+        elif p.suffix == ".md":
+            recs = [text]
+        elif p.suffix == ".tsv":  # CMeKG: one document per subject
+            by = {}
+            for line in text.splitlines():
+                s = line.split("\t")
+                if len(s) == 3:
+                    by.setdefault(s[0], []).append(f"{s[1]}：{s[2]}")
+            recs = [f"{k}\n" + "\n".join(v) for k, v in by.items()]
+        elif p.suffix == ".txt":
+            recs = [b for b in text.split("\n\n") if b.strip()] if "vocab" not in p.name else []
+        else:
+            try:
+                data = json.loads(text)
+                data = data if isinstance(data, list) else [data]
+            except json.JSONDecodeError:
+                data = [json.loads(line) for line in text.splitlines() if line.strip().startswith(("{", "["))]
+            recs = ["\n".join(_strings(r)) for r in data]
+        docs += [(f"{rel}#{i}", r, meta) for i, r in enumerate(recs) if r.strip()]
+    return docs
+
+
+def perturb(text: str, rng: random.Random, rate=0.01) -> str:
+    """Cheap char noise for scaling replicas: replace ~rate of positions (slices, no per-char loop)."""
+    if len(text) < 20:
+        return text + "。"
+    k = max(1, int(len(text) * rate))
+    pos = sorted(rng.sample(range(len(text)), min(k, len(text))))
+    out, last = [], 0
+    for p in pos:
+        out.append(text[last:p])
+        out.append(chr(0x4E00 + rng.randrange(20000)))
+        last = p + 1
+    out.append(text[last:])
+    return "".join(out)
+
+
+def prepare(raw: Path, per_kind: int):
+    CACHE.mkdir(exist_ok=True)
+    f = CACHE / f"bench_{per_kind}.pkl"
+    if f.exists():
+        return pickle.loads(f.read_bytes())
+    from curation.dedup import find_duplicates
+    from curation.dedup.plant import plant
+
+    docs = load_corpus(raw)
+    natural = find_duplicates(docs)
+    busy = {d.id for d in natural} | {d.duplicate_of for d in natural}
+    pool = [(i, t) for i, t, _ in docs if i not in busy]
+    copies, truth = plant(pool, per_kind=per_kind, seed=1)
+    data = (docs, [(i, t, {"source": "planted"}) for i, t in copies], truth, len(natural))
+    f.write_bytes(pickle.dumps(data))
+    return data
+
+
+# ------------------------------------------------------------------ methods (one per subprocess)
+def run_cumed(docs):
+    from curation.dedup import find_duplicates
+
+    stats: dict = {}
+    dec = find_duplicates(docs, stats=stats)
+    return dec, stats
+
+
+def run_datasketch(docs):
+    import numpy as np
+    from datasketch import MinHash, MinHashLSH
+
+    from curation.dedup.core import Decision
+
+    lsh = MinHashLSH(threshold=0.75, num_perm=128)
+    out = []
+    for i, t, _ in docs:
+        sh = {t[k : k + 5] for k in range(max(1, len(t) - 4))}
+        m = MinHash(num_perm=128)
+        m.update_batch([s.encode("utf-8") for s in sh])
+        hits = lsh.query(m)
+        if hits:
+            out.append(Decision(i, sorted(hits)[0], 0.0, "near"))
+        else:
+            lsh.insert(i, m)
+    return out, {}
+
+
+def child(method: str, per_kind: int, scale: int, raw: Path):
+    from curation.dedup.plant import score
+
+    docs, copies, truth, _ = prepare(raw, per_kind)
+    data = docs + copies
+    if scale > 1:
+        rng = random.Random(scale)
+        data = data + [(f"{i}@r{r}", perturb(t, rng), m) for r in range(1, scale) for i, t, m in docs + copies]
+    mb = sum(len(t.encode("utf-8")) for _, t, _ in data) / 1e6
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    dec, stats = {"cumed": run_cumed, "datasketch": run_datasketch}[method](data)
+    wall = time.perf_counter() - t0
+    s = score(dec, truth)
+    print(json.dumps({
+        "method": method, "scale": scale, "docs": len(data), "MB": round(mb, 1), "wall_s": round(wall, 2),
+        "MB_per_s": round(mb / wall, 2), "peak_rss_MB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "rss_before_MB": round(base_rss), "recall": round(s["recall"], 4), "precision": round(s["precision"], 4),
+        "per_kind": {k: round(v, 3) for k, v in s["per_kind"].items()}, "false_pairs": s["false_pairs"],
+        "removed": len(dec), "stats": stats,
+    }))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--raw", default=str(Path(__file__).resolve().parents[2] / "shared/data/raw"))
+    ap.add_argument("--per-kind", type=int, default=400)
+    ap.add_argument("--scale", default="1,4")
+    ap.add_argument("--skip-datasketch", action="store_true")
+    ap.add_argument("--child", nargs=2)
+    a = ap.parse_args()
+    raw = Path(a.raw)
+    if a.child:
+        return child(a.child[0], a.per_kind, int(a.child[1]), raw)
+    docs, copies, truth, natural = prepare(raw, a.per_kind)
+    print(f"corpus: {len(docs)} docs, {sum(len(t.encode()) for _, t, _ in docs) / 1e6:.1f} MB; natural dup decisions {natural}; planted {len(copies)}", flush=True)
+    runs = [("cumed", 1)] + ([] if a.skip_datasketch else [("datasketch", 1)]) + [("cumed", int(s)) for s in a.scale.split(",") if int(s) > 1]
+    results = []
+    for m, s in runs:
+        r = subprocess.run([sys.executable, __file__, "--raw", str(raw), "--per-kind", str(a.per_kind), "--child", m, str(s)], capture_output=True, text=True)
+        if r.returncode:
+            print(r.stderr[-3000:])
+            continue
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+        print(json.dumps(res), flush=True)
+        results.append(res)
+    (CACHE / "results.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""A static HTML report for a documents version: Table-1 counts, removal reasons, plots.
+
+One self-contained file (plots are embedded PNGs), so it can be mailed or attached to an issue.
+Plots use only ASCII labels: CJK fonts are not guaranteed on every machine that renders them.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.compute as pc
+
+from .store import DatasetVersion
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _plots(dv: DatasetVersion) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stats = dv.manifest.get("stats") or {}
+    plots = {}
+    reasons = stats.get("removed_by_reason") or {}
+    if reasons:
+        items = sorted(reasons.items(), key=lambda kv: kv[1])
+        fig, ax = plt.subplots(figsize=(7, 0.35 * len(items) + 1))
+        ax.barh([k for k, _ in items], [v for _, v in items], color="#c0504d")
+        ax.set_xlabel("documents removed")
+        ax.set_title("Removal reasons")
+        plots["removal_reasons"] = _png(fig)
+
+    sources = stats.get("sources") or {}
+    if sources:
+        names = list(sources)
+        kept = [sources[n]["kept"] for n in names]
+        removed = [sources[n]["removed"] for n in names]
+        fig, ax = plt.subplots(figsize=(7, 0.4 * len(names) + 1))
+        ax.barh(names, kept, color="#4f81bd", label="kept")
+        ax.barh(names, removed, left=kept, color="#c0504d", label="removed")
+        ax.set_xscale("symlog")
+        ax.legend()
+        ax.set_title("Documents per source")
+        plots["per_source"] = _png(fig)
+
+    lengths = dv.to_arrow(columns=["source", "n_chars"])
+    if lengths.num_rows:
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        for src in pc.unique(lengths.column("source")).to_pylist():
+            vals = lengths.filter(pc.equal(lengths.column("source"), src)).column("n_chars").to_numpy()
+            ax.hist(vals.clip(1, None), bins=__import__("numpy").logspace(0, 6, 50), histtype="step", label=src)
+        ax.set_xscale("log")
+        ax.set_xlabel("characters per kept document")
+        ax.legend(fontsize=7)
+        ax.set_title("Length distribution")
+        plots["lengths"] = _png(fig)
+
+    sizes = duplicate_cluster_sizes(dv)
+    if sizes:
+        c = Counter(sizes)
+        xs = sorted(c)
+        fig, ax = plt.subplots(figsize=(7, 3))
+        ax.bar([str(x) for x in xs], [c[x] for x in xs], color="#9bbb59")
+        ax.set_xlabel("cluster size (kept + removed duplicates)")
+        ax.set_ylabel("clusters")
+        ax.set_yscale("log")
+        ax.set_title("Duplicate clusters")
+        plots["dup_clusters"] = _png(fig)
+    return plots
+
+
+def duplicate_cluster_sizes(dv: DatasetVersion) -> list[int]:
+    removed = dv.to_arrow("removed", columns=["removed_by", "metadata"])
+    if not removed.num_rows:
+        return []
+    dups = removed.filter(pc.equal(removed.column("removed_by"), "dedup"))
+    keepers = Counter()
+    for meta in dups.column("metadata").to_pylist():
+        target = json.loads(meta or "{}").get("duplicate_of")
+        if target:
+            keepers[target] += 1
+    return [n + 1 for n in keepers.values()]
+
+
+def render(dv: DatasetVersion) -> str:
+    m = dv.manifest
+    stats = m.get("stats") or {}
+    esc = html.escape
+    rows = []
+    for name, s in (stats.get("sources") or {}).items():
+        rows.append(
+            f"<tr><td>{esc(s.get('category', ''))}</td><td>{esc(name)}</td><td>{s['read']:,}</td><td>{s['kept']:,}</td>"
+            f"<td>{s['removed']:,}</td><td>{s['chars']:,}</td><td>{s['bytes'] / 1e6:.2f}</td><td>{s['tokens']:,}</td></tr>"
+        )
+    reasons = "".join(
+        f"<tr><td>{esc(k)}</td><td>{v:,}</td></tr>"
+        for k, v in sorted((stats.get("removed_by_reason") or {}).items(), key=lambda kv: -kv[1])
+    )
+    steps = "".join(
+        f"<tr><td>{esc(k)}</td><td>{esc(', '.join(f'{a}={b:,}' if isinstance(b, int) else f'{a}={b}' for a, b in v.items()))}</td></tr>"
+        for k, v in (stats.get("steps") or {}).items()
+    )
+    figs = "".join(f'<figure><img alt="{k}" src="{v}"><figcaption>{k}</figcaption></figure>' for k, v in _plots(dv).items())
+    lin = m.get("lineage") or {}
+    return f"""<!doctype html><html lang="zh"><head><meta charset="utf-8"><title>{esc(dv.ref)}</title>
+<style>body{{font-family:system-ui,'Noto Sans CJK SC',sans-serif;margin:2em;max-width:1100px}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}
+td:first-child,td:nth-child(2){{text-align:left}}figure{{display:inline-block;margin:1em}}</style></head><body>
+<h1>{esc(dv.ref)}</h1>
+<p>kind {esc(dv.kind)} · {dv.rows:,} kept · {dv.removed_rows:,} removed · created {esc(str(m.get('created_at')))}
+· content hash <code>{esc(dv.content_hash[:16])}</code></p>
+<p>recipe <code>{esc(str((lin.get('recipe') or {}).get('path', '')))}</code> · code {esc(str(lin.get('code_version')))}
+· {len(lin.get('inputs') or [])} raw input files hashed · parents {esc(', '.join(lin.get('parents') or []) or 'none')}</p>
+<h2>Table 1 (tokens: {esc(str(stats.get('tokenizer', '?')))})</h2>
+<table><tr><th>category</th><th>source</th><th>read</th><th>kept</th><th>removed</th><th>chars</th><th>MB</th><th>tokens</th></tr>
+{''.join(rows)}</table>
+<h2>Removal reasons</h2><table><tr><th>removed by</th><th>documents</th></tr>{reasons}</table>
+<h2>Steps</h2><table><tr><th>step</th><th>counters</th></tr>{steps}</table>
+<h2>Plots</h2>{figs}
+</body></html>"""
+
+
+def write_report(dv: DatasetVersion, out: str | Path) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(dv), encoding="utf-8")
+    return out

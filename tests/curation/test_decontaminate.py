@@ -1,0 +1,81 @@
+"""Decontamination: evaluation items pasted into real training text are removed, naming the item."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from datatrove.data import Document
+
+from curation.eval_sets import EVAL_SETS, cmb_clin, disc_eval, huatuo26m_test, load_eval_set
+from curation.steps.decontaminate import Decontaminate
+
+RAW = Path(__file__).resolve().parents[3] / "shared" / "data" / "raw"
+TOYHOM = RAW / "Toyhom_Chinese_medical_dialogue" / "样例_内科5000-6000.csv"
+PAPER = RAW / "ChinaXiv_medical" / "urology" / "ChinaXiv-201801.00661V1.md"
+pytestmark = pytest.mark.skipif(not TOYHOM.exists(), reason=f"real data not found at {RAW}")
+
+
+@pytest.fixture(scope="module")
+def step():
+    s = Decontaminate(raw=RAW)
+    s.build_index()
+    return s
+
+
+@pytest.fixture(scope="module")
+def toyhom():
+    t = pd.read_csv(TOYHOM, encoding="gb18030").fillna("")
+    return [f"{r.title}\n{r.ask}\n{r.answer}" for r in t.itertuples()]
+
+
+def test_eval_set_loaders_yield_ids_and_question_and_answer():
+    hua = list(huatuo26m_test(RAW))
+    assert len(hua) == 6000 and hua[0][0] == "0"
+    assert "腰间盘" in hua[0][1] and "泡脚是可以的" in hua[0][1]  # question and answer
+    cmb = list(cmb_clin(RAW))
+    assert len(cmb) == 73 and "右下腹" in cmb[0][1]
+    disc = list(disc_eval(RAW))
+    assert len(disc) == 240 and {i.split("/")[0] for i, _ in disc} == {"cmd", "cmid"}
+    with pytest.raises(KeyError, match="use one of huatuo26m_test"):
+        load_eval_set("huatuo", RAW)
+    assert set(EVAL_SETS) == {"huatuo26m_test", "cmb_clin", "disc_eval"}
+
+
+def test_pasted_items_are_removed_naming_the_item(step, toyhom):
+    hua = dict(huatuo26m_test(RAW))
+    cmb = dict(cmb_clin(RAW))
+    answer = hua["123"].split("\n", 1)[1]  # the answer only, not the question
+    cases = [
+        # a Toyhom answer with a Huatuo-26M test answer pasted in
+        (toyhom[10] + "\n" + answer, "huatuo26m_test:123"),
+        # a CMB-Clin case pasted into a real paper, in Traditional script and full-width digits
+        (PAPER.read_text(encoding="utf-8")[:3000] + "\n病例：\n" + _to_trad(cmb["5"]), "cmb_clin:5"),
+        # a CMID question quoted whole
+        ("网友提问：" + dict(disc_eval(RAW))["cmid/1-6020"] + "\n医生回复：多喝水。", "disc_eval:cmid/1-6020"),
+    ]
+    for text, item in cases:
+        doc = Document(text=text, id="x", metadata={})
+        keep, reason = step.filter(doc)
+        assert not keep and reason == f"eval_overlap: {item}" and doc.metadata["eval_item"] == item
+
+
+def test_real_toyhom_documents_are_kept(step, toyhom):
+    removed = [t for t in toyhom if step.filter(Document(text=t, id="x", metadata={})) is not True]
+    assert len(removed) / len(toyhom) <= 0.01, len(removed)
+
+
+def test_boilerplate_span_alone_does_not_remove():
+    items = {"toy": [("a", "您好，根据您的描述，考虑是前列腺炎引起的，建议到医院泌尿外科检查前列腺液常规。")]}
+    step = Decontaminate(items, n=8, min_spans=20, min_coverage=0.5)
+    assert step.filter(Document(text="您好，根据您的描述，考虑是感冒，多喝水多休息。", id="d", metadata={})) is True
+    keep, reason = step.filter(Document(text="转载：" + items["toy"][0][1], id="e", metadata={}))
+    assert not keep and reason == "eval_overlap: toy:a"
+
+
+def _to_trad(text: str) -> str:
+    import opencc
+
+    return opencc.OpenCC("s2t").convert(text).translate(str.maketrans("0123456789", "０１２３４５６７８９"))
