@@ -87,19 +87,18 @@ def load_corpus(raw: Path) -> list[tuple[str, str, dict]]:
     return docs
 
 
-def perturb(text: str, rng: random.Random, rate=0.01) -> str:
-    """Cheap char noise for scaling replicas: replace ~rate of positions (slices, no per-char loop)."""
-    if len(text) < 20:
-        return text + "。"
-    k = max(1, int(len(text) * rate))
-    pos = sorted(rng.sample(range(len(text)), min(k, len(text))))
-    out, last = [], 0
-    for p in pos:
-        out.append(text[last:p])
-        out.append(chr(0x4E00 + rng.randrange(20000)))
-        last = p + 1
-    out.append(text[last:])
-    return "".join(out)
+def replica_table(r: int) -> dict[int, int]:
+    """Replica r of the corpus: a fixed random permutation of the common CJK characters that
+    t2s leaves alone. Within a replica duplicates stay duplicates (same permutation), across
+    replicas texts are unrelated: the corpus grows r-fold with the same duplicate structure.
+    (Traditional copies do not survive it: their characters are outside the permutation.)"""
+    from curation.dedup.canonical import _t2s
+
+    _, has_trad = _t2s()
+    chars = [c for c in range(0x4E00, 0x9FA6) if not has_trad.match(chr(c))]
+    perm = chars[:]
+    random.Random(r).shuffle(perm)
+    return dict(zip(chars, perm))
 
 
 def prepare(raw: Path, per_kind: int):
@@ -149,18 +148,54 @@ def run_datasketch(docs):
     return out, {}
 
 
+def run_staged(docs):
+    """The three datatrove stages on Parquet in /tmp (stage 1 also writes the texts back)."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.readers import ParquetReader
+    from datatrove.pipeline.writers import ParquetWriter
+
+    from curation.dedup import NearDupClusters, NearDupSignatures, read_decisions
+
+    root = CACHE / "staged"
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "in").mkdir(parents=True)
+    shards = 8
+    for s in range(shards):
+        part = docs[s::shards]
+        pq.write_table(pa.table({"id": [d[0] for d in part], "text": [d[1] for d in part]}), root / "in" / f"{s:02d}.parquet")
+    t0 = time.perf_counter()
+    LocalPipelineExecutor(
+        pipeline=[ParquetReader(str(root / "in")), NearDupSignatures(str(root / "sigs")), ParquetWriter(str(root / "texts"))],
+        tasks=shards, workers=1, logging_dir=str(root / "l1"),
+    ).run()
+    t1 = time.perf_counter()
+    LocalPipelineExecutor(
+        pipeline=[NearDupClusters(str(root / "sigs"), str(root / "texts"), str(root / "dec"), partitions=4)],
+        tasks=1, logging_dir=str(root / "l2"),
+    ).run()
+    t2 = time.perf_counter()
+    return read_decisions(str(root / "dec")), {"stage1_s": round(t1 - t0, 2), "stage2_s": round(t2 - t1, 2)}
+
+
 def child(method: str, per_kind: int, scale: int, raw: Path):
     from curation.dedup.plant import score
 
     docs, copies, truth, _ = prepare(raw, per_kind)
     data = docs + copies
     if scale > 1:
-        rng = random.Random(scale)
-        data = data + [(f"{i}@r{r}", perturb(t, rng), m) for r in range(1, scale) for i, t, m in docs + copies]
+        base = data
+        for r in range(1, scale):
+            tab = replica_table(r)
+            data = data + [(f"{i}@r{r}", t.translate(tab), m) for i, t, m in base]
+            truth = truth + [(f"{c}@r{r}", f"{o}@r{r}", k) for c, o, k in truth if "@r" not in c]
     mb = sum(len(t.encode("utf-8")) for _, t, _ in data) / 1e6
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
-    dec, stats = {"cumed": run_cumed, "datasketch": run_datasketch}[method](data)
+    dec, stats = {"cumed": run_cumed, "datasketch": run_datasketch, "staged": run_staged}[method](data)
     wall = time.perf_counter() - t0
     s = score(dec, truth)
     print(json.dumps({
@@ -176,8 +211,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--raw", default=str(Path(__file__).resolve().parents[2] / "shared/data/raw"))
     ap.add_argument("--per-kind", type=int, default=400)
-    ap.add_argument("--scale", default="1,4")
+    ap.add_argument("--scale", default="1,4,16")
     ap.add_argument("--skip-datasketch", action="store_true")
+    ap.add_argument("--methods", default="", help="comma list to run instead, e.g. staged")
     ap.add_argument("--child", nargs=2)
     a = ap.parse_args()
     raw = Path(a.raw)
@@ -186,6 +222,8 @@ def main():
     docs, copies, truth, natural = prepare(raw, a.per_kind)
     print(f"corpus: {len(docs)} docs, {sum(len(t.encode()) for _, t, _ in docs) / 1e6:.1f} MB; natural dup decisions {natural}; planted {len(copies)}", flush=True)
     runs = [("cumed", 1)] + ([] if a.skip_datasketch else [("datasketch", 1)]) + [("cumed", int(s)) for s in a.scale.split(",") if int(s) > 1]
+    if a.methods:
+        runs = [(m, 1) for m in a.methods.split(",")]
     results = []
     for m, s in runs:
         r = subprocess.run([sys.executable, __file__, "--raw", str(raw), "--per-kind", str(a.per_kind), "--child", m, str(s)], capture_output=True, text=True)
@@ -195,7 +233,7 @@ def main():
         res = json.loads(r.stdout.strip().splitlines()[-1])
         print(json.dumps(res), flush=True)
         results.append(res)
-    (CACHE / "results.json").write_text(json.dumps(results, indent=1))
+    (CACHE / f"results_{a.methods or 'main'}.json").write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -110,56 +110,53 @@ def _removed_writer(work: Path, order: int, step_name: str) -> ParquetWriter:
     )
 
 
-def build_steps(recipe: Recipe, work: Path) -> tuple[list, list, dict]:
-    """The per-document steps of stage A and the dedup stages, from the recipe's ``steps``."""
-    steps_cfg = dict(recipe.steps)
-    unknown = set(steps_cfg) - {"normalize", "pii", "mojibake", "filters", "decontaminate", "dedup"}
+STEP_NAMES = ("normalize", "pii", "filters", "decontaminate", "dedup")
+
+
+def build_steps(recipe: Recipe, work: Path) -> list:
+    """Stage A's per-document steps from the recipe's ``steps`` mapping.
+
+    ``normalize``, ``pii`` and ``filters`` are on by default (``false`` disables one; an empty
+    ``filters`` mapping means every filter with its defaults); ``decontaminate`` and ``dedup``
+    run only when the recipe configures them. Every filter gets an exclusion writer.
+    """
+    from .steps.filters import FILTERS
+    from .steps.normalize import Normalize
+    from .steps.pii import PIIRedactor
+
+    cfg = dict(recipe.steps)
+    unknown = set(cfg) - set(STEP_NAMES)
     if unknown:
-        raise CumedError(
-            f"unknown step(s) {', '.join(sorted(unknown))} in {recipe.path}; "
-            f"allowed: normalize, mojibake, pii, filters, decontaminate, dedup"
-        )
-    order = iter(range(1, 100))
-    stage_a: list = [DropReadErrors(exclusion_writer=_removed_writer(work, 0, "reader"))]
+        raise CumedError(f"unknown step(s) {', '.join(sorted(unknown))} in {recipe.path}; allowed: {', '.join(STEP_NAMES)}")
+    steps: list = [DropReadErrors(exclusion_writer=_removed_writer(work, 0, "reader"))]
+    try:
+        if cfg.get("normalize", {}) is not False:
+            steps.append(Normalize(**(cfg.get("normalize") or {})))
+        if cfg.get("pii", {}) is not False:
+            steps.append(PIIRedactor(**(cfg.get("pii") or {})))
+        filters = cfg.get("filters", {})
+        if filters is not False:
+            chosen = dict(filters or {}) or {name: {} for name in FILTERS}
+            for order, (fname, kwargs) in enumerate(chosen.items(), start=1):
+                if fname not in FILTERS:
+                    raise CumedError(f"unknown filter {fname!r} in {recipe.path}; use one of {', '.join(FILTERS)}")
+                if kwargs is None or kwargs is False:
+                    continue
+                kwargs = {} if kwargs is True else dict(kwargs)
+                if fname == "lexicon_density":
+                    kwargs.setdefault("raw_dir", str(recipe.raw))
+                steps.append(FILTERS[fname](exclusion_writer=_removed_writer(work, order, fname), **kwargs))
+        decon = cfg.get("decontaminate")
+        if decon:
+            from .steps.decontaminate import Decontaminate
 
-    if steps_cfg.get("normalize", {}) is not False:
-        from .steps.normalize import Normalize
-
-        stage_a.append(Normalize(**(steps_cfg.get("normalize") or {})))
-    if steps_cfg.get("mojibake", {}) is not False:
-        from .steps.normalize import MojibakeFilter
-
-        stage_a.append(MojibakeFilter(exclusion_writer=_removed_writer(work, next(order), "mojibake"),
-                                      **(steps_cfg.get("mojibake") or {})))
-    if steps_cfg.get("pii", {}) is not False:
-        from .steps.pii import RedactPII
-
-        stage_a.append(RedactPII(**(steps_cfg.get("pii") or {})))
-    filters_cfg = steps_cfg.get("filters", {})
-    if filters_cfg is not False:
-        from .steps.filters import FILTERS, default_filters
-
-        chosen = filters_cfg if filters_cfg else default_filters()
-        for fname, kwargs in chosen.items():
-            if fname not in FILTERS:
-                raise CumedError(f"unknown filter {fname!r} in {recipe.path}; use one of {', '.join(sorted(FILTERS))}")
-            if kwargs is False:
-                continue
-            stage_a.append(FILTERS[fname](exclusion_writer=_removed_writer(work, next(order), fname),
-                                          **_with_raw(kwargs or {}, recipe)))
-    decon_cfg = steps_cfg.get("decontaminate", False)
-    if decon_cfg is not False and decon_cfg is not None:
-        from .steps.decontaminate import Decontaminate
-
-        stage_a.append(Decontaminate(exclusion_writer=_removed_writer(work, next(order), "decontaminate"),
-                                     raw=str(recipe.raw), **(decon_cfg or {})))
-    dedup_cfg = steps_cfg.get("dedup", False)
-    return stage_a, [order], dedup_cfg
-
-
-def _with_raw(kwargs: dict, recipe: Recipe) -> dict:
-    """Filters that need raw data (the CMeKG lexicon) get the recipe's raw root."""
-    return {**kwargs, **({"raw": str(recipe.raw)} if "lexicon" in kwargs.get("__needs__", "") else {})}
+            steps.append(Decontaminate(exclusion_writer=_removed_writer(work, 80, "decontaminate"),
+                                       raw=str(recipe.raw), **(decon if isinstance(decon, dict) else {})))
+    except TypeError as e:
+        raise CumedError(f"bad step options in {recipe.path}: {e}; see the step's docstring for its keyword arguments") from e
+    except (ValueError, FileNotFoundError) as e:
+        raise CumedError(f"{recipe.path}: {e}") from e
+    return steps
 
 
 class _Progress:
@@ -270,17 +267,20 @@ def build(
     if recipe.kind != "documents":
         raise CumedError(f"cumed build handles documents recipes; {recipe.path} is kind {recipe.kind!r}")
     inputs = recipe.inputs()
-    config_hash = recipe.config_hash({"inputs": [i["sha256"] for i in inputs]})
+    dedup_cfg = recipe.steps.get("dedup")
+    cluster_kwargs = _cluster_kwargs(dedup_cfg, store, recipe.path) if dedup_cfg else {}
+    parents = [store.get(dedup_cfg["against"]).ref] if dedup_cfg and dedup_cfg.get("against") else []
+    # The key includes the resolved reference version, so "against: x@latest" re-runs when x moves.
+    config_hash = recipe.config_hash({"inputs": [i["sha256"] for i in inputs], "parents": parents})
     work = Path(work_root) / f"{recipe.name}-{config_hash[:16]}"
     work.mkdir(parents=True, exist_ok=True)
     _quiet_datatrove()
     workers = max(1, int(workers))
 
     # Stage A: read, clean, filter, decontaminate, sign.
-    stage_a, _, dedup_cfg = build_steps(recipe, work)
     reader = RecipeReader(recipe, str(work / "counts"))
-    pipeline_a = [reader, *stage_a]
-    if dedup_cfg is not False and dedup_cfg is not None:
+    pipeline_a = [reader, *build_steps(recipe, work)]
+    if dedup_cfg:
         from .dedup import NearDupSignatures
 
         pipeline_a.append(NearDupSignatures(str(work / "signatures"), **_sig_kwargs(dedup_cfg)))
@@ -291,12 +291,12 @@ def build(
     _check_stage(work / "logs" / "a", recipe.shards, "read + clean + filter")
 
     final_dir = work / "filtered"
-    if dedup_cfg is not False and dedup_cfg is not None:
+    if dedup_cfg:
         from .dedup import DuplicateFilter, NearDupClusters
 
         with _Progress(f"{recipe.name}: find duplicates", work / "logs" / "b", 1, progress):
             _executor(executor, [NearDupClusters(str(work / "signatures"), str(work / "filtered"), str(work / "dedup"),
-                                                 **_cluster_kwargs(dedup_cfg))], 1, 1, work / "logs" / "b").run()
+                                                 **cluster_kwargs)], 1, 1, work / "logs" / "b").run()
         _check_stage(work / "logs" / "b", 1, "find duplicates")
         pipeline_c = [
             ParquetReader(str(work / "filtered"), adapter=row_adapter, glob_pattern="*.parquet"),
@@ -314,7 +314,7 @@ def build(
     tokens = TokenCounter(recipe.tokenizer)
     stats = collect_stats(recipe, kept_files, removed_files, read_counts, tokens, work)
     lineage = {
-        "parents": [],
+        "parents": parents,
         "recipe": {"path": str(recipe.path), "sha256": recipe.sha256},
         "config_hash": config_hash,
         "code_version": __version__,
@@ -330,12 +330,27 @@ def build(
     return dv, stats
 
 
+SIG_KEYS = {"n", "bands", "rows", "seed", "synthetic_sources"}
+CLUSTER_KEYS = {"threshold", "est_margin", "max_bucket", "partitions"}
+
+
 def _sig_kwargs(cfg: dict) -> dict:
-    return {k: v for k, v in (cfg or {}).items() if k in {"ngram", "num_buckets", "bands", "rows"}}
+    return {k: v for k, v in (cfg or {}).items() if k in SIG_KEYS}
 
 
-def _cluster_kwargs(cfg: dict) -> dict:
-    return {k: v for k, v in (cfg or {}).items() if k not in {"ngram", "num_buckets"}}
+def _cluster_kwargs(cfg: dict, store: Store, where: Path) -> dict:
+    """Clustering options; ``against: name@N`` dedups against an earlier published version."""
+    cfg = dict(cfg or {})
+    unknown = set(cfg) - SIG_KEYS - CLUSTER_KEYS - {"against"}
+    if unknown:
+        raise CumedError(
+            f"unknown dedup option(s) {', '.join(sorted(unknown))} in {where}; "
+            f"allowed: {', '.join(sorted(SIG_KEYS | CLUSTER_KEYS | {'against'}))}"
+        )
+    kwargs = {k: v for k, v in cfg.items() if k in CLUSTER_KEYS}
+    if cfg.get("against"):
+        kwargs["reference_folder"] = str(store.get(cfg["against"]).data_dir)
+    return kwargs
 
 
 def _read_conformed(path: Path, removed: bool = False):

@@ -31,6 +31,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -93,40 +94,6 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
 # --------------------------------------------------------------------------- hashing I/O
 
 
-class _HashingWriter:
-    """A write-only file object that fsyncs on close and hashes bytes as they pass."""
-
-    def __init__(self, path: Path):
-        self._f = open(path, "wb")
-        self.sha = hashlib.sha256()
-        self.bytes = 0
-        self.closed = False
-
-    def write(self, b) -> int:
-        self.sha.update(b)
-        self.bytes += len(b)
-        return self._f.write(b)
-
-    def flush(self) -> None:
-        self._f.flush()
-
-    def tell(self) -> int:
-        return self.bytes
-
-    def writable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        if not self.closed:
-            self._f.flush()
-            os.fsync(self._f.fileno())
-            self._f.close()
-            self.closed = True
-
-
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -173,6 +140,13 @@ class _Part:
     sha256: str
 
 
+def _seal(folder: Path, name: str, rows: int) -> _Part:
+    path = folder / name
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+    return _Part(name, rows, path.stat().st_size, sha256_file(path))
+
+
 class _PartWriter:
     """Writes conformed batches into fixed-size row groups and files, hashing as it goes."""
 
@@ -184,8 +158,9 @@ class _PartWriter:
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
         self._writer: pq.ParquetWriter | None = None
-        self._sink: _HashingWriter | None = None
         self._file_rows = 0
+        self._pool = ThreadPoolExecutor(max_workers=1)
+        self._done: list = []
 
     def add(self, batch: pa.RecordBatch | pa.Table) -> None:
         table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
@@ -213,10 +188,11 @@ class _PartWriter:
         self._pending = [rest] if rest.num_rows else []
         self._pending_rows = rest.num_rows
         if self._writer is None:
-            name = f"{self.prefix}/part-{len(self.parts):05d}.parquet"
-            self._sink = _HashingWriter(self.folder / name)
+            name = f"{self.prefix}/part-{len(self._done):05d}.parquet"
+            # A native file keeps the GIL free for compression; the sha256 is computed from the
+            # page cache right after the file is closed (faster than hashing through Python writes).
             self._writer = pq.ParquetWriter(
-                self._sink, self.schema, compression=COMPRESSION, write_statistics=True, store_schema=True
+                str(self.folder / name), self.schema, compression=COMPRESSION, write_statistics=True, store_schema=True
             )
             self._name = name
         self._writer.write_table(group, row_group_size=n)
@@ -226,15 +202,17 @@ class _PartWriter:
 
     def _close_file(self) -> None:
         self._writer.close()
-        self._sink.close()
-        self.parts.append(_Part(self._name, self._file_rows, self._sink.bytes, self._sink.sha.hexdigest()))
-        self._writer, self._sink, self._file_rows = None, None, 0
+        # fsync + sha256 release the GIL: overlap them with writing the next file.
+        self._done.append(self._pool.submit(_seal, self.folder, self._name, self._file_rows))
+        self._writer, self._file_rows = None, 0
 
     def finish(self) -> list[_Part]:
         if self._pending_rows:
             self._flush_group(self._pending_rows)
         if self._writer is not None:
             self._close_file()
+        self.parts = [f.result() for f in self._done]
+        self._pool.shutdown()
         return self.parts
 
     @property

@@ -111,20 +111,22 @@ def canonical_batch(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     texts = [to_simplified(t) for t in texts]
     lens = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
     cps = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
-    doc = np.repeat(np.arange(len(texts)), lens)
-    bmp = cps < 0x10000
-    bad = ~bmp
-    bad[bmp] = slow[cps[bmp]]
-    mapped = np.where(bmp, mapping[np.where(bmp, cps, 0)], 0).astype(np.uint32)
+    bad = cps > 0xFFFF
+    bad |= slow[np.minimum(cps, 0xFFFF)]
+    mapped = mapping[np.minimum(cps, 0xFFFF)]
     keep = mapped != 0
-    if bad.any():
-        keep &= ~np.isin(doc, np.unique(doc[bad]))
+    doc = np.repeat(np.arange(len(texts)), lens)
+    bad_docs = np.unique(doc[bad]) if bad.any() else np.empty(0, np.int64)
+    if len(bad_docs):
+        bad_doc = np.zeros(len(texts), dtype=bool)
+        bad_doc[bad_docs] = True
+        keep &= ~bad_doc[doc]
     new_lens = np.bincount(doc[keep], minlength=len(texts)).astype(np.int64)
     out = mapped[keep]
-    if bad.any():  # splice the string-path results in
+    if len(bad_docs):  # splice the string-path results in
         pieces, start = [], 0
         offs = np.concatenate([[0], np.cumsum(new_lens)])
-        for d in np.unique(doc[bad]).tolist():
+        for d in bad_docs.tolist():
             c = codepoints(_slow_canonical(texts[d]))
             pieces += [out[start : offs[d]], c]
             start = offs[d]

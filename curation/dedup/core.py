@@ -20,7 +20,7 @@ Pipeline (each piece a plain function on numpy arrays, so the staged steps in ``
 5. ``jaccard`` (canonical.py): the actual Jaccard of the two character-shingle sets. Only pairs
    at or above ``threshold`` are duplicates: two disease cards that share the 39health template
    but not the content land in the same buckets and are rejected here.
-6. ``assign``: greedy clustering. Documents are visited best first (reference docs first, then
+6. greedy clustering (``resolve.resolve``). Documents are visited best first (reference docs first, then
    the ``prefer`` key); a document with a verified edge to an already kept document is removed
    as a duplicate of the most similar one, otherwise it is kept. Every ``duplicate_of`` thus
    names a kept (or reference) document whose Jaccard with it was measured, with no chaining
@@ -37,7 +37,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from curation.dedup.canonical import _mix64, codepoints, window_hashes
+from curation.dedup.canonical import _mix64, window_hashes
 
 EMPTY = np.uint32(0xFFFFFFFF)
 
@@ -86,27 +86,35 @@ def _probe_table(cfg: DedupConfig) -> np.ndarray:
     return rng.integers(0, cfg.num_bins, size=(cfg.densify_tries, cfg.num_bins))
 
 
-def signatures(canons: list[str], cfg: DedupConfig) -> np.ndarray:
-    """(len(canons), num_bins) uint32 densified OPH signatures, all docs in one numpy pass."""
+def signatures(cps: np.ndarray, lens: np.ndarray, cfg: DedupConfig) -> np.ndarray:
+    """(len(lens), num_bins) uint32 densified OPH signatures of a batch of canonical texts given
+    as concatenated code points ``cps`` and per-text ``lens`` (``canonical_batch``), in one pass."""
     k, n = cfg.num_bins, cfg.n
-    nd = len(canons)
+    nd = len(lens)
     sig = np.full(nd * k, EMPTY, dtype=np.uint32)
     if nd == 0:
         return sig.reshape(0, k)
-    # short docs are padded with U+0000 (never in a canonical text) to one full n-gram
-    padded = [c if len(c) >= n or not c else c + "\0" * (n - len(c)) for c in canons]
-    lens = np.fromiter((len(c) for c in padded), dtype=np.int64, count=nd)
-    cps = codepoints("".join(padded))
+    lens = np.asarray(lens, dtype=np.int64)
+    if ((lens > 0) & (lens < n)).any():  # pad short texts with U+0000 to one full n-gram
+        plens = np.where(lens > 0, np.maximum(lens, n), 0)
+        doc = np.repeat(np.arange(nd), lens)
+        pos = np.arange(len(cps)) - np.repeat(np.cumsum(lens) - lens, lens)
+        padded = np.zeros(int(plens.sum()), dtype=np.uint32)
+        padded[(np.cumsum(plens) - plens)[doc] + pos] = cps
+        cps, lens = padded, plens
     h = window_hashes(cps, n)
     if len(h):
-        starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
-        doc = np.repeat(np.arange(nd, dtype=np.int64), lens)[: len(h)]
-        pos = np.arange(len(h), dtype=np.int64) - starts[doc]
-        ok = pos <= (lens[doc] - n)
+        # a window starting at end-k (k < n) of a document runs into the next one
+        ends = np.cumsum(lens)
+        ok = np.ones(len(h), dtype=bool)
+        for k_ in range(1, n):
+            e = ends - k_
+            ok[e[(e >= 0) & (e < len(h))]] = False
+        doc = np.repeat(np.arange(nd, dtype=np.int32), lens)[: len(h)]
         h, doc = h[ok], doc[ok]
         bins = ((h >> np.uint64(32)) * np.uint64(k)) >> np.uint64(32)
         vals = (h & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-        np.minimum.at(sig, doc * k + bins.astype(np.int64), vals)
+        np.minimum.at(sig, doc.astype(np.int64) * k + bins.astype(np.int64), vals)
     sig = sig.reshape(nd, k)
     _densify(sig, cfg)
     return sig
@@ -183,33 +191,6 @@ def estimated_similarity(sig_a: np.ndarray, sig_b: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- clustering
-def assign(
-    order: list[int],
-    is_ref: np.ndarray,
-    edges: dict[int, list[tuple[int, float]]],
-) -> dict[int, tuple[int, float]]:
-    """Greedy best-first clustering over verified edges; returns {removed: (kept, jaccard)}.
-
-    ``order`` lists the doc indices to visit, best first (reference docs first: they were
-    published already and are always kept).
-    """
-    kept = np.zeros(len(is_ref), dtype=bool)
-    removed: dict[int, tuple[int, float]] = {}
-    for i in order:
-        if is_ref[i]:
-            kept[i] = True
-            continue
-        best = None
-        for j, s in edges.get(i, ()):
-            if kept[j] and (best is None or s > best[1]):
-                best = (j, s)
-        if best is None:
-            kept[i] = True
-        else:
-            removed[i] = best
-    return removed
-
-
 def exact_groups(hashes: np.ndarray, is_ref: np.ndarray, rank: np.ndarray) -> dict[int, int]:
     """{removed doc index: kept doc index} for docs whose canonical text hash is equal.
 

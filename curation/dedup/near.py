@@ -39,7 +39,7 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.batching import batched
 
-from curation.dedup.canonical import canonical, exact_hash, ngram_hashes
+from curation.dedup.canonical import canonical, canonical_batch, exact_hash, ngram_hashes  # noqa: F401
 from curation.dedup.core import (
     Decision,
     DedupConfig,
@@ -48,10 +48,9 @@ from curation.dedup.core import (
     default_prefer,
     signatures,
 )
-from curation.dedup.resolve import Prefer, resolve
+from curation.dedup.resolve import LazyShingles, Prefer, resolve
 
 DECISIONS_FILE = "decisions.parquet"
-TextSource = "str | Callable[[set[str]], Iterable[tuple[str, str]]]"
 
 
 def _is_synthetic_default(doc: Document) -> bool:
@@ -68,13 +67,14 @@ class _RankWriter:
         self.bands: list[np.ndarray] = []
 
     def add(self, ids, texts, synthetic, sources):
-        canons = [canonical(t) for t in texts]
-        sig = signatures(canons, self.cfg)
+        cps, lens = canonical_batch(list(texts))
+        sig = signatures(cps, lens, self.cfg)
         self.sigs.append(sig)
         self.bands.append(band_hashes(sig, self.cfg))
+        offs = np.concatenate([[0], np.cumsum(lens)])
         self.meta["id"] += [str(i) for i in ids]
-        self.meta["length"] += [len(c) for c in canons]
-        self.meta["exact"] += [exact_hash(c) for c in canons]
+        self.meta["length"] += lens.tolist()
+        self.meta["exact"] += [exact_hash(cps[offs[j] : offs[j + 1]]) for j in range(len(lens))]
         self.meta["synthetic"] += list(synthetic)
         self.meta["source"] += list(sources)
 
@@ -131,7 +131,7 @@ class NearDupSignatures(PipelineStep):
         bands: int = 28,
         rows: int = 4,
         seed: int = 1,
-        batch_size: int = 1000,
+        batch_size: int = 2000,
         synthetic_sources: Iterable[str] = (),
         is_synthetic: Callable[[Document], bool] = _is_synthetic_default,
     ):
@@ -308,19 +308,19 @@ class NearDupClusters(PipelineStep):
         stats: dict = {"documents": store.n}
 
         def shingles_for(idx: np.ndarray):
-            out = {}
+            texts: dict[int, str] = {}
             for is_ref, source in ((False, self.texts_folder), (True, self.reference_folder)):
                 sel = idx[store.is_ref[idx] == is_ref]
                 if not len(sel):
                     continue
                 by_id = {store.ids[i]: int(i) for i in sel}
                 for i, t in _texts(source, set(by_id)):
-                    if i in by_id and by_id[i] not in out:
-                        out[by_id[i]] = ngram_hashes(canonical(t), cfg.n)
-            missing = [store.ids[i] for i in idx if int(i) not in out]
+                    if i in by_id:
+                        texts.setdefault(by_id[i], t)
+            missing = [store.ids[i] for i in idx if int(i) not in texts]
             if missing:
                 raise KeyError(f"{len(missing)} candidate texts not found (e.g. {missing[:3]}); texts_folder must hold every signed document")
-            return out
+            return LazyShingles(texts.pop, cfg.n)
 
         with self.track_time():
             decisions = resolve(

@@ -10,11 +10,10 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from curation.dedup.canonical import canonical, exact_hash, jaccard, ngram_hashes
+from curation.dedup.canonical import canonical, canonical_batch, exact_hash, jaccard, ngram_hashes
 from curation.dedup.core import (
     Decision,
     DedupConfig,
-    assign,
     band_hashes,
     candidate_pairs,
     default_prefer,
@@ -25,6 +24,52 @@ from curation.dedup.core import (
 )
 
 Prefer = Callable[[Mapping], object]
+BATCH = 2000  # documents per numpy pass: large enough to amortise, small enough for the cache
+
+
+class LazyShingles(dict):
+    """{doc index: n-gram hashes}, computed on first access from ``source(index)`` (canonical
+    code points or text) and cached."""
+
+    def __init__(self, source: Callable[[int], object], n: int):
+        super().__init__()
+        self.source, self.n = source, n
+
+    def __missing__(self, i: int) -> np.ndarray:
+        x = self.source(i)
+        v = ngram_hashes(canonical(x) if isinstance(x, str) else x, self.n)
+        self[i] = v
+        return v
+
+
+class CanonicalStore:
+    """Canonical texts of all documents as one growing list of uint32 code-point chunks."""
+
+    def __init__(self):
+        self.chunks: list[np.ndarray] = []
+        self._lens: list[np.ndarray] = []
+        self._offs = None
+
+    def add(self, cps: np.ndarray, lens: np.ndarray) -> None:
+        self.chunks.append(cps)
+        self._lens.append(lens)
+        self._offs = None
+
+    @property
+    def lens(self) -> np.ndarray:
+        if self._offs is None:
+            self._lens = [np.concatenate(self._lens) if self._lens else np.zeros(0, np.int64)]
+            self.chunks = [np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.uint32)]
+            self._offs = np.concatenate([[0], np.cumsum(self._lens[0])])
+        return self._lens[0]
+
+    def get(self, i: int) -> np.ndarray:
+        self.lens
+        return self.chunks[0][self._offs[i] : self._offs[i + 1]]
+
+    def exact_hashes(self) -> np.ndarray:
+        n = len(self.lens)
+        return np.fromiter((exact_hash(self.get(i)) for i in range(n)), dtype=np.uint64, count=n)
 
 
 def preference_rank(rows: Sequence[Mapping], is_ref: np.ndarray, prefer: Prefer) -> np.ndarray:
@@ -53,7 +98,7 @@ def resolve(
     exact         uint64 exact hash per doc; is_ref: bool per doc (earlier published version)
     pairs_for     active mask -> iterable of candidate pair arrays (one per band or partition)
     sig_rows      doc indices -> their OPH signatures (for the estimate filter)
-    shingles_for  doc indices -> {doc index: sorted unique n-gram hashes} (reads the texts)
+    shingles_for  doc indices -> mapping {doc index: sorted unique n-gram hashes}; may be lazy
     """
     stats = stats if stats is not None else {}
     n = len(rows)
@@ -85,19 +130,34 @@ def resolve(
         a, b = a[m], b[m]
     stats["checked_pairs"] = int(len(a))
 
-    # actual Jaccard of the character-shingle sets
-    edges: dict[int, list[tuple[int, float]]] = {}
-    if len(a):
-        sh = shingles_for(np.unique(np.concatenate([a, b])))
-        for i, j in zip(a.tolist(), b.tolist()):
-            s = jaccard(sh[i], sh[j])
-            if s >= cfg.threshold:
-                edges.setdefault(i, []).append((j, s))
-                edges.setdefault(j, []).append((i, s))
-    stats["verified_pairs"] = sum(len(v) for v in edges.values()) // 2
-
-    order = sorted(edges, key=rank.__getitem__)
-    near = assign(order, is_ref, edges)
+    # greedy best-first clustering; the actual Jaccard of the character-shingle sets is
+    # computed lazily, only against neighbours that are kept (a removed neighbour can never be
+    # a duplicate_of), which in a cluster of m copies checks m-1 pairs instead of m(m-1)/2
+    nbrs: dict[int, list[int]] = {}
+    for i, j in zip(a.tolist(), b.tolist()):
+        nbrs.setdefault(i, []).append(j)
+        nbrs.setdefault(j, []).append(i)
+    sh = shingles_for(np.unique(np.concatenate([a, b]))) if len(a) else {}
+    order = sorted(nbrs, key=rank.__getitem__)
+    kept = np.zeros(n, dtype=bool)
+    near: dict[int, tuple[int, float]] = {}
+    verified = 0
+    for i in order:
+        if is_ref[i]:
+            kept[i] = True
+            continue
+        best = None
+        for j in nbrs[i]:
+            if kept[j]:
+                s = jaccard(sh[i], sh[j])
+                verified += 1
+                if s >= cfg.threshold and (best is None or s > best[1]):
+                    best = (j, s)
+        if best is None:
+            kept[i] = True
+        else:
+            near[i] = best
+    stats["jaccard_checks"] = verified
 
     out = []
     for i, (k, s) in near.items():
@@ -147,19 +207,25 @@ def find_duplicates(
     Returns one ``Decision`` per removed document, sorted by id.
     """
     cfg = DedupConfig(**params)
-    rows, canons, refs = [], [], []
+    rows, texts, refs = [], [], []
     for is_r, it in ((False, docs), (True, reference or ())):
         for d in it:
             i, text, meta = _split_doc(d)
-            c = canonical(text)
-            canons.append(c)
+            texts.append(text)
             refs.append(is_r)
-            rows.append(
-                {"id": i, "length": len(c), "synthetic": bool(meta.get("synthetic", False)), "source": meta.get("source", "")}
-            )
+            rows.append({"id": i, "synthetic": bool(meta.get("synthetic", False)), "source": meta.get("source", "")})
     is_ref = np.asarray(refs, dtype=bool)
-    exact = np.fromiter((exact_hash(c) for c in canons), dtype=np.uint64, count=len(canons))
-    sig = signatures(canons, cfg)
+    canon = CanonicalStore()
+    sigs = []
+    for s in range(0, len(texts), BATCH):
+        cps, lens = canonical_batch(texts[s : s + BATCH])
+        canon.add(cps, lens)
+        sigs.append(signatures(cps, lens, cfg))
+    del texts
+    for r, ln in zip(rows, canon.lens.tolist()):
+        r["length"] = ln
+    exact = canon.exact_hashes()
+    sig = np.concatenate(sigs) if sigs else np.empty((0, cfg.num_bins), np.uint32)
     bands = band_hashes(sig, cfg)
     return resolve(
         rows,
@@ -167,7 +233,7 @@ def find_duplicates(
         is_ref,
         band_pairs(bands, cfg),
         lambda idx: sig[idx],
-        lambda idx: {int(i): ngram_hashes(canons[i], cfg.n) for i in idx},
+        lambda idx: LazyShingles(canon.get, cfg.n),
         cfg,
         prefer,
         stats,

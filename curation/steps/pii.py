@@ -16,7 +16,7 @@ placeholder         what                                                        
 <MEDICAL_RECORD_NO> id after 住院号/病案号/门诊号/病历号/登记号/就诊卡号/医保卡号...           keyword required
 <QQ> / <WECHAT>     number / id after QQ, 扣扣 / 微信, vx, WeChat                          keyword required
 <PASSPORT>          id after 护照                                                          keyword required
-<IP>                IPv4 address                                                         each octet 0-255
+<IP>                IPv4 address after IP/IP地址 (bare ones are EC numbers, sizes)        each octet 0-255
 =================== ==================================================================== =====================
 
 What is deliberately left alone: lab values, doses, dates, blood pressure, ICD codes, prices
@@ -121,24 +121,27 @@ PATTERNS: list[tuple[str, re.Pattern, Callable[[str], bool] | None]] = [
     (
         "WECHAT",
         re.compile(
-            r"(?:微信|威信|WeChat|wechat|VX|vx|V信|v信)(?:号)?\s*(?:为|是)?\s*[:：]?\s*(?P<v>[A-Za-z][\-_A-Za-z0-9]{5,19})" + _E
+            r"(?<![A-Za-z])(?:微信|威信|WeChat|wechat|VX|vx|V信|v信)(?:号)?\s*(?:为|是)?\s*[:：]?\s*(?P<v>[A-Za-z][\-_A-Za-z0-9]{5,19})" + _E
         ),
         None,
     ),
     ("PASSPORT", re.compile(r"护照(?:号码?)?\s*(?:为|是)?\s*[:：]?\s*(?P<v>[A-Za-z]{1,2}\d{7,8})" + _E), None),
-    ("IP", re.compile(r"(?<![\d.])(?P<v>(?:\d{1,3}\.){3}\d{1,3})(?![\d.])"), _valid_ip),
+    # keyword required: bare dotted quads in medical text are EC numbers (EC 3.5.1.1) and sizes (5.6 4.5 2.9)
+    ("IP", re.compile(r"(?<![A-Za-z])(?:IP|ip|Ip)(?:地址)?\s*(?:为|是)?\s*[:：]?\s*(?P<v>(?:\d{1,3}\.){3}\d{1,3})(?![\d.])"), _valid_ip),
 ]
 PLACEHOLDERS = {t: f"<{t}>" for t, _, _ in PATTERNS}
 # cheap pre-check: no 4-digit run, no @, no dotted quad, no keyword -> nothing to do
 _MAYBE = re.compile(r"\d{4}|@|\d\.\d{1,3}\.\d|号|QQ|qq|微信|信|vx|VX")
 
 
-def redact(text: str) -> tuple[str, dict[str, int]]:
-    """Return (redacted text, {type: count})."""
+def redact(text: str, types: set[str] | None = None) -> tuple[str, dict[str, int]]:
+    """Return (redacted text, {type: count}); ``types`` limits the placeholder types."""
     counts: dict[str, int] = {}
     if not _MAYBE.search(text):
         return text, counts
     for typ, rx, ok in PATTERNS:
+        if types is not None and typ not in types:
+            continue
         placeholder = PLACEHOLDERS[typ]
 
         def repl(m: re.Match, typ=typ, ok=ok, placeholder=placeholder) -> str:
@@ -172,20 +175,10 @@ class PIIRedactor(CumedTransform):
         self.types = set(types) if types else set(PLACEHOLDERS)
 
     def transform(self, text: str) -> str:
-        new, counts = redact(text) if self.types == set(PLACEHOLDERS) else _redact_some(text, self.types)
+        new, counts = redact(text, self.types)
         for typ, n in counts.items():
             self.stat_update(f"pii_{typ}", value=n)
         return new
-
-
-def _redact_some(text: str, types: set[str]) -> tuple[str, dict[str, int]]:
-    global PATTERNS
-    saved = PATTERNS
-    try:
-        PATTERNS = [p for p in saved if p[0] in types]
-        return redact(text)
-    finally:
-        PATTERNS = saved
 
 
 def build_pii(config: dict | None = None) -> PIIRedactor:

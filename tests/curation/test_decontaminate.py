@@ -79,3 +79,15 @@ def _to_trad(text: str) -> str:
     import opencc
 
     return opencc.OpenCC("s2t").convert(text).translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+
+
+def test_run_in_batches_matches_single_documents(step, toyhom):
+    hua = dict(huatuo26m_test(RAW))
+    texts = toyhom[:300] + [toyhom[300] + hua["42"]]
+    docs = [Document(text=t, id=str(i), metadata={}) for i, t in enumerate(texts)]
+    kept = list(step.run(iter(docs)))
+    removed = [d for d in docs if "removed_by" in d.metadata]
+    assert len(kept) + len(removed) == len(docs)
+    assert "300" in {d.id for d in removed}
+    assert next(d for d in removed if d.id == "300").metadata["eval_item"] == "huatuo26m_test:42"
+    assert [step.contaminating_item(t) for t in texts] == step.contaminating_items(texts)

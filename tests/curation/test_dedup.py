@@ -51,6 +51,16 @@ def test_canonical_maps_script_width_and_punctuation_away():
     assert canonical("头孢 2mg") != canonical("头孢 3mg")  # numbers are content
 
 
+def test_vectorised_canonical_matches_the_string_definition():
+    from curation.dedup.canonical import _slow_canonical, canonical_batch
+
+    texts = ["①㎡ß ﬁ 한국어 ＡＢＣ１２３，高血壓😀𠀀", "", "a", "對於這個問題，醫生說：“多喝水”。", "Café ｃａｆé\u0301", "纟丝"]
+    cps, lens = canonical_batch(texts)
+    got = cps.tobytes().decode("utf-32-le")
+    assert got == "".join(_slow_canonical(t) for t in texts)
+    assert [len(_slow_canonical(t)) for t in texts] == lens.tolist()
+
+
 # ------------------------------------------------------------------ unit cases, inline data
 ANSWER = (
     "您好，根据您的描述，考虑是慢性前列腺炎引起的尿频尿急。建议到正规医院泌尿外科做前列腺液常规检查和B超，"

@@ -133,6 +133,20 @@ def test_schema_mismatch_names_column_and_type(tmp_path):
     assert not list((tmp_path / "corpus").glob(".tmp-*"))
 
 
+def test_large_versions_roll_over_into_several_files(tmp_path, monkeypatch):
+    import curation.store as store_mod
+
+    monkeypatch.setattr(store_mod, "FILE_ROWS", ROW_GROUP_ROWS * 2)
+    n = ROW_GROUP_ROWS * 5 + 11
+    st = Store(tmp_path)
+    dv = st.publish("corpus", docs_table(n))
+    names = [f["path"] for f in dv.manifest["files"]]
+    assert names == [f"data/part-{i:05d}.parquet" for i in range(3)]
+    assert [f["rows"] for f in dv.manifest["files"]] == [ROW_GROUP_ROWS * 2, ROW_GROUP_ROWS * 2, ROW_GROUP_ROWS + 11]
+    assert st.verify(dv.ref).ok
+    assert dv.to_arrow().column("id").to_pylist() == docs_table(n).column("id").to_pylist()
+
+
 def test_extra_columns_are_kept(tmp_path):
     t = docs_table(4).append_column("quality", pa.array([0.1, 0.2, 0.3, 0.4]))
     dv = Store(tmp_path).publish("corpus", t)

@@ -1,0 +1,131 @@
+"""PII redaction: planted valid identifiers are redacted, medical look-alikes are not."""
+
+import random
+
+import pytest
+
+from curation.steps.pii import PIIRedactor, id_check_digit, luhn_ok, redact, valid_id_card
+
+rng = random.Random(7)
+SENTENCES = [
+    "患者男，49岁，因尿频尿急就诊，联系方式{}，建议复查前列腺B超。",
+    "家属留下的信息是{}，请在术后第3天随访。",
+    "既往高血压病史10年，{}，规律服用硝苯地平控释片每次30mg。",
+]
+
+
+def gen_id18():
+    region = rng.choice(["110105", "310104", "440305", "510107", "650102"])
+    birth = f"{rng.randint(1940, 2005)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
+    first17 = region + birth + f"{rng.randint(0, 999):03d}"
+    return first17 + id_check_digit(first17)
+
+
+def luhn_complete(prefix_and_body: str) -> str:
+    for d in "0123456789":
+        if luhn_ok(prefix_and_body + d):
+            return prefix_and_body + d
+    raise AssertionError
+
+
+def gen_card(n=16, grouped=False):
+    body = rng.choice(["6222", "6228", "4367", "5187"]) + "".join(rng.choice("0123456789") for _ in range(n - 5))
+    card = luhn_complete(body)
+    return " ".join(card[i : i + 4] for i in range(0, len(card), 4)) if grouped else card
+
+
+def gen_mobile():
+    num = f"1{rng.choice('3456789')}{rng.randint(0, 9)}{rng.randint(0, 99999999):08d}"
+    return rng.choice([num, f"+86 {num}", f"86-{num}", f"{num[:3]}-{num[3:7]}-{num[7:]}", f"{num[:3]} {num[3:7]} {num[7:]}"])
+
+
+def planted():
+    out = []
+    for _ in range(12):
+        out.append(("ID_CARD", gen_id18()))
+    out.append(("ID_CARD", "110105491231002"))  # legacy 15-digit
+    out.append(("ID_CARD", "11010519491231002X"))
+    for _ in range(8):
+        out.append(("BANK_CARD", gen_card(16)))
+        out.append(("BANK_CARD", gen_card(rng.choice([16, 19]), grouped=True)))
+    for _ in range(10):
+        out.append(("PHONE", gen_mobile()))
+    out += [("PHONE", x) for x in ["010-62345678", "(021)58765432", "0755-2345678", "（0571）87654321", "400-820-8820"]]
+    out += [("EMAIL", x) for x in ["zhang.san@163.com", "dr_li2020@pumch.cn", "a.b-c@mail.sysu.edu.cn"]]
+    return out
+
+
+@pytest.mark.parametrize("typ,value", planted())
+def test_planted_identifiers_are_redacted(typ, value):
+    for tpl in SENTENCES:
+        text = tpl.format(value)
+        new, counts = redact(text)
+        assert f"<{typ}>" in new, (text, new)
+        assert value not in new
+        assert counts.get(typ) == 1, counts
+        # the surrounding sentence is intact
+        assert new.replace(f"<{typ}>", value) == text
+
+
+@pytest.mark.parametrize(
+    "text,typ",
+    [
+        ("住院号：ZY20190312，入院诊断良性前列腺增生。", "MEDICAL_RECORD_NO"),
+        ("病案号 00876543 患者出院。", "MEDICAL_RECORD_NO"),
+        ("门诊号为123456789，复诊。", "MEDICAL_RECORD_NO"),
+        ("有问题加我QQ号：123456789咨询", "QQ"),
+        ("微信：wxid_abc123 私聊", "WECHAT"),
+        ("护照号码E12345678已登记", "PASSPORT"),
+        ("登录IP地址：192.168.1.10", "IP"),
+        ("来自 IP 10.0.0.254 的访问", "IP"),
+    ],
+)
+def test_keyword_identifiers(text, typ):
+    new, counts = redact(text)
+    assert counts == {typ: 1}, (new, counts)
+    assert f"<{typ}>" in new
+
+
+LOOKALIKES = [
+    "血肌酐 135μmol/L", "每次0.4mg，每日2次", "2019年3月12日", "PSA 4.0ng/ml", "血压140/90mmHg",
+    "尿常规白细胞15/HP", "2019-03-12复查", "ICD-10编码N40.1", "价格1280元", "2023年", "体温37.8℃",
+    "血小板计数 250×10^9/L", "HbA1c 7.2%", "eGFR 58 ml/min/1.73m²", "尿酸420μmol/L", "前列腺体积 45.6 cm3",
+    "P<0.001", "OR=1.35，95%CI 1.12-1.63", "n=1327", "随访12~36个月", "第1.2.3节", "剂量10-20mg/kg",
+    "血钾3.5-5.5mmol/L", "心率 76次/分", "2015-2020年间共纳入315例", "编号 20190312001", "基金项目：162777166",
+    "国家自然科学基金（81670637）", "邮编 300193", "DOI 10.12114/j.issn.1007-9572.2022.0616",
+    "门冬酰胺酶（EC 3.5.1.1）", "囊肿5.64.52.9", "OVX groupand SHAM", "LVX:Levofloxacin",
+]
+
+
+@pytest.mark.parametrize("text", LOOKALIKES)
+def test_medical_numbers_untouched(text):
+    new, counts = redact(f"患者{text}，继续观察。")
+    assert counts == {} and new == f"患者{text}，继续观察。", (new, counts)
+
+
+def test_checksum_failures_left_alone():
+    good = gen_id18()
+    bad_check = good[:17] + ("0" if good[17] != "0" else "1")
+    assert valid_id_card(good) and not valid_id_card(bad_check)
+    card = gen_card(16)
+    bad_card = card[:-1] + str((int(card[-1]) + 1) % 10)
+    assert luhn_ok(card) and not luhn_ok(bad_card)
+    for s in (bad_check, bad_card, "19990230123456789X"):  # wrong check digit / Luhn / impossible date
+        new, counts = redact(f"检验单号{s}，结果阴性。")
+        assert s in new and "ID_CARD" not in counts and "BANK_CARD" not in counts, (s, new)
+
+
+def test_step_counts_per_type():
+    step = PIIRedactor()
+    from datatrove.data import Document
+
+    docs = [Document(text=f"电话{gen_mobile()}，身份证{gen_id18()}。", id=str(i)) for i in range(3)]
+    out = list(step.run(iter(docs)))
+    assert all("<PHONE>" in d.text and "<ID_CARD>" in d.text for d in out)
+    assert step.stats["pii_PHONE"].total == 3 and step.stats["pii_ID_CARD"].total == 3
+    assert step.stats["changed"].total == 3
+    with pytest.raises(ValueError, match="unknown PII types"):
+        PIIRedactor(types=["NAME"])
+    only_phone = PIIRedactor(types=["PHONE"])
+    t = only_phone.transform("邮箱a@b.com 电话13812345678")
+    assert "a@b.com" in t and "<PHONE>" in t
