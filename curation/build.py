@@ -471,7 +471,8 @@ def _step_stats(work: Path) -> dict:
         if not f.is_file():
             continue
         for step in json.loads(f.read_text()):
-            name = step.get("name", "?")
+            # datatrove names steps "<type>: <name>"; the name alone is what users know.
+            name = step.get("name", "?").split(": ", 1)[-1]
             counters = {}
             for k, v in (step.get("stats") or {}).items():
                 if isinstance(v, dict) and "total" in v:
