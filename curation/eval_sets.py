@@ -55,6 +55,20 @@ EVAL_SETS: dict[str, Callable[[str | Path], EvalItems]] = {
 }
 
 
+# Files each set reads (relative to the raw folder): their sha256 keys the decontamination index cache.
+EVAL_FILES: dict[str, tuple[str, ...]] = {
+    "huatuo26m_test": ("Zhongjing_CMtMedQA/data/huatuo26M_test.json",),
+    "cmb_clin": ("DISC_MedLLM_eval/eval/samples/CMB-cases.json",),
+    "disc_eval": ("DISC_MedLLM_eval/eval/samples/cmd_samples.json", "DISC_MedLLM_eval/eval/samples/cmid_samples.json"),
+}
+
+
+def eval_set_files(name: str, raw: str | Path) -> list[Path]:
+    if name not in EVAL_FILES:
+        raise KeyError(f"unknown evaluation set {name!r}; use one of {', '.join(EVAL_SETS)}")
+    return [Path(raw) / rel for rel in EVAL_FILES[name]]
+
+
 def load_eval_set(name: str, raw: str | Path) -> EvalItems:
     if name not in EVAL_SETS:
         raise KeyError(f"unknown evaluation set {name!r}; use one of {', '.join(EVAL_SETS)}")

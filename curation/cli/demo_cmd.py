@@ -8,6 +8,7 @@ import typer
 
 from ..build import build
 from ..errors import CumedError
+from ..report import write_report
 from ..store import Store
 from .app import JsonOpt, StoreOpt, app, default_raw, emit, out
 from .build_cmd import print_table1
@@ -36,10 +37,26 @@ def demo_cmd(
     st = Store(store)
     dv, stats = build(recipe_path("cumed-pretrain"), raw or default_raw(), st, workers=workers, progress=not as_json)
     result = {"pretrain": {"ref": dv.ref, "path": str(dv.path), "rows": dv.rows, "removed_rows": dv.removed_rows}}
+    report = write_report(dv, Path("reports") / f"{dv.name}-v{dv.version}.html")
+    result["report"] = str(report)
+
+    # A first review batch on the embedded file queue (no server needed).
+    from annotation.review.file_backend import FileBackend
+    from annotation.review.queue import push
+
+    batch = push(st, dv.ref, 20, lambda d: FileBackend(d), strategy="stratified", seed=0)
+    result["review"] = batch
 
     def human():
         print_table1(dv.ref, stats)
         out.print(f"\n[bold green]published[/] {dv.ref} -> {dv.path}")
         out.print(f"inspect: cumed datasets show {dv.ref} --store {st.root}")
+        out.print(f"report:  {report}")
+        out.print(f"\n[bold]review[/] batch {batch['batch']}: {batch['tasks']} documents queued "
+                  f"({'resumed' if batch['resumed'] else 'stratified by source'})")
+        out.print(f"  tasks (Label Studio import JSON): {batch.get('tasks_file', '')}")
+        out.print(f"  labeling config:                 {batch.get('config_file', '')}")
+        out.print("  review them in Label Studio (cumed labelstudio start, or any server), export JSON, then")
+        out.print(f"  cumed review pull {batch['batch']} --from EXPORT.json && cumed review apply {dv.ref} --batch {batch['batch']}")
 
     emit(result, as_json, human)

@@ -174,6 +174,20 @@ def _iter_parquet_texts(folder: str, wanted: set[str], id_key="id", text_key="te
             yield from zip(sub.column(0).to_pylist(), sub.column(1).to_pylist())
 
 
+def _canonical_cps(texts: dict[int, str], batch: int = 2000) -> dict[int, np.ndarray]:
+    """{doc index: canonical code points}, canonicalised in batches (``canonical_batch`` gives
+    the same code points as ``canonical`` per text, ~10x faster); consumes ``texts``."""
+    out: dict[int, np.ndarray] = {}
+    keys = list(texts)
+    for s in range(0, len(keys), batch):
+        ks = keys[s : s + batch]
+        cps, lens = canonical_batch([texts.pop(k) for k in ks])
+        offs = np.concatenate([[0], np.cumsum(lens)])
+        for j, k in enumerate(ks):
+            out[k] = cps[offs[j] : offs[j + 1]]
+    return out
+
+
 def _texts(source, wanted: set[str]):
     if callable(source):
         return ((str(i), t) for i, t in source(wanted) if str(i) in wanted)
@@ -210,12 +224,15 @@ class _SignatureStore:
         self._sig = [np.load(p[0] / f"{p[1]}.sig.npy", mmap_mode="r") for p in self.parts]
 
     def sig_rows(self, idx: np.ndarray) -> np.ndarray:
-        out = np.empty((len(idx), self.cfg.num_bins), np.uint32)
-        part = np.searchsorted(self.offsets, idx, side="right") - 1
-        for p in np.unique(part):
-            m = part == p
-            out[m] = self._sig[p][idx[m] - self.offsets[p]]
-        return out
+        # gather in file order (sorted, unique): sequential reads of the memory-mapped rows
+        uniq, inv = np.unique(idx, return_inverse=True)
+        got = np.empty((len(uniq), self.cfg.num_bins), np.uint32)
+        bounds = np.searchsorted(uniq, self.offsets)
+        for p in range(len(self.parts)):
+            lo, hi = bounds[p], bounds[p + 1]
+            if hi > lo:
+                got[lo:hi] = self._sig[p][uniq[lo:hi] - self.offsets[p]]
+        return got[inv]
 
     def pairs_for(self, partitions: int):
         def gen(active: np.ndarray):
@@ -320,7 +337,7 @@ class NearDupClusters(PipelineStep):
             missing = [store.ids[i] for i in idx if int(i) not in texts]
             if missing:
                 raise KeyError(f"{len(missing)} candidate texts not found (e.g. {missing[:3]}); texts_folder must hold every signed document")
-            return LazyShingles(texts.pop, cfg.n)
+            return LazyShingles(_canonical_cps(texts).pop, cfg.n)
 
         with self.track_time():
             decisions = resolve(

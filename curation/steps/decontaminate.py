@@ -27,12 +27,22 @@ text, not content, and are ignored.
 Documents are checked in batches (``batch_size``, one numpy pass each: ~15 MB/s on Toyhom on
 the shared 2-core box, vs ~7 MB/s one by one). The index is a sorted uint64 array of span hashes (~16 bytes per span: ~2 M spans for the three
 sets) and is built on first use, so the step stays cheap to pickle to datatrove workers.
+For named sets (read from files) the built index is cached on disk, keyed by the sha256 of the
+evaluation files, the parameters and the canonical-form code (``$CUMED_CACHE`` or
+``~/.cache/cumed``, ``decontaminate/<key>/``, written to a temporary folder and renamed into
+place): the 8 shard tasks of a build memory-map it (``np.load(mmap_mode="r")``) instead of
+each re-reading the JSON files and re-hashing ~2 M spans. ``cache=False`` turns this off.
 Not done: fuzzy (edit-distance) overlap; a paraphrased item passes. Near-dup dedup against
 the evaluation texts catches whole-item copies with small edits.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -40,10 +50,23 @@ import numpy as np
 from datatrove.data import Document
 
 from curation.dedup.canonical import canonical, canonical_batch, codepoints, window_hashes
-from curation.eval_sets import load_eval_set
+from curation.eval_sets import eval_set_files, load_eval_set
 from curation.steps.base import CumedFilter
 
 DEFAULT_SETS = ("huatuo26m_test", "cmb_clin", "disc_eval")
+INDEX_FORMAT = 1  # bump when the cached index layout or its meaning changes
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("CUMED_CACHE") or Path.home() / ".cache" / "cumed")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 class Decontaminate(CumedFilter):
@@ -59,6 +82,7 @@ class Decontaminate(CumedFilter):
         min_coverage: float | None = 0.5,
         exclusion_writer=None,
         batch_size: int = 512,
+        cache: bool = True,
     ):
         """``eval_sets``: names of sets in ``curation.eval_sets`` (read from ``raw``), or a mapping
         name -> iterable of (item id, text). ``min_spans`` / ``min_coverage``: see the module doc;
@@ -70,6 +94,7 @@ class Decontaminate(CumedFilter):
         self.raw = raw
         self.n, self.max_items_per_span = n, max_items_per_span
         self.min_spans, self.min_coverage = min_spans, min_coverage
+        self.cache = cache
         self._keys = None
 
     # --------------------------------------------------------------- index
@@ -82,6 +107,67 @@ class Decontaminate(CumedFilter):
             for name in self.eval_sets:
                 for i, t in load_eval_set(name, self.raw):
                     yield name, i, t
+
+    def cache_key(self) -> str | None:
+        """sha256 over the evaluation files' sha256, the index parameters and the canonical-form
+        code; ``None`` for in-memory sets (built each time: they are small and have no files)."""
+        if isinstance(self.eval_sets, Mapping):
+            return None
+        import importlib
+
+        canonical_mod = importlib.import_module("curation.dedup.canonical")
+
+        parts = {
+            "format": INDEX_FORMAT,
+            "sets": [[name, [_sha256(f) for f in eval_set_files(name, self.raw)]] for name in self.eval_sets],
+            "n": self.n,
+            "max_items_per_span": self.max_items_per_span,
+            "canonical": _sha256(Path(canonical_mod.__file__)),
+        }
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+    def _load_cached(self, folder: Path) -> bool:
+        try:
+            meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+            keys = np.load(folder / "keys.npy", mmap_mode="r")
+            owner = np.load(folder / "owner.npy", mmap_mode="r")
+            sizes = np.load(folder / "item_spans.npy", mmap_mode="r")
+        except (OSError, ValueError, KeyError):
+            return False
+        self._keys, self._owner, self._item_spans = keys, owner, sizes
+        self._labels, self.generic_spans = meta["labels"], meta["generic_spans"]
+        return True
+
+    def _save_cache(self, folder: Path) -> None:
+        """Write into a temporary sibling folder, then rename it into place (atomic: a reader
+        sees the complete index or none; a concurrent task that lost the race drops its copy)."""
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+            np.save(tmp / "keys.npy", np.ascontiguousarray(self._keys))
+            np.save(tmp / "owner.npy", np.ascontiguousarray(self._owner))
+            np.save(tmp / "item_spans.npy", np.ascontiguousarray(self._item_spans))
+            (tmp / "meta.json").write_text(json.dumps({"labels": self._labels, "generic_spans": self.generic_spans},
+                                                      ensure_ascii=False), encoding="utf-8")
+            try:
+                os.rename(tmp, folder)
+            except OSError:  # another task got there first
+                shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:
+            pass  # a read-only or full cache folder only costs the rebuild
+
+    def load_or_build_index(self) -> None:
+        key = self.cache_key() if self.cache else None
+        folder = cache_root() / "decontaminate" / key if key else None
+        if folder is not None and folder.is_dir() and self._load_cached(folder):
+            self.index_source = "cache"
+            self.stat_update("index_from_cache")
+            return
+        self.build_index()
+        self.index_source = "built"
+        self.stat_update("index_built")
+        if folder is not None:
+            self._save_cache(folder)
 
     def build_index(self) -> None:
         labels, hs, owners, sizes = [], [], [], []
@@ -114,7 +200,7 @@ class Decontaminate(CumedFilter):
     def contaminating_items(self, texts: list[str]) -> list[str | None]:
         """One numpy pass over a batch: canonical forms, span hashes, sorted-array lookup."""
         if self._keys is None:
-            self.build_index()
+            self.load_or_build_index()
         out: list[str | None] = [None] * len(texts)
         cps, lens = canonical_batch(texts)
         h = window_hashes(cps, self.n)

@@ -1,0 +1,1 @@
+"""Label Studio: a local server the project starts (``server``) and the ``labelstudio`` review backend."""

@@ -1,0 +1,114 @@
+"""``cumed review push|pull|apply``: manual review of documents."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from ..errors import CumedError
+from ..store import Store
+from .app import JsonOpt, StoreOpt, app, emit, out
+
+review_app = typer.Typer(help="Manual review: sample documents, queue them, pull decisions, publish.", no_args_is_help=True)
+app.add_typer(review_app, name="review")
+
+BackendOpt = typer.Option("file", "--backend", help="file (embedded default, no server) | labelstudio")
+UrlOpt = typer.Option(None, "--ls-url", help="Label Studio URL (default: $LABEL_STUDIO_URL).")
+TokenOpt = typer.Option(None, "--ls-token-file", help="File holding the API token (default: $LABEL_STUDIO_API_KEY).")
+
+
+def _backend(kind: str, url: str | None, token_file: str | None):
+    if kind == "file":
+        from annotation.review.file_backend import FileBackend
+
+        return lambda batch_dir: FileBackend(batch_dir)
+    if kind == "labelstudio":
+        from annotation.labelstudio.backend import LabelStudioBackend
+
+        return lambda batch_dir: LabelStudioBackend(url=url, token_file=token_file)
+    raise CumedError(f"unknown review backend {kind!r}; use file or labelstudio")
+
+
+@review_app.command("push")
+def push_cmd(
+    ref: str = typer.Argument(..., help="Documents dataset, e.g. cumed-pretrain@1"),
+    n: int = typer.Option(100, "--n", help="How many documents to queue."),
+    strategy: str = typer.Option("stratified", "--strategy", help="stratified | score_band | uncertainty"),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed (same seed, same batch)."),
+    threshold: float = typer.Option(0.5, "--threshold", help="Classifier threshold for --strategy uncertainty."),
+    backend: str = BackendOpt,
+    ls_url: str = UrlOpt,
+    ls_token_file: str = TokenOpt,
+    store: str = StoreOpt,
+    as_json: bool = JsonOpt,
+):
+    """Queue a batch of documents for review.  Example: cumed review push cumed-pretrain@1 --n 50"""
+    from annotation.review.queue import push
+
+    res = push(Store(store, create=False), ref, n, _backend(backend, ls_url, ls_token_file), strategy=strategy,
+               seed=seed, threshold=threshold)
+
+    def human():
+        out.print(f"queued {res['tasks']} documents of {res['ref']} as batch [bold]{res['batch']}[/] ({res['backend']})")
+        if res["backend"] == "file":
+            out.print(f"tasks: {res['tasks_file']}\nlabeling config: {res['config_file']}")
+            out.print("import both into a Label Studio project, review, export JSON, then:\n"
+                      f"  cumed review pull {res['batch']} --from EXPORT.json")
+
+    emit(res, as_json, human)
+
+
+@review_app.command("pull")
+def pull_cmd(
+    batch: str = typer.Argument(..., help="Batch id printed by review push, e.g. cumed-pretrain.r001"),
+    source: str = typer.Option(None, "--from", help="Label Studio JSON export (file backend)."),
+    backend: str = BackendOpt,
+    ls_url: str = UrlOpt,
+    ls_token_file: str = TokenOpt,
+    store: str = StoreOpt,
+    as_json: bool = JsonOpt,
+):
+    """Collect the decisions of a batch.  Example: cumed review pull cumed-pretrain.r001 --from export.json"""
+    from annotation.review.queue import ReviewState, pull
+
+    st = Store(store, create=False)
+    state = ReviewState.for_batch(st, batch)
+    res = pull(st, batch, _backend(backend, ls_url, ls_token_file)(state.root / batch), source)
+
+    def human():
+        out.print(f"{batch}: {res['new_decisions']} new decisions ({res['decisions']} in total, "
+                  f"{res['reviewed_docs']} documents reviewed)")
+        if res["problems"]:
+            t = Table("task", "annotation", "problem", title="skipped annotations")
+            for p in res["problems"]:
+                t.add_row(str(p["task_id"]), str(p["annotation_id"]), p["problem"])
+            out.print(t)
+
+    emit(res, as_json, human)
+
+
+@review_app.command("apply")
+def apply_cmd(
+    ref: str = typer.Argument(..., help="The version the batch was sampled from (or a later one)."),
+    batch: list[str] = typer.Option(..., "--batch", help="Batch id; repeat for several."),
+    store: str = StoreOpt,
+    as_json: bool = JsonOpt,
+):
+    """Publish the next version with discarded documents removed.
+
+    Example: cumed review apply cumed-pretrain@1 --batch cumed-pretrain.r001
+    """
+    from annotation.review.apply import apply
+
+    dv, review = apply(Store(store, create=False), ref, batch)
+    res = {"ref": dv.ref, "rows": dv.rows, "removed_rows": dv.removed_rows, **review}
+
+    def human():
+        out.print(f"published {dv.ref}: {review['discarded']} documents discarded by review, "
+                  f"{review['kept_by_review']} confirmed, {len(review['ties_for_adjudication'])} ties for adjudication")
+        for b, s in review["batches"].items():
+            alpha = s["krippendorff_alpha"]
+            out.print(f"  {b}: {s['decisions']} decisions, Krippendorff's alpha "
+                      f"{'n/a (one annotator per document)' if alpha is None else f'{alpha:.3f}'}")
+
+    emit(res, as_json, human)
