@@ -44,7 +44,16 @@ def demo_cmd(
     from annotation.review.file_backend import FileBackend
     from annotation.review.queue import push
 
-    batch = push(st, dv.ref, 20, lambda d: FileBackend(d), strategy="stratified", seed=0)
+    from annotation.review.queue import ReviewState
+
+    state = ReviewState(st, dv.name)
+    done = [b for b in state.batches() if state.batch(b).get("state") == "pushed"]
+    if done:  # a re-run of the demo shows the batch it made before instead of queueing 20 more
+        info = state.batch(done[0])
+        batch = {"batch": info["batch"], "ref": info["ref"], "backend": "file", "tasks": len(info["doc_ids"]),
+                 "resumed": True, **info.get("push", {})}
+    else:
+        batch = push(st, dv.ref, 20, lambda d: FileBackend(d), strategy="stratified", seed=0)
     result["review"] = batch
 
     def human():
@@ -53,7 +62,7 @@ def demo_cmd(
         out.print(f"inspect: cumed datasets show {dv.ref} --store {st.root}")
         out.print(f"report:  {report}")
         out.print(f"\n[bold]review[/] batch {batch['batch']}: {batch['tasks']} documents queued "
-                  f"({'resumed' if batch['resumed'] else 'stratified by source'})")
+                  f"(stratified by source and category)")
         out.print(f"  tasks (Label Studio import JSON): {batch.get('tasks_file', '')}")
         out.print(f"  labeling config:                 {batch.get('config_file', '')}")
         out.print("  review them in Label Studio (cumed labelstudio start, or any server), export JSON, then")
