@@ -25,3 +25,15 @@ $(VENV)/.installed: pyproject.toml
 
 clean:
 	rm -rf $(VENV) .cache store
+
+# Label Studio in its own venv (in .venv it would downgrade pyarrow); `cumed labelstudio start` and
+# tests/annotation/test_labelstudio.py use it ($CUMED_LS_VENV overrides the path for both).
+LS_VENV ?= $(or $(CUMED_LS_VENV),.venv-labelstudio)
+LS_VERSION := 1.23.2
+.PHONY: labelstudio
+labelstudio: $(LS_VENV)/.cumed-label-studio-$(LS_VERSION)
+
+$(LS_VENV)/.cumed-label-studio-$(LS_VERSION):
+	$(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip -q --disable-pip-version-check install label-studio==$(LS_VERSION)
+	touch $@

@@ -148,8 +148,10 @@ def run_datasketch(docs):
     return out, {}
 
 
-def run_staged(docs):
-    """The three datatrove stages on Parquet in /tmp (stage 1 also writes the texts back)."""
+def run_staged(docs, workers: int = 1):
+    """The three datatrove stages as ``cumed build`` runs them, on Parquet in /tmp: stage 1
+    Parquet -> NearDupSignatures -> ParquetWriter (the build's kept_adapter / schema), stage 2
+    NearDupClusters, stage 3 ApplyDuplicateDecisions (kept + removed Parquet)."""
     import shutil
 
     import pyarrow as pa
@@ -158,7 +160,8 @@ def run_staged(docs):
     from datatrove.pipeline.readers import ParquetReader
     from datatrove.pipeline.writers import ParquetWriter
 
-    from curation.dedup import NearDupClusters, NearDupSignatures, read_decisions
+    from curation.dedup import ApplyDuplicateDecisions, NearDupClusters, NearDupSignatures, read_decisions
+    from curation.rows import DOC_SCHEMA, kept_adapter
 
     root = CACHE / "staged"
     shutil.rmtree(root, ignore_errors=True)
@@ -169,8 +172,9 @@ def run_staged(docs):
         pq.write_table(pa.table({"id": [d[0] for d in part], "text": [d[1] for d in part]}), root / "in" / f"{s:02d}.parquet")
     t0 = time.perf_counter()
     LocalPipelineExecutor(
-        pipeline=[ParquetReader(str(root / "in")), NearDupSignatures(str(root / "sigs")), ParquetWriter(str(root / "texts"))],
-        tasks=shards, workers=1, logging_dir=str(root / "l1"),
+        pipeline=[ParquetReader(str(root / "in")), NearDupSignatures(str(root / "sigs")),
+                  ParquetWriter(str(root / "texts"), adapter=kept_adapter, schema=DOC_SCHEMA, compression="zstd")],
+        tasks=shards, workers=workers, logging_dir=str(root / "l1"),
     ).run()
     t1 = time.perf_counter()
     LocalPipelineExecutor(
@@ -178,7 +182,20 @@ def run_staged(docs):
         tasks=1, logging_dir=str(root / "l2"),
     ).run()
     t2 = time.perf_counter()
-    return read_decisions(str(root / "dec")), {"stage1_s": round(t1 - t0, 2), "stage2_s": round(t2 - t1, 2)}
+    LocalPipelineExecutor(
+        pipeline=[ApplyDuplicateDecisions(str(root / "texts"), str(root / "kept"), str(root / "dec"), str(root / "removed"))],
+        tasks=shards, workers=workers, logging_dir=str(root / "l3"),
+    ).run()
+    t3 = time.perf_counter()
+    sig_s = sum(st["time_stats"]["total"] for st in json.loads((root / "l1" / "stats.json").read_text())
+                if "signatures" in st["name"])
+    return read_decisions(str(root / "dec")), {"workers": workers, "stage1_s": round(t1 - t0, 2),
+                                               "stage1_signatures_step_s": round(sig_s, 2),
+                                               "stage2_s": round(t2 - t1, 2), "stage3_s": round(t3 - t2, 2)}
+
+
+def run_staged2(docs):
+    return run_staged(docs, workers=2)
 
 
 def child(method: str, per_kind: int, scale: int, raw: Path):
@@ -195,7 +212,7 @@ def child(method: str, per_kind: int, scale: int, raw: Path):
     mb = sum(len(t.encode("utf-8")) for _, t, _ in data) / 1e6
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
-    dec, stats = {"cumed": run_cumed, "datasketch": run_datasketch, "staged": run_staged}[method](data)
+    dec, stats = {"cumed": run_cumed, "datasketch": run_datasketch, "staged": run_staged, "staged2": run_staged2}[method](data)
     wall = time.perf_counter() - t0
     s = score(dec, truth)
     print(json.dumps({
@@ -213,7 +230,7 @@ def main():
     ap.add_argument("--per-kind", type=int, default=400)
     ap.add_argument("--scale", default="1,4,16")
     ap.add_argument("--skip-datasketch", action="store_true")
-    ap.add_argument("--methods", default="", help="comma list to run instead, e.g. staged")
+    ap.add_argument("--methods", default="", help="comma list to run instead, e.g. staged,staged2,datasketch (staged2: 2 workers)")
     ap.add_argument("--child", nargs=2)
     a = ap.parse_args()
     raw = Path(a.raw)

@@ -29,13 +29,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
-from datatrove.pipeline.readers import ParquetReader
 from datatrove.pipeline.writers import ParquetWriter
 
 from . import __version__
 from .errors import CumedError
 from .recipe import Recipe, load_recipe
-from .rows import DOC_SCHEMA, REMOVED_SCHEMA, kept_adapter, removed_adapter, row_adapter
+from .rows import DOC_SCHEMA, REMOVED_SCHEMA, kept_adapter, removed_adapter
 from .steps.base import DropReadErrors
 from .store import DatasetVersion, Store
 from .tokens import TokenCounter
@@ -110,10 +109,10 @@ def _removed_writer(work: Path, order: int, step_name: str) -> ParquetWriter:
     )
 
 
-STEP_NAMES = ("normalize", "pii", "filters", "decontaminate", "dedup")
+STEP_NAMES = ("normalize", "pii", "filters", "quality", "decontaminate", "dedup")
 
 
-def build_steps(recipe: Recipe, work: Path) -> list:
+def build_steps(recipe: Recipe, work: Path, store: Store | None = None) -> list:
     """Stage A's per-document steps from the recipe's ``steps`` mapping.
 
     ``normalize``, ``pii`` and ``filters`` are on by default (``false`` disables one; an empty
@@ -146,6 +145,13 @@ def build_steps(recipe: Recipe, work: Path) -> list:
                 if fname == "lexicon_density":
                     kwargs.setdefault("raw_dir", str(recipe.raw))
                 steps.append(FILTERS[fname](exclusion_writer=_removed_writer(work, order, fname), **kwargs))
+        quality = cfg.get("quality")
+        if quality:
+            # {artifact: quality@latest | path, threshold: optional override} (annotation.quality)
+            from annotation.quality.filter import QualityFilter
+
+            steps.append(QualityFilter(exclusion_writer=_removed_writer(work, 70, "quality"),
+                                       store=str(store.root) if store is not None else None, **quality))
         decon = cfg.get("decontaminate")
         if decon:
             from .steps.decontaminate import Decontaminate
@@ -264,14 +270,19 @@ def build(
     keep_work: bool = True,
 ) -> tuple[DatasetVersion, dict]:
     recipe = load_recipe(recipe_path, raw)
+    if recipe.kind == "conversations":
+        from .sft.build import build_conversations
+
+        return build_conversations(recipe_path, raw, store, workers=workers, progress=progress)
     if recipe.kind != "documents":
-        raise CumedError(f"cumed build handles documents recipes; {recipe.path} is kind {recipe.kind!r}")
+        raise CumedError(f"cumed build handles documents and conversations recipes; {recipe.path} is kind {recipe.kind!r}")
     inputs = recipe.inputs()
     dedup_cfg = recipe.steps.get("dedup")
     cluster_kwargs = _cluster_kwargs(dedup_cfg, store, recipe.path) if dedup_cfg else {}
     parents = [store.get(dedup_cfg["against"]).ref] if dedup_cfg and dedup_cfg.get("against") else []
-    # The key includes the resolved reference version, so "against: x@latest" re-runs when x moves.
-    config_hash = recipe.config_hash({"inputs": [i["sha256"] for i in inputs], "parents": parents})
+    models = _models(recipe, store)
+    # The key includes resolved references (dedup parent, classifier), so "@latest" re-runs when they move.
+    config_hash = recipe.config_hash({"inputs": [i["sha256"] for i in inputs], "parents": parents, "models": models})
     work = Path(work_root) / f"{recipe.name}-{config_hash[:16]}"
     work.mkdir(parents=True, exist_ok=True)
     _quiet_datatrove()
@@ -279,7 +290,7 @@ def build(
 
     # Stage A: read, clean, filter, decontaminate, sign.
     reader = RecipeReader(recipe, str(work / "counts"))
-    pipeline_a = [reader, *build_steps(recipe, work)]
+    pipeline_a = [reader, *build_steps(recipe, work, store)]
     if dedup_cfg:
         from .dedup import NearDupSignatures
 
@@ -292,17 +303,16 @@ def build(
 
     final_dir = work / "filtered"
     if dedup_cfg:
-        from .dedup import DuplicateFilter, NearDupClusters
+        from .dedup import ApplyDuplicateDecisions, NearDupClusters
 
         with _Progress(f"{recipe.name}: find duplicates", work / "logs" / "b", 1, progress):
             _executor(executor, [NearDupClusters(str(work / "signatures"), str(work / "filtered"), str(work / "dedup"),
                                                  **cluster_kwargs)], 1, 1, work / "logs" / "b").run()
         _check_stage(work / "logs" / "b", 1, "find duplicates")
-        pipeline_c = [
-            ParquetReader(str(work / "filtered"), adapter=row_adapter, glob_pattern="*.parquet"),
-            DuplicateFilter(str(work / "dedup"), exclusion_writer=_removed_writer(work, 90, "dedup")),
-            ParquetWriter(str(work / "kept"), adapter=kept_adapter, schema=DOC_SCHEMA, compression="zstd"),
-        ]
+        # Same rows as ParquetReader -> DuplicateFilter -> ParquetWriter (+ exclusion writer into
+        # removed/90_dedup), but on Arrow tables: kept texts are copied, never decoded per document.
+        pipeline_c = [ApplyDuplicateDecisions(str(work / "filtered"), str(work / "kept"), str(work / "dedup"),
+                                              removed_folder=str(work / "removed" / "90_dedup"))]
         with _Progress(f"{recipe.name}: remove duplicates", work / "logs" / "c", recipe.shards, progress):
             _executor(executor, pipeline_c, recipe.shards, workers, work / "logs" / "c").run()
         _check_stage(work / "logs" / "c", recipe.shards, "remove duplicates")
@@ -320,6 +330,7 @@ def build(
         "code_version": __version__,
         "inputs": inputs,
         "annotations": [],
+        "models": models,
         "executor": executor,
     }
     dv = store.publish(recipe.name, [_read_conformed(f) for f in kept_files], kind="documents",
@@ -328,6 +339,19 @@ def build(
     if not keep_work:
         shutil.rmtree(work, ignore_errors=True)
     return dv, stats
+
+
+def _models(recipe: Recipe, store: Store) -> list[dict]:
+    """Classifier artifacts a recipe applies, resolved to a version and the model file's sha256."""
+    q = recipe.steps.get("quality")
+    if not q:
+        return []
+    from annotation.quality.artifact import read_meta, resolve_artifact
+
+    path = resolve_artifact(q.get("artifact", "quality@latest"), str(store.root))
+    meta = read_meta(path)
+    return [{"name": meta.get("name", "quality"), "version": meta.get("version"), "path": str(path),
+             "sha256": meta["files"]["model.bin"]["sha256"]}]
 
 
 SIG_KEYS = {"n", "bands", "rows", "seed", "synthetic_sources"}

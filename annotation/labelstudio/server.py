@@ -72,6 +72,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def _port_free(host: str, port: int) -> bool:
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will; TIME_WAIT is fine
         try:
             s.bind((host, port))
         except OSError:
@@ -251,7 +252,7 @@ class LabelStudioServer:
         if not port:
             prev = self._state().get("port")
             port = prev if prev and _port_free(self.host, prev) else free_port(self.host)
-        elif not _port_free(self.host, port):
+        elif not self._wait_port_free(port):
             raise CumedError(f"port {port} on {self.host} is in use; pick another with --port, "
                              f"or stop what listens there")
         url = f"http://{self.host}:{port}"
@@ -291,6 +292,16 @@ class LabelStudioServer:
                              f"see {self.log_file} for the cause")
         return {**self.status(), "started": True}
 
+    def _wait_port_free(self, port: int, timeout: float = 20.0) -> bool:
+        """A just-killed server's sockets can hold the port for a moment; Label Studio would then
+        silently move to another port, so wait for ours instead."""
+        deadline = time.monotonic() + timeout
+        while not _port_free(self.host, port):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.25)
+        return True
+
     def _wait_healthy(self, pid: int, url: str, timeout: float, proc=None) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -319,7 +330,7 @@ class LabelStudioServer:
                 while _pid_alive(pid) and time.monotonic() < deadline:
                     time.sleep(0.1)
         # children (if any) share the process group; make sure none keeps the port
-        if pid:
+        if was:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
         if st:

@@ -18,6 +18,7 @@ rename, so a ``v<N>`` always has one.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -26,6 +27,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+from curation import __version__
 from curation.errors import CumedError
 from curation.store import NAME_RE, TMP_PREFIX, VERSION_DIR_RE, Store, _fsync_dir, sha256_file
 
@@ -72,6 +74,7 @@ def save_artifact(model: QualityModel, store, name: str = "quality", *, metrics:
         meta = {
             "kind": ARTIFACT_KIND,
             "name": name,
+            "cumed_version": __version__,
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "tokenizer": model.tokenizer,
             "fasttext_params": {k: v for k, v in model.params.items() if not k.endswith("_s")},
@@ -84,8 +87,6 @@ def save_artifact(model: QualityModel, store, name: str = "quality", *, metrics:
             "files": {MODEL_FILE: {"bytes": model_path.stat().st_size, "sha256": sha256_file(model_path)}},
             **(extra or {}),
         }
-        import fcntl
-
         with open(folder / ".lock", "a+") as lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
             try:

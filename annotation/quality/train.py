@@ -259,24 +259,36 @@ def pr_curve_plot(curves: dict, path: str | os.PathLike, title: str = "Quality c
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
-    for name, (scores, labels) in curves.items():
-        p, r, _ = precision_recall_curve(scores, labels)
-        ap = average_precision(scores, labels)
-        ax.step(np.r_[0.0, r], np.r_[p[0] if len(p) else 1.0, p], where="post", label=f"{name} (AP {ap:.3f})")
-        base = float(np.mean(np.asarray(labels).astype(bool)))
-    if curves:
-        ax.axhline(base, color="grey", ls=":", lw=1, label=f"positive rate {base:.2f}")
-    if target_precision is not None:
-        ax.axhline(target_precision, color="red", ls="--", lw=1, label=f"target precision {target_precision:.2f}")
-    for name, (rx, py) in (points or {}).items():
-        ax.plot([rx], [py], "o", label=name)
-    ax.set_xlabel("recall (keep)")
-    ax.set_ylabel("precision (keep)")
-    ax.set_xlim(0, 1.01)
-    ax.set_ylim(0, 1.01)
-    ax.set_title(title)
-    ax.legend(loc="lower left", fontsize=8)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), dpi=120)
+    lo = 0.5
+    for i, ax in enumerate(axes):
+        zoom = i == 1
+        base = None
+        for name, (scores, labels) in curves.items():
+            p, r, _ = precision_recall_curve(scores, labels)
+            ap = average_precision(scores, labels)
+            ax.step(np.r_[0.0, r], np.r_[p[0] if len(p) else 1.0, p], where="post", label=f"{name} (AP {ap:.4f})")
+            base = float(np.mean(np.asarray(labels).astype(bool)))
+            if len(p):
+                lo = min(lo, float(p[r >= 0.9].min()) if (r >= 0.9).any() else lo)
+        if base is not None and not zoom:
+            ax.axhline(base, color="grey", ls=":", lw=1, label=f"positive rate {base:.2f}")
+        if target_precision is not None:
+            ax.axhline(target_precision, color="red", ls="--", lw=1, label=f"target precision {target_precision:.2f}")
+        for name, (rx, py) in (points or {}).items():
+            ax.plot([rx], [py], "o", label=name)
+        ax.set_xlabel("recall (keep)")
+        ax.set_ylabel("precision (keep)")
+        if zoom:
+            ax.set_xlim(0.9, 1.002)
+            ax.set_ylim(max(0.0, min(lo, target_precision or 1.0) - 0.01), 1.002)
+            ax.set_title("zoom: recall ≥ 0.9")
+        else:
+            ax.set_xlim(0, 1.01)
+            ax.set_ylim(0, 1.01)
+            ax.set_title(title)
+            ax.legend(loc="lower left", fontsize=8)
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

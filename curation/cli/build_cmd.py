@@ -38,8 +38,9 @@ def print_table1(ref: str, stats: dict) -> None:
     t = Table("category", "source", "read", "kept", "removed", "chars", "MB", "tokens",
               title=f"{ref} (tokens: {stats['tokenizer']})")
     for name, s in sorted(stats["sources"].items(), key=lambda kv: (kv[1]["category"], kv[0])):
-        t.add_row(s["category"], name, f"{s['read']:,}", f"{s['kept']:,}", f"{s['removed']:,}", f"{s['chars']:,}",
-                  f"{s['bytes'] / 1e6:.2f}", f"{s['tokens']:,}")
+        mb = f"{s['bytes'] / 1e6:.2f}" if "bytes" in s else ""
+        t.add_row(s.get("category", ""), name, f"{s['read']:,}", f"{s['kept']:,}", f"{s['removed']:,}",
+                  f"{s.get('chars', 0):,}", mb, f"{s.get('tokens', 0):,}")
     t.add_row("[bold]total", "", f"{stats['read']:,}", f"{stats['kept']:,}", f"{stats['removed']:,}", "", "", "")
     out.print(t)
     if stats["removed_by_reason"]:

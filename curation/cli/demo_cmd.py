@@ -37,6 +37,9 @@ def demo_cmd(
     st = Store(store)
     dv, stats = build(recipe_path("cumed-pretrain"), raw or default_raw(), st, workers=workers, progress=not as_json)
     result = {"pretrain": {"ref": dv.ref, "path": str(dv.path), "rows": dv.rows, "removed_rows": dv.removed_rows}}
+    sft, sft_stats = build(recipe_path("cumed-sft"), raw or default_raw(), st, workers=workers, progress=not as_json)
+    result["sft"] = {"ref": sft.ref, "path": str(sft.path), "rows": sft.rows, "removed_rows": sft.removed_rows,
+                     "splits": (sft_stats.get("splits") or {}).get("rows")}
     report = write_report(dv, Path("reports") / f"{dv.name}-v{dv.version}.html")
     result["report"] = str(report)
 
@@ -61,6 +64,8 @@ def demo_cmd(
         out.print(f"\n[bold green]published[/] {dv.ref} -> {dv.path}")
         out.print(f"inspect: cumed datasets show {dv.ref} --store {st.root}")
         out.print(f"report:  {report}")
+        out.print(f"\n[bold green]published[/] {sft.ref} -> {sft.path}: {sft.rows:,} urology/andrology dialogues "
+                  f"(splits {result['sft']['splits']}), {sft.removed_rows:,} removed with reasons")
         out.print(f"\n[bold]review[/] batch {batch['batch']}: {batch['tasks']} documents queued "
                   f"(stratified by source and category)")
         out.print(f"  tasks (Label Studio import JSON): {batch.get('tasks_file', '')}")

@@ -6,11 +6,12 @@ Staged (datatrove): ``NearDupSignatures`` -> ``NearDupClusters`` -> ``DuplicateF
 
 from curation.dedup.canonical import canonical
 from curation.dedup.core import Decision, DedupConfig, default_prefer
-from curation.dedup.filter import DuplicateFilter
+from curation.dedup.filter import ApplyDuplicateDecisions, DuplicateFilter
 from curation.dedup.near import NearDupClusters, NearDupSignatures, read_decisions, write_decisions
 from curation.dedup.resolve import find_duplicates
 
 __all__ = [
+    "ApplyDuplicateDecisions",
     "Decision",
     "DedupConfig",
     "DuplicateFilter",

@@ -8,10 +8,18 @@ duplicates, not to the corpus) and removes each listed document with the reason
 
 from __future__ import annotations
 
-from datatrove.data import Document
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+from datatrove.utils.typeshelper import StatHints
 
 from curation.dedup.core import Decision
-from curation.dedup.near import read_decisions
+from curation.dedup.near import DECISIONS_FILE, read_decisions
 from curation.steps.base import CumedFilter
 
 
@@ -40,3 +48,84 @@ class DuplicateFilter(CumedFilter):
         if d.kind == "exact":
             return False, f"exact_duplicate: of {d.duplicate_of}"
         return False, f"near_duplicate: of {d.duplicate_of} (jaccard {d.similarity:.2f})"
+
+
+class ApplyDuplicateDecisions(PipelineStep):
+    """Stage 3 over Parquet tables instead of documents: same output as
+    ``ParquetReader(row_adapter) -> DuplicateFilter -> ParquetWriter(kept_adapter)`` with a
+    ``removed_adapter`` exclusion writer, without a ``Document`` per row.
+
+    Rank ``r`` takes the sorted ``input_folder`` files ``[r::world_size]`` (as datatrove's readers
+    do), keeps the rows whose id has no decision (written unchanged, the text is never decoded
+    into Python strings) and writes the others with ``removed_by``, ``reason`` and
+    ``duplicate_of`` / ``similarity`` in their metadata, exactly as ``DuplicateFilter`` does.
+    Output names follow datatrove's writers: ``{rank:05d}.parquet``, only when non-empty.
+    """
+
+    name = "dedup"  # the same counters as DuplicateFilter under the same name in the build stats
+    type = "🫂 - DEDUP"
+
+    def __init__(self, input_folder: str, output_folder: str, decisions_folder: str, removed_folder: str | None = None,
+                 glob_pattern: str = "*.parquet", compression: str = "zstd"):
+        super().__init__()
+        self.input_folder, self.output_folder = str(input_folder), str(output_folder)
+        self.decisions_folder = str(decisions_folder)
+        self.removed_folder = str(removed_folder) if removed_folder else None
+        self.glob_pattern, self.compression = glob_pattern, compression
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        import json
+
+        from curation.rows import DOC_SCHEMA, REMOVED_SCHEMA, _extras
+
+        if data:
+            yield from data
+        files = sorted(Path(self.input_folder).glob(self.glob_pattern))[rank::world_size]
+        with self.track_time():
+            dec = pq.read_table(sorted(Path(self.decisions_folder).rglob(DECISIONS_FILE))[0]) if files else None
+            dup_ids = dec.column("id") if dec is not None else None
+            kept_parts, removed_parts = [], []
+            for f in files:
+                t = pq.read_table(f).select(DOC_SCHEMA.names).cast(DOC_SCHEMA)
+                mask = pc.is_in(t.column("id"), value_set=dup_ids)
+                kept_parts.append(t.filter(pc.invert(mask)))
+                gone = t.filter(mask).drop_columns(["text"])
+                if gone.num_rows:
+                    idx = pc.index_in(gone.column("id"), value_set=dup_ids)
+                    d = dec.take(idx)
+                    metas, reasons = [], []
+                    for m, of, sim, kind in zip(gone.column("metadata").to_pylist(), d.column("duplicate_of").to_pylist(),
+                                                d.column("similarity").to_pylist(), d.column("kind").to_pylist()):
+                        meta = json.loads(m or "{}")
+                        meta["duplicate_of"], meta["similarity"] = of, sim
+                        metas.append(_extras(meta))
+                        reasons.append(f"exact_duplicate: of {of}" if kind == "exact"
+                                       else f"near_duplicate: of {of} (jaccard {sim:.2f})")
+                    # the text column is taken again (not decoded) for the removed rows
+                    full = t.filter(mask)
+                    removed_parts.append(pa.table({
+                        **{c: full.column(c) for c in DOC_SCHEMA.names if c != "metadata"},
+                        "metadata": pa.array(metas, pa.string()),
+                        "removed_by": pa.array([DuplicateFilter.name] * len(metas), pa.string()),
+                        "reason": pa.array(reasons, pa.string()),
+                    }).select(REMOVED_SCHEMA.names).cast(REMOVED_SCHEMA))
+                    for r in reasons:
+                        self.stat_update(f"dropped_{r.split(':')[0]}")
+            kept = pa.concat_tables(kept_parts) if kept_parts else None
+            n_kept = kept.num_rows if kept is not None else 0
+            n_removed = sum(p.num_rows for p in removed_parts)
+            self.stat_update(StatHints.total, value=n_kept + n_removed)
+            self.stat_update(StatHints.forwarded, value=n_kept)
+            self.stat_update(StatHints.dropped, value=n_removed)
+            if n_kept:
+                _write(kept, Path(self.output_folder) / f"{rank:05d}.parquet", self.compression)
+            if n_removed and self.removed_folder:
+                _write(pa.concat_tables(removed_parts), Path(self.removed_folder) / f"{rank:05d}.parquet",
+                       self.compression)
+
+
+def _write(table: pa.Table, path: Path, compression: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp, compression=compression)
+    os.replace(tmp, path)

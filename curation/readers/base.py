@@ -115,17 +115,22 @@ class CumedReader(BaseDiskReader):
         return f"{self.relpath_prefix}/{filepath}" if self.relpath_prefix else filepath
 
     def record_id(self, relpath: str, index: int | str, native=None) -> tuple[str, dict]:
-        """Id from the native key when there is one, else the record index; unique per file."""
+        """Id from the native key when there is one, else the record index; unique per file.
+
+        Native keys live in their own namespace (``id=<key>``) so that a file where only some
+        records carry a native id cannot collide a native "5" with the record at index 5.
+        """
         extra = {}
         if native is None or str(native).strip() == "":
             key = index
         else:
-            key = str(native).strip()
-            extra["native_id"] = key
-            if key in self._seen_keys:
+            native = str(native).strip()
+            extra["native_id"] = native
+            key = f"id={native}"
+            if native in self._seen_keys:
                 extra["duplicate_native_id"] = True
                 key = f"{key}#{index}"
-            self._seen_keys.add(str(key))
+            self._seen_keys.add(native)
         return stable_id(self.source, relpath, key), extra
 
     def document(self, text: str, filepath: str, index: int | str, native=None, department=None, **meta) -> Document:

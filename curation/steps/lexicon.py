@@ -31,6 +31,33 @@ MEDICAL_PREDICATES = frozenset(
 _CJK = re.compile(r"[\u3400-\u9fff]")
 _MIN_LEN, _MAX_LEN = 2, 12
 
+# The 1,000 most frequent characters of the real corpus (every 25th document of benchmarks/filters_corpus.py),
+# most frequent first: only the speed of LexiconMatcher depends on it, never a result.
+_FREQUENT_CHARS = (
+    "、\u000a，：\u0020的0e性ain。.治1用ot药病血疗症不r2s发有lC3医T5是一"
+    "常c分生科类物炎4可者心和品能m痛应感d体以状检在肝染要中hA患查方gp,-人时u为素O过6酸高"
+    "型多细对8P化期部7肿管成S了出于内诊食因9传？)保（水就见(等外胞法）尿f量关无现压皮并经上甲"
+    "后力大或适个我IL及注下b名白进片反y小好子头%糖院动情腹瘤合术意理同这R行果定表儿如结重D位室"
+    "率乙作间本服气群敏胃其神么组增毒功年前主抗液H制复周疾与通低红平次癌—度肾口来热良会种M道相基易"
+    "学需效；腺你三文黄膜G肠剂囊明全N月射质据活致使减根E疼恶手异维疹激少B持肌菌脑消解v清建[天也"
+    "愈身吸标特而况色份到伤胶英骨别±肺还比麻免他吃干级]费研原显自乳克加议正究粒降问些规面所非节饮处"
+    "康w系精吐较验变您典/禁脉监指呕目风导长实影肤达最什地呼脂确救鼻疫蛋V引断数西养障钠眼:测急工但"
+    "准收盐受失调得视吗氨胸没觉孕析转去支便当样癫胀胆提氧约痫二睡家止此碍该之x床阴日抑除产F起强很妇"
+    "征<晕统岁流女说临阳采入具例刺格酶元胰硬怎包综请眠存点两味均机助损死再每防市超新乏放预忌称护取醇"
+    "形接肉早U痒难双知脏微泻霉腔都直看健光巴程响静试含国慢先做咳利升童何塞项植参想酒缓被示且般题;阻"
+    "谢虑门单安张喘严油更^轻值计改然属师草图差溃咽林密X～斑近疡宝积房kK事控孩丸香由区唑淋缺困将移"
+    "阿球耳湿粉带衰案磷花开随括着途电识评j瘙容从散>甘男美声态嗜模选宫料老必代步总藏避考留贮叶息颗环"
+    "氯照泌各界溶脱布寒线丙青充否那拉像贫向休们肪哪哮织脾！角述运排温施认至培险害证栓四补软论葡观辛沙"
+    "造核胺W快苦孢欲颤挛喝肢石竭碱嗽针它缩“立板围痉速酯任律颈”龄硫镜萄已给切回初育伴松退局营喉金触"
+    "打完亡*酮列脊极几胎续呢始信够星业第醉式?则洛只膏秘滞坏十米木块舒候脓隐询尽才婴稳纲联咨梗淡虚z"
+    "卡普窦话岛=腰办共苯未义燥构抽母氟足J卵促颅髓烧己丁展南互帮+海著闭释怀虫昏妊娠左五司焦择胱紧右"
+    "广终汗疲浆纤封凝首慎冷钙辣眩辅痰播善曲弱离许莫危整即潮创牛混望依益晚郁衣段限托技专域层膀偏乱氢牙"
+    "源象尚汤劳侧描咪半遗川苗仔索呈底习灼突恢山宁东尔龙网商按频穿扩肥荨固疮紫短摄停置尼菜鱼史归里诺镇"
+    "获毛继宜替冒路供胜悸罗殖连绝钾号器浓芬振太价马职末配径深疸装糊公务另融音酰决察背集烦醋厥殊洗裂棕"
+    "须Y饲访烟毫凉鸣瘀腻绪疱北粘杆真住·［］听亚筛奶β念推薄滑范黑惯优件饭黏舌协煎树椎附氮友欣估扫往"
+    "炒输"
+)
+
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("CUMED_CACHE") or Path.home() / ".cache" / "cumed")
@@ -96,20 +123,46 @@ def build_lexicon(raw_dir: str | Path, cache_dir: str | Path | None = None) -> s
 
 
 class LexiconMatcher:
-    """Aho-Corasick over a term set; ``matched_chars`` counts characters covered by terms."""
+    """Aho-Corasick over a term set; ``matched_chars`` counts characters covered by terms.
+
+    Speed (same matches, ~3x faster on the real corpus): pyahocorasick finds a node's child by a
+    linear scan of its children in insertion order, and the root has ~3,000 children (one per
+    first character), so every character read at the root cost a scan of thousands of entries,
+    and a character that starts no term (punctuation, 的, 了...) a full one. Terms are therefore
+    inserted with the most frequent text characters (``_FREQUENT_CHARS``) first, and each
+    frequent character that starts no term gets a zero-length entry (value 0) so that it is
+    found near the front too. Such an entry only makes ``iter_long`` emit an extra ``(end, 0)``
+    where it used to skip that character from the root: no term it could extend (it is no
+    term's first character), no suffix link changes (it ends no term's proper prefix other
+    than itself; as a leaf it just passes on to the root), so covered characters, and every
+    positive-length match, are identical.
+    """
 
     def __init__(self, terms):
         try:
             import ahocorasick
         except ImportError as e:  # pragma: no cover - shipped with datatrove
             raise ImportError("lexicon density needs pyahocorasick: pip install pyahocorasick") from e
-        self.automaton = ahocorasick.Automaton()
+        by_first: dict[str, list[str]] = {}
         n = 0
         for t in terms:
-            self.automaton.add_word(t, len(t))
-            n += 1
+            if t:
+                by_first.setdefault(t[0], []).append(t)
+                n += 1
         if not n:
             raise ValueError("empty lexicon: no terms to match")
+        self.automaton = ahocorasick.Automaton()
+        add = self.automaton.add_word
+        for c in _FREQUENT_CHARS:
+            group = by_first.pop(c, None)
+            if group is None:
+                add(c, 0)
+            else:
+                for t in group:
+                    add(t, len(t))
+        for _, group in sorted(by_first.items(), key=lambda kv: -len(kv[1])):
+            for t in group:
+                add(t, len(t))
         self.automaton.make_automaton()
         self.size = n
 
@@ -117,5 +170,8 @@ class LexiconMatcher:
         """Characters covered by leftmost-longest non-overlapping matches."""
         return sum(length for _, length in self.automaton.iter_long(text))
 
+    def terms(self) -> list[str]:
+        return [k for k, v in self.automaton.items() if v]
+
     def __reduce__(self):  # rebuild from terms in worker processes (automaton pickles are large)
-        return (LexiconMatcher, (list(self.automaton.keys()),))
+        return (LexiconMatcher, (self.terms(),))

@@ -192,3 +192,22 @@ def test_ray_executor_gives_the_same_version(tiny, tmp_path):
         ray.shutdown()
     assert on_ray.content_hash == local.content_hash
     assert len(list((tmp_path / "wr").glob("*/logs/a/completions/*"))) == 3
+
+
+def test_quality_classifier_as_a_recipe_step(tiny, tmp_path):
+    from annotation.quality.artifact import save_artifact
+    from annotation.quality.train import train_classifier
+
+    raw, _ = tiny
+    store = Store(tmp_path / "store")
+    good = [r[3] for r in GOOD_ROWS] * 10
+    bad = ["作为一个AI语言模型，我无法提供医疗建议，请咨询专业医生。", "很抱歉，我不能回答这个问题。"] * 15
+    model = train_classifier([(t, "keep") for t in good] + [(t, "discard") for t in bad], tokenizer="char", seed=0)
+    save_artifact(model, store, "quality", metrics={}, threshold=0.5, target_precision=0.9, lineage={"test": True})
+    recipe = write_recipe(tmp_path / "q.yaml", steps={"filters": False, "quality": {"artifact": "quality@latest", "threshold": 0.999999}})
+    dv, stats = build(recipe, raw, store, work_root=tmp_path / "w", progress=False)
+    removed = dv.to_pandas("removed")
+    by_quality = removed[removed.removed_by == "quality"]
+    assert len(by_quality) >= 1 and by_quality.reason.str.match(r"quality: [0-9.]+ < 1\.0+").all()
+    assert dv.manifest["lineage"]["models"][0]["version"] == 1
+    assert all("quality_score" in json.loads(m) for m in dv.to_pandas().metadata)

@@ -44,3 +44,110 @@ def cjk_chars(text: str) -> int:
 
 def fmt(x: float) -> str:
     return f"{x:.3f}"
+
+
+# ---------------------------------------------------------------- shared per-document features
+# Every filter used to re-run its own regex count (visible characters 5x, CJK 3x per document).
+# ``features(text)`` computes all class counts in one numpy pass over the code points and caches
+# them for the text object, so a chain of filters pays once. The per-code-point class table is
+# derived from the very regexes above (a regex ``sub`` over all of Unicode), so the counts are
+# identical to ``run_chars`` by construction; texts that cannot be encoded (lone surrogates) fall
+# back to the regexes.
+import numpy as np  # noqa: E402
+
+WS, CJK, DIGIT, SYMBOL, BAD, LATIN, ALNUM, GBLEAD = (1 << i for i in range(8))
+# mojibake classes (kept here so the table has them; mojibake.py imports them)
+BAD_CLASS = "\ufffd\ue000-\uf8ff"
+LATIN_CLASS = (
+    "\u0080-\u00ff\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc\u2013\u2014"
+    "\u2018-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a\u20ac\u2122"
+)
+# bytes that can lead a UTF-8 encoded CJK ideograph (U+3400-9FFF: E3-E9, U+F900-FAFF: EF, SIP: F0)
+GB_LEAD_BYTES = bytes([0xE3, 0xE4, 0xE5, 0xE6, 0xE7, 0xE8, 0xE9, 0xEF, 0xF0])
+_TABLES = None
+_BITS = np.array([[(v >> b) & 1 for b in range(8)] for v in range(256)], dtype=np.int64)
+
+
+def _class_mask(pattern: str, allchars: str) -> np.ndarray:
+    """Bool per code point: does the one-character regex ``pattern`` match it."""
+    marked = re.sub(pattern, "\x00", allchars)
+    m = np.frombuffer(marked.encode("utf-32-le"), dtype=np.uint32) == 0
+    m[0] = re.fullmatch(pattern, "\x00") is not None
+    return m
+
+
+def _tables():
+    global _TABLES
+    if _TABLES is None:
+        cps = np.arange(0x110000, dtype=np.uint32)
+        cps[0xD800:0xE000] = 0x20  # surrogates cannot be encoded: such texts use the regex fallback
+        allchars = cps.tobytes().decode("utf-32-le")
+        flags = np.zeros(0x110000, dtype=np.uint8)
+        for bit, pat in ((WS, r"\s"), (CJK, f"[{CJK_CLASS}]"), (DIGIT, DIGIT_RUNS.pattern[:-1]),
+                         (SYMBOL, f"[{SYMBOL_CLASS}]"), (BAD, f"[{BAD_CLASS}]"), (LATIN, f"[{LATIN_CLASS}]"),
+                         (ALNUM, r"[^\W_]")):
+            flags[_class_mask(pat, allchars)] |= bit
+        # GB18030 bytes of each BMP character that could lead a UTF-8 CJK sequence (0, 1 or 2);
+        # astral characters are 4 GB18030 bytes: handled by the exact fallback
+        bmp = "".join(chr(i) if not 0xD800 <= i < 0xE000 else " " for i in range(0x10000))
+        gbl = np.zeros(0x110000, dtype=np.uint8)
+        enc = [c.encode("gb18030", errors="ignore") for c in bmp]
+        gbl[:0x10000] = [sum(b in GB_LEAD_BYTES for b in e) for e in enc]
+        gbl[0x10000:] = 4  # unknown: never lets the bound skip the exact test
+        flags[gbl > 0] |= GBLEAD
+        _TABLES = (flags, gbl)
+    return _TABLES
+
+
+class Features:
+    """Class counts of one text (see ``features``); ``cp`` is None when the regex fallback was used."""
+
+    __slots__ = ("text", "cp", "flags", "visible", "cjk", "digit", "symbol", "bad", "latin", "alnum", "gblead_chars", "_gb")
+
+    def __init__(self, text: str):
+        self.text = text
+        self._gb = None
+        try:
+            cp = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        except UnicodeEncodeError:
+            cp = None
+        self.cp = cp
+        if cp is not None:
+            f = (_TABLES or _tables())[0][cp]
+            self.flags = f
+            ws, self.cjk, self.digit, self.symbol, self.bad, self.latin, self.alnum, self.gblead_chars = (
+                np.bincount(f, minlength=256) @ _BITS
+            ).tolist()
+        else:
+            self.flags = None
+            ws = run_chars(WHITESPACE_RUNS, text)
+            self.cjk = run_chars(CJK_RUNS, text)
+            self.digit = run_chars(DIGIT_RUNS, text)
+            self.symbol = run_chars(SYMBOL_RUNS, text)
+            self.bad = run_chars(re.compile(f"[{BAD_CLASS}]+"), text)
+            self.latin = run_chars(re.compile(f"[{LATIN_CLASS}]+"), text)
+            self.alnum = None
+            self.gblead_chars = None
+        self.visible = len(text) - ws
+
+    def gb_lead_bound(self) -> int | None:
+        """Upper bound on the GB18030 bytes of the text that can lead a UTF-8 CJK sequence."""
+        if self._gb is None and self.cp is not None:
+            self._gb = int(_tables()[1][self.cp].sum(dtype=np.int64))
+        return self._gb
+
+
+_CACHE: dict[int, Features] = {}
+_CACHE_SIZE = 64
+
+
+def features(text: str) -> Features:
+    """Counts of ``text`` (cached by object identity: a chain of filters computes them once)."""
+    f = _CACHE.get(id(text))
+    if f is not None and f.text is text:
+        return f
+    f = Features(text)
+    if len(_CACHE) >= _CACHE_SIZE:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[id(text)] = f
+    return f

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datatrove.data import Document
 
 from curation.steps.base import CumedFilter
-from curation.steps.filters._text import cjk_chars, fmt, visible_chars
+from curation.steps.filters._text import features, fmt
 
 
 class CJKRatioFilter(CumedFilter):
@@ -31,8 +31,9 @@ class CJKRatioFilter(CumedFilter):
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         if self.min_ratio is None:
             return True
-        vis = visible_chars(doc.text)
-        ratio = cjk_chars(doc.text) / vis if vis else 0.0
+        ft = features(doc.text)
+        vis = ft.visible
+        ratio = ft.cjk / vis if vis else 0.0
         if ratio < self.min_ratio:
             return False, f"cjk_ratio: {fmt(ratio)} < {self.min_ratio}"
         return True

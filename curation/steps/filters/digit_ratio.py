@@ -5,7 +5,7 @@ from __future__ import annotations
 from datatrove.data import Document
 
 from curation.steps.base import CumedFilter
-from curation.steps.filters._text import DIGIT_RUNS, fmt, run_chars, visible_chars
+from curation.steps.filters._text import features, fmt
 
 
 class DigitRatioFilter(CumedFilter):
@@ -28,8 +28,9 @@ class DigitRatioFilter(CumedFilter):
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         if self.max_ratio is None:
             return True
-        vis = visible_chars(doc.text)
-        ratio = run_chars(DIGIT_RUNS, doc.text) / vis if vis else 0.0
+        ft = features(doc.text)
+        vis = ft.visible
+        ratio = ft.digit / vis if vis else 0.0
         if ratio > self.max_ratio:
             return False, f"digit_ratio: {fmt(ratio)} > {self.max_ratio}"
         return True

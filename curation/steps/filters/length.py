@@ -9,7 +9,7 @@ from __future__ import annotations
 from datatrove.data import Document
 
 from curation.steps.base import CumedFilter
-from curation.steps.filters._text import visible_chars
+from curation.steps.filters._text import features
 
 
 class MinLengthFilter(CumedFilter):
@@ -33,7 +33,7 @@ class MinLengthFilter(CumedFilter):
         self.max_chars = max_chars
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        n = visible_chars(doc.text)
+        n = features(doc.text).visible
         if self.min_chars is not None and n < self.min_chars:
             return False, f"too_short: {n} < {self.min_chars} chars"
         if self.max_chars is not None and n > self.max_chars:

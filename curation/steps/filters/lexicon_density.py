@@ -8,7 +8,7 @@ from pathlib import Path
 from datatrove.data import Document
 
 from curation.steps.base import CumedFilter
-from curation.steps.filters._text import cjk_chars, fmt
+from curation.steps.filters._text import cjk_chars, features, fmt
 from curation.steps.lexicon import LexiconMatcher, build_lexicon
 
 DEFAULT_RAW = Path(os.environ.get("CUMED_RAW", Path(__file__).resolve().parents[4] / "shared" / "data" / "raw"))
@@ -56,7 +56,7 @@ class LexiconDensityFilter(CumedFilter):
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         if self.matcher is None:
             return True
-        n = cjk_chars(doc.text)
+        n = features(doc.text).cjk
         if n < self.min_cjk:
             return True
         # early exit: stop matching as soon as enough terms were seen (Aho-Corasick over a

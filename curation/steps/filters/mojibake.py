@@ -22,11 +22,11 @@ import re
 from datatrove.data import Document
 
 from curation.steps.base import CumedFilter
-from curation.steps.filters._text import CJK_RUNS, fmt, run_chars, visible_chars
+from curation.steps.filters._text import BAD_CLASS, CJK_RUNS, LATIN_CLASS, features, fmt, run_chars
 
-_BAD_RUNS = re.compile("[\ufffd\ue000-\uf8ff]+")
+_BAD_RUNS = re.compile(f"[{BAD_CLASS}]+")
 _KUN = "锟斤拷"
-_LATIN_RUNS = re.compile("[\u0080-\u00ff\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc\u2013\u2014\u2018-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a\u20ac\u2122]{2,}")
+_LATIN_RUNS = re.compile(f"[{LATIN_CLASS}]{{2,}}")
 
 
 def _utf8_as_gbk_share(text: str, n_cjk: int) -> float:
@@ -89,21 +89,39 @@ class MojibakeFilter(CumedFilter):
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         text = doc.text
-        vis = visible_chars(text)
+        ft = features(text)
+        vis = ft.visible
         if not vis:
             return True
         if self.max_replacement_ratio is not None:
-            bad = run_chars(_BAD_RUNS, text) + 3 * text.count(_KUN)
+            bad = ft.bad + (3 * text.count(_KUN) if ft.cjk else 0)
             if bad / vis > self.max_replacement_ratio:
                 return False, f"mojibake: replacement/private-use chars {fmt(bad / vis)} > {self.max_replacement_ratio}"
         if self.max_gbk_utf8_share is not None:
-            n_cjk = run_chars(CJK_RUNS, text)
-            if n_cjk >= self.min_cjk_for_gbk_test:
+            n_cjk = ft.cjk
+            if n_cjk >= self.min_cjk_for_gbk_test and not self._gbk_share_bounded(ft, n_cjk):
                 share = _utf8_as_gbk_share(text, n_cjk)
                 if share > self.max_gbk_utf8_share:
                     return False, f"mojibake: utf-8 read as gbk {fmt(share)} > {self.max_gbk_utf8_share}"
-        if self.max_latin1_ratio is not None and not text.isascii():
+        # Latin-1 mojibake characters are a subset of the LATIN class chars (runs of 2+): when even
+        # all of them stay under the ratio, the exact (slow) test cannot remove the document
+        r = self.max_latin1_ratio
+        if r is not None and not text.isascii() and not (r >= 0 and (ft.latin < 2 or ft.latin / vis <= r)):
             bad = _latin1_mojibake_chars(text)
             if bad / vis > self.max_latin1_ratio:
                 return False, f"mojibake: latin-1 {fmt(bad / vis)} > {self.max_latin1_ratio}"
         return True
+
+    def _gbk_share_bounded(self, ft, n_cjk: int) -> bool:
+        """True when the UTF-8-as-GBK share provably stays <= the threshold.
+
+        Every CJK character recovered by re-decoding uses one UTF-8 lead byte (E3-E9, EF, F0) of
+        the GB18030 bytes, so their count bounds it (1.5 x / n is monotone in x in floating point).
+        """
+        if ft.gblead_chars is None:
+            return False
+        thr = self.max_gbk_utf8_share
+        if 1.5 * (2 * ft.gblead_chars) / n_cjk <= thr:  # each character has at most 2 such bytes
+            return True
+        ub = ft.gb_lead_bound()
+        return ub is not None and 1.5 * ub / n_cjk <= thr

@@ -26,7 +26,7 @@ import numpy as np
 from datatrove.data import Document
 
 from curation.steps.base import CumedFilter
-from curation.steps.filters._text import fmt
+from curation.steps.filters._text import ALNUM, features, fmt
 
 # FineWeb-2 per-language thresholds for Mandarin, huggingface/fineweb-2 configs/cmn_Hani.yml
 # (commit baedee4): dup_line_frac 0.314, top_n_grams ((2, .111), (3, .122), (4, .132)),
@@ -153,11 +153,24 @@ class CharNGramRepetitionFilter(CumedFilter):
         self.dup_n_grams = tuple(sorted((int(n), float(f)) for n, f in (dup_n_grams or ())))
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        s = _NON_WORD.sub("", doc.text)
+        text = doc.text
+        ft = features(text)
+        if ft.cp is not None and "\\" not in text:
+            # same characters as _NON_WORD.sub: without a backslash only [\W_] runs are removed
+            if self.min_chars is not None and ft.alnum < self.min_chars:
+                return True
+            kept = ft.cp[(ft.flags & ALNUM) != 0]
+            s = kept.tobytes().decode("utf-32-le")
+        else:
+            s = _NON_WORD.sub("", text)
+            kept = None
         L = len(s)
         if self.min_chars is not None and L < self.min_chars:
             return True
-        cp = np.frombuffer(s.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64) if L >= _NUMPY_FROM else None
+        if L >= _NUMPY_FROM:
+            cp = (kept if kept is not None else np.frombuffer(s.encode("utf-32-le"), dtype=np.uint32)).astype(np.uint64)
+        else:
+            cp = None
         bound = None  # count of the top n-gram never exceeds that of the top shorter n-gram
         for n, thr in self.top_n_grams:
             if L < n or (bound is not None and bound * n <= thr * L):

@@ -1,0 +1,321 @@
+"""The ``labelstudio`` review backend: push tasks to a Label Studio server, pull annotations back.
+
+Connection: ``LABEL_STUDIO_URL`` / ``LABEL_STUDIO_API_KEY`` (the SDK's names), or an explicit
+``url`` and ``token_file`` (either a bare token or an env file such as the one
+``cumed labelstudio start`` writes). All access goes through ``label-studio-sdk`` 2.x.
+
+- One project per (dataset, task type), titled ``cumed review: <dataset>`` (other task types:
+  ``cumed <type>: <dataset>``); created on first push, reused afterwards.
+- ``push`` imports only tasks whose ``data.doc_id`` is not in the project yet, in chunks
+  (``projects.import_tasks``), and stamps ``data.batch`` so ``pull`` can select a batch. A doc
+  already queued by an earlier batch keeps that batch. Re-push is a no-op; a push cut short (server
+  killed, network down) raises ``CumedError`` and a re-run imports only what is missing.
+- ``pull`` lists the batch's tasks page by page (``tasks.list`` with a ``data.batch`` filter;
+  full exports of large projects time out in Label Studio) and keeps a checkpoint in
+  ``<cache_dir>/pull-<batch>.json`` so an interrupted pull resumes; the checkpoint is removed when
+  the pull completes. Returns tasks in Label Studio's JSON export format.
+- Text: lone UTF-16 surrogates (not encodable as UTF-8, so no server can store them) become U+FFFD
+  before upload; everything else, emoji included, round-trips exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+from curation.errors import CumedError
+
+from ..review.backend import ReviewBackend
+
+DEFAULT_CACHE = Path(".cache") / "labelstudio"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# Data-Manager-only fields that are not part of Label Studio's JSON export format.
+_DM_ONLY = {"annotations_results", "predictions_results", "annotations_ids", "predictions_model_versions",
+            "annotators", "completed_at", "draft_exists", "is_labeled", "overlap", "predictions_score",
+            "storage_filename", "avg_lead_time", "reviewers", "reviewed", "reviews_accepted",
+            "reviews_rejected", "ground_truth"}
+_ANN_DM_ONLY = {"created_username", "created_ago"}
+
+
+def clean_text(value):
+    """Recursively replace lone surrogates with U+FFFD (valid surrogate pairs are joined)."""
+    if isinstance(value, str):
+        if _SURROGATE.search(value):
+            return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+        return value
+    if isinstance(value, dict):
+        return {clean_text(k): clean_text(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean_text(v) for v in value]
+    return value
+
+
+def _token_from_file(path: str | Path) -> tuple[str | None, str | None]:
+    """(token, url) from an env file (``LABEL_STUDIO_API_KEY=...``) or a bare-token file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise CumedError(f"cannot read Label Studio token file {p}: {e.strerror}; "
+                         f"pass the env file `cumed labelstudio start` wrote, or a file holding the token")
+    if "=" in text:
+        from .server import read_env_file
+        env = read_env_file(p)
+        return env.get("LABEL_STUDIO_API_KEY"), env.get("LABEL_STUDIO_URL")
+    return text.strip() or None, None
+
+
+def _safe_name(batch_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", batch_id)[:120] or "batch"
+
+
+class LabelStudioBackend(ReviewBackend):
+    name = "labelstudio"
+
+    def __init__(self, url: str | None = None, token: str | None = None, token_file: str | Path | None = None,
+                 *, task_type: str = "review", chunk_size: int = 1000, page_size: int = 500,
+                 cache_dir: str | Path | None = None, timeout: float = 300.0):
+        file_url = None
+        if token_file:
+            token, file_url = _token_from_file(token_file)
+            if not token:
+                raise CumedError(f"no token in {token_file}; it needs LABEL_STUDIO_API_KEY=... or the bare token")
+        self.url = (url or file_url or os.environ.get("LABEL_STUDIO_URL") or "").rstrip("/")
+        self._token = token or os.environ.get("LABEL_STUDIO_API_KEY")
+        if not self.url:
+            raise CumedError("no Label Studio URL: set LABEL_STUDIO_URL or pass --ls-url "
+                             "(a local server: `cumed labelstudio start`, then source the env file it names)")
+        if not self._token:
+            raise CumedError(f"no API token for Label Studio at {self.url}: set LABEL_STUDIO_API_KEY or pass "
+                             f"--ls-token-file (a local server's is in .cache/labelstudio/labelstudio.env)")
+        self.task_type = task_type
+        self.chunk_size = max(1, int(chunk_size))
+        self.page_size = max(1, int(page_size))
+        self.cache_dir = Path(cache_dir or DEFAULT_CACHE)
+        self.timeout = timeout
+        self._client = None
+
+    def __repr__(self) -> str:  # never show the token
+        return f"LabelStudioBackend(url={self.url!r}, task_type={self.task_type!r})"
+
+    @property
+    def client(self):
+        if self._client is None:
+            from label_studio_sdk import LabelStudio
+            self._client = LabelStudio(base_url=self.url, api_key=self._token, timeout=self.timeout)
+        return self._client
+
+    def close(self) -> None:
+        """Close the HTTP connection pool (keep-alive sockets to the server)."""
+        if self._client is not None:
+            try:
+                self._client._client_wrapper.httpx_client.httpx_client.close()
+            except AttributeError:  # pragma: no cover - SDK internals moved
+                pass
+            self._client = None
+
+    # ---- errors --------------------------------------------------------------------------
+    def _fail(self, e: Exception, doing: str, hint: str = "") -> CumedError:
+        import httpx
+        from label_studio_sdk.core.api_error import ApiError
+
+        if isinstance(e, CumedError):
+            return e
+        if isinstance(e, httpx.ConnectError):
+            return CumedError(f"Label Studio at {self.url} is not reachable ({doing}: connection refused); "
+                              f"start it with `cumed labelstudio start` or fix LABEL_STUDIO_URL{hint}")
+        if isinstance(e, httpx.TimeoutException):
+            return CumedError(f"Label Studio at {self.url} timed out ({doing}); check the server's load/log "
+                              f"and re-run{hint}")
+        if isinstance(e, httpx.TransportError):
+            return CumedError(f"Label Studio at {self.url} dropped the connection ({doing}: "
+                              f"{type(e).__name__}); restart it (`cumed labelstudio start`) and re-run{hint}")
+        if isinstance(e, ApiError):
+            code = e.status_code
+            if code in (401, 403):
+                return CumedError(f"Label Studio at {self.url} rejected the API token (HTTP {code}, {doing}); "
+                                  f"check LABEL_STUDIO_API_KEY / --ls-token-file (a local server's token is in "
+                                  f".cache/labelstudio/labelstudio.env) and that legacy tokens are enabled")
+            body = e.body if isinstance(e.body, str) else json.dumps(e.body, ensure_ascii=False, default=str)
+            body = " ".join(str(body).split())[:200]
+            return CumedError(f"Label Studio at {self.url} answered HTTP {code} ({doing}): {body}; "
+                              f"see the server log{hint}")
+        return CumedError(f"Label Studio at {self.url} failed ({doing}: {type(e).__name__}: {e}){hint}")
+
+    @staticmethod
+    def _is_api_fault(e: Exception) -> bool:
+        import httpx
+        from label_studio_sdk.core.api_error import ApiError
+        return isinstance(e, (httpx.HTTPError, ApiError))
+
+    def _call(self, doing: str, fn, *args, hint: str = "", **kw):
+        try:
+            return fn(*args, **kw)
+        except CumedError:
+            raise
+        except Exception as e:  # noqa: BLE001 - every transport/API fault becomes one clear line
+            if self._is_api_fault(e):
+                raise self._fail(e, doing, hint) from None
+            raise
+
+    # ---- projects ------------------------------------------------------------------------
+    def project_title(self, dataset: str) -> str:
+        """``cumed review: <dataset>``; Label Studio caps titles at 50 chars, so a longer one keeps
+        41 chars plus a hash of the dataset name (two long names never share a project)."""
+        title = f"cumed {self.task_type}: {dataset}"
+        if len(title) > 50:
+            title = title[:41] + "~" + hashlib.sha1(dataset.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        return title
+
+    def find_project(self, dataset: str) -> int | None:
+        title = self.project_title(dataset)
+        pager = self._call("listing projects", self.client.projects.list, title=title, page_size=100)
+        for p in self._call("listing projects", lambda: list(pager)):
+            if p.title == title:
+                return p.id
+        return None
+
+    def ensure_project(self, dataset: str, label_config: str) -> int:
+        pid = self.find_project(dataset)
+        if pid is None:
+            p = self._call("creating project", self.client.projects.create, title=self.project_title(dataset),
+                           label_config=label_config,
+                           description=f"cumed manual review of {dataset} ({self.task_type})")
+            pid = p.id
+        return pid
+
+    def _pages(self, project: int, doing: str, query: str | None = None, fields: str = "all",
+               start_page: int = 1, include: str | None = None):
+        """Yield (page_number, [task model]) until the project (or query) is exhausted."""
+        page = start_page
+        while True:
+            try:
+                pager = self.client.tasks.list(project=project, page=page, page_size=self.page_size,
+                                               fields=fields, query=query, include=include)
+            except Exception as e:  # noqa: BLE001
+                if page > 1 and getattr(e, "status_code", None) == 404:
+                    return  # past the last page (the previous one was exactly full)
+                raise self._fail(e, doing) if self._is_api_fault(e) else e
+            items = list(pager.items or [])
+            yield page, items
+            if len(items) < self.page_size or not pager.has_next:
+                return
+            page += 1
+
+    def existing_doc_ids(self, project: int) -> set[str]:
+        ids: set[str] = set()
+        # include=id,data: ~2.5x faster than the full task rows (no annotation summaries computed)
+        for _, items in self._pages(project, "listing queued tasks", fields="task_only", include="id,data"):
+            for t in items:
+                doc = (t.data or {}).get("doc_id")
+                if doc is not None:
+                    ids.add(str(doc))
+        return ids
+
+    # ---- push ----------------------------------------------------------------------------
+    def push(self, batch_id: str, dataset: str, tasks: list[dict], label_config: str) -> dict:
+        prepared, seen, replaced = [], set(), 0
+        for i, t in enumerate(tasks):
+            data = t.get("data") if isinstance(t, dict) else None
+            if not isinstance(data, dict) or data.get("doc_id") in (None, ""):
+                raise CumedError(f"task #{i} of batch {batch_id} has no data.doc_id; every review task needs "
+                                 f"{{'data': {{'doc_id': ..., ...}}}}")
+            clean = clean_text(t)
+            replaced += clean != t
+            doc = str(clean["data"]["doc_id"])
+            if doc in seen:
+                continue
+            seen.add(doc)
+            clean = {**clean, "data": {**clean["data"], "doc_id": doc, "batch": batch_id}}
+            prepared.append(clean)
+        dup_in_input = len(tasks) - len(prepared)
+
+        project = self.ensure_project(dataset, label_config)
+        existing = self.existing_doc_ids(project)
+        new = [t for t in prepared if t["data"]["doc_id"] not in existing]
+        pushed = 0
+        for start in range(0, len(new), self.chunk_size):
+            chunk = new[start:start + self.chunk_size]
+            hint = (f"; {pushed} of {len(new)} new tasks of batch {batch_id} were imported before the fault - "
+                    f"re-running the push imports only the missing ones")
+            self._call(f"importing tasks {start + 1}-{start + len(chunk)} into project {project}",
+                       self.client.projects.import_tasks, id=project, request=chunk,
+                       request_options={"max_retries": 0}, hint=hint)
+            pushed += len(chunk)
+        return {"pushed": pushed, "skipped": len(prepared) - len(new) + dup_in_input,
+                "project": project, "project_title": self.project_title(dataset), "url": self.url,
+                "batch": batch_id, "surrogates_replaced": replaced}
+
+    # ---- pull ----------------------------------------------------------------------------
+    def checkpoint_path(self, batch_id: str) -> Path:
+        return self.cache_dir / f"pull-{_safe_name(batch_id)}.json"
+
+    @staticmethod
+    def _export_task(model) -> dict:
+        d = model.model_dump(mode="json", exclude_none=False)
+        for k in _DM_ONLY:
+            d.pop(k, None)
+        d["annotations"] = [{k: v for k, v in a.items() if k not in _ANN_DM_ONLY}
+                            for a in d.get("annotations") or []]
+        d.setdefault("predictions", [])
+        return clean_text(d)
+
+    def _save_checkpoint(self, path: Path, state: dict) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(state, f, ensure_ascii=False)
+        os.replace(tmp, path)
+
+    def pull(self, batch_id: str, dataset: str, source: str | None = None) -> list[dict]:
+        """The batch's tasks with annotations. ``source``: a Label Studio JSON export file to read
+        instead of the server (e.g. exported from the UI)."""
+        if source:
+            return self._pull_file(batch_id, source)
+        project = self.find_project(dataset)
+        if project is None:
+            raise CumedError(f"no Label Studio project '{self.project_title(dataset)}' at {self.url}; "
+                             f"push batch {batch_id} first")
+        ck = self.checkpoint_path(batch_id)
+        state = {"batch": batch_id, "dataset": dataset, "project": project, "page_size": self.page_size,
+                 "next_page": 1, "tasks": []}
+        if ck.exists():
+            try:
+                old = json.loads(ck.read_text(encoding="utf-8"))
+                if (old.get("project"), old.get("batch"), old.get("page_size")) == (project, batch_id, self.page_size):
+                    state = old
+            except (OSError, ValueError):
+                pass  # a torn checkpoint: start over
+        query = json.dumps({"filters": {"conjunction": "and", "items": [
+            {"filter": "filter:tasks:data.batch", "operator": "equal", "type": "String", "value": batch_id}]},
+            "ordering": ["tasks:id"]}, ensure_ascii=False)
+        seen = {t["id"] for t in state["tasks"]}
+        for page, items in self._pages(project, f"pulling batch {batch_id}", query=query,
+                                       start_page=state["next_page"]):
+            for m in items:
+                t = self._export_task(m)
+                if t.get("data", {}).get("batch") == batch_id and t["id"] not in seen:
+                    seen.add(t["id"])
+                    state["tasks"].append(t)
+            state["next_page"] = page + 1
+            self._save_checkpoint(ck, state)
+        ck.unlink(missing_ok=True)
+        return state["tasks"]
+
+    def _pull_file(self, batch_id: str, source: str) -> list[dict]:
+        from ..review.file_backend import read_export
+        return clean_text(read_export(Path(source)))
+
+
+def write_tasks(path: str | Path, tasks: list[dict]) -> Path:
+    """Write pulled tasks as UTF-8 JSON without ASCII escaping (lone surrogates -> U+FFFD)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(clean_text(tasks), f, ensure_ascii=False, indent=1)
+    os.replace(tmp, p)
+    return p

@@ -1,0 +1,71 @@
+"""``QualityFilter``: the quality classifier as a datatrove filter step.
+
+Scores every document with a published quality model (``annotation.quality.artifact``), stores
+the score in ``doc.metadata["quality_score"]`` and removes documents below the threshold with
+reason ``quality: 0.12 < 0.40`` (``removed_by = "quality"``). The threshold defaults to the one
+recorded in the artifact (chosen for a target precision on held-out labels); pass
+``threshold=`` to override, or ``threshold=None`` with ``score_only=True`` to only annotate.
+
+The filter is pickled to datatrove's workers holding only the artifact path; each worker loads
+the fastText model on first use (and checks its sha256). Documents are scored in batches of
+``batch_size`` with one fastText call per batch.
+
+Recipe (``steps.quality``)::
+
+    quality: {artifact: _models/quality/v1, threshold: 0.4}   # path relative to the store, or NAME@N
+"""
+
+from __future__ import annotations
+
+from datatrove.data import Document
+
+from curation.steps.base import CumedFilter
+
+from .tokenize import tokenize
+
+
+class QualityFilter(CumedFilter):
+    name = "quality"
+
+    def __init__(self, artifact: str, threshold: float | None = None, *, store: str | None = None,
+                 score_only: bool = False, batch_size: int = 512, verify: bool = True, exclusion_writer=None):
+        super().__init__(exclusion_writer=exclusion_writer, batch_size=batch_size)
+        from .artifact import read_meta, resolve_artifact
+
+        self.artifact = str(resolve_artifact(artifact, store))  # fail early, in the driver
+        meta = read_meta(self.artifact)
+        self.model_ref = f"{meta.get('name', 'quality')}@{meta.get('version', '?')}"
+        self.threshold = float(meta.get("threshold", 0.5) if threshold is None else threshold)
+        self.score_only = score_only
+        self.verify = verify
+        self._model = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_model"] = None  # the fastText object is not picklable; workers reload it
+        return state
+
+    @property
+    def model(self):
+        if self._model is None:
+            from .artifact import load_artifact
+
+            self._model, _ = load_artifact(self.artifact, verify=self.verify)
+        return self._model
+
+    def _decide(self, doc: Document, score: float):
+        doc.metadata["quality_score"] = round(float(score), 6)
+        if self.score_only or score >= self.threshold:
+            return True
+        a, b = f"{score:.2f}", f"{self.threshold:.2f}"
+        if a == b:  # 0.396 < 0.40 must not read "0.40 < 0.40"
+            a, b = f"{score:.4f}", f"{self.threshold:.4f}"
+        return False, f"quality: {a} < {b}"
+
+    def filter_batch(self, batch: list[Document]):
+        model = self.model
+        scores = model.score_tokenized([tokenize(d.text, model.tokenizer) for d in batch])
+        return [self._decide(d, s) for d, s in zip(batch, scores)]
+
+    def filter(self, doc: Document):
+        return self.filter_batch([doc])[0]
