@@ -137,7 +137,16 @@ def train_classifier(examples, tokenizer: str = "jieba", seed: int = 0, **params
                 line = tokenize(texts[i], tokenizer)
                 f.write(f"{LABEL_KEEP if labels[i] else LABEL_DISCARD} {line}\n")
         t1 = time.perf_counter()
-        ft = fasttext.train_supervised(input=str(path), **args)
+        # fastText's SGD occasionally diverges at lr 0.5 ("Encountered NaN"); halving the rate is
+        # the documented remedy. The rate actually used is recorded in the model's params.
+        for attempt in range(4):
+            try:
+                ft = fasttext.train_supervised(input=str(path), **args)
+                break
+            except RuntimeError as e:
+                if "NaN" not in str(e) or attempt == 3:
+                    raise
+                args["lr"] = args["lr"] / 2
     t2 = time.perf_counter()
     args.pop("verbose", None)
     model = QualityModel(ft, tokenizer, {**args, "tokenize_s": round(t1 - t0, 3), "fit_s": round(t2 - t1, 3)})

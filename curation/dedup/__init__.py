@@ -1,7 +1,8 @@
 """Exact and near-duplicate removal over character n-grams of a canonical form (see near.py).
 
 In memory: ``find_duplicates(docs, reference=None, **params) -> list[Decision]``.
-Staged (datatrove): ``NearDupSignatures`` -> ``NearDupClusters`` -> ``DuplicateFilter``.
+Staged (datatrove): ``NearDupSignatures`` -> ``NearDupClusters`` -> ``DuplicateFilter`` (Documents)
+or ``ApplyDuplicateDecisions`` (Parquet tables, as ``cumed build`` runs it).
 """
 
 from curation.dedup.canonical import canonical

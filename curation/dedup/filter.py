@@ -59,11 +59,11 @@ class ApplyDuplicateDecisions(PipelineStep):
     do), keeps the rows whose id has no decision (written unchanged, the text is never decoded
     into Python strings) and writes the others with ``removed_by``, ``reason`` and
     ``duplicate_of`` / ``similarity`` in their metadata, exactly as ``DuplicateFilter`` does.
-    Output names follow datatrove's writers: ``{rank:05d}.parquet``, only when non-empty.
+    Output names follow datatrove's ParquetWriter: ``000_{rank:05d}.parquet``, only when non-empty.
     """
 
     name = "dedup"  # the same counters as DuplicateFilter under the same name in the build stats
-    type = "🫂 - DEDUP"
+    type = "🔻 - FILTER"
 
     def __init__(self, input_folder: str, output_folder: str, decisions_folder: str, removed_folder: str | None = None,
                  glob_pattern: str = "*.parquet", compression: str = "zstd"):
@@ -118,9 +118,9 @@ class ApplyDuplicateDecisions(PipelineStep):
             self.stat_update(StatHints.forwarded, value=n_kept)
             self.stat_update(StatHints.dropped, value=n_removed)
             if n_kept:
-                _write(kept, Path(self.output_folder) / f"{rank:05d}.parquet", self.compression)
+                _write(kept, Path(self.output_folder) / f"000_{rank:05d}.parquet", self.compression)
             if n_removed and self.removed_folder:
-                _write(pa.concat_tables(removed_parts), Path(self.removed_folder) / f"{rank:05d}.parquet",
+                _write(pa.concat_tables(removed_parts), Path(self.removed_folder) / f"000_{rank:05d}.parquet",
                        self.compression)
 
 

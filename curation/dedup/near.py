@@ -19,7 +19,9 @@ Memory: one partition of one band (16 bytes per document / ``partitions``), the 
 (ids, ~60 bytes per document), the signatures of the candidate pairs, and the texts of the
 candidate documents only. Not the corpus.
 
-Stage 3, ``DuplicateFilter`` (parallel): removes the documents named in the decisions.
+Stage 3, ``DuplicateFilter`` (parallel, on Documents) or ``ApplyDuplicateDecisions`` (parallel, on
+the Parquet tables of stage 1 directly, what ``cumed build`` uses): removes the documents named in
+the decisions.
 
 Only local folders are supported for the signature files (they are memory-mapped).
 """

@@ -56,6 +56,8 @@ _FULLWIDTH_ALNUM = {
     **{cp: cp - 0xFEE0 for cp in range(0xFF41, 0xFF5B)},
 }
 
+_FULLWIDTH_ALNUM_RE = re.compile("[\uff10-\uff19\uff21-\uff3a\uff41-\uff5a]")
+
 
 def normalize_unicode(text: str) -> str:
     """NFC, then full-width ASCII letters/digits to half-width; CJK punctuation untouched.
@@ -69,12 +71,14 @@ def normalize_unicode(text: str) -> str:
     if not text.isascii():
         if not unicodedata.is_normalized("NFC", text):
             text = unicodedata.normalize("NFC", text)
-        text = text.translate(_FULLWIDTH_ALNUM)
+        if _FULLWIDTH_ALNUM_RE.search(text):  # str.translate with a dict runs at ~50 MB/s: only when needed
+            text = text.translate(_FULLWIDTH_ALNUM)
     return text
 
 
 # ---------------------------------------------------------------- whitespace
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
+_ZERO_WIDTH_RE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 _HSPACE_RUNS = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f]+")  # not U+3000: see below
 _TRAILING = re.compile(r"[ \t\u3000]+\n")
 _BLANK_LINES = re.compile(r"\n(?:[ \t\u3000]*\n){2,}")
@@ -88,7 +92,8 @@ def clean_whitespace(text: str, max_blank_lines: int = 1) -> str:
     line ends like any trailing space. At most ``max_blank_lines`` empty lines stay between
     paragraphs; leading/trailing whitespace of the document is stripped.
     """
-    text = text.translate(_ZERO_WIDTH)
+    if not text.isascii() and _ZERO_WIDTH_RE.search(text):  # same result as always translating, ~5x faster
+        text = text.translate(_ZERO_WIDTH)
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = _HSPACE_RUNS.sub(" ", text)

@@ -134,13 +134,34 @@ PLACEHOLDERS = {t: f"<{t}>" for t, _, _ in PATTERNS}
 _MAYBE = re.compile(r"\d{4}|@|\d\.\d{1,3}\.\d|号|QQ|qq|微信|信|vx|VX")
 
 
+# per-pattern pre-checks (speed only): a text that fails one cannot match that pattern. Every
+# ID/bank/phone pattern needs 4 consecutive digits, which a placeholder never adds back.
+_DIGITS4 = re.compile(r"\d{4}")
+_WECHAT_WORDS = re.compile("微信|威信|WeChat|wechat|VX|vx|V信|v信")
+_GATES: dict[str, Callable[[str], bool]] = {
+    "EMAIL": lambda t: "@" in t,
+    "IP": lambda t: "IP" in t or "ip" in t or "Ip" in t,
+    "WECHAT": lambda t: _WECHAT_WORDS.search(t) is not None,
+    "PASSPORT": lambda t: "护照" in t,
+}
+_DIGIT_TYPES = frozenset({"ID_CARD", "BANK_CARD", "PHONE"})
+
+
 def redact(text: str, types: set[str] | None = None) -> tuple[str, dict[str, int]]:
     """Return (redacted text, {type: count}); ``types`` limits the placeholder types."""
     counts: dict[str, int] = {}
     if not _MAYBE.search(text):
         return text, counts
+    digits = None
     for typ, rx, ok in PATTERNS:
         if types is not None and typ not in types:
+            continue
+        if typ in _DIGIT_TYPES:
+            if digits is None:
+                digits = _DIGITS4.search(text) is not None
+            if not digits:
+                continue
+        elif typ in _GATES and not _GATES[typ](text):
             continue
         placeholder = PLACEHOLDERS[typ]
 

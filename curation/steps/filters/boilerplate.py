@@ -13,7 +13,9 @@ import re
 from datatrove.data import Document
 
 from curation.steps.base import CumedFilter, CumedTransform
-from curation.steps.filters._text import fmt
+import numpy as np
+
+from curation.steps.filters._text import features, fmt
 
 # Navigation, promotion, contact and legal lines seen on Chinese medical Q&A sites and WeChat
 # reposts. Each entry is a regex fragment; keep them specific to avoid medical false positives.
@@ -31,6 +33,51 @@ BOILERPLATE_PATTERNS = (
 )
 _BOILER_RE = re.compile("|".join(BOILERPLATE_PATTERNS), re.I)
 _LINES = re.compile(r"\n")
+
+# Pre-check (speed only): every match of _BOILER_RE contains one of these characters or
+# character pairs, with the case variants IGNORECASE allows for the Latin ones (c, y, r, v, q, p
+# have none outside ASCII). One per pattern: 点击 关注 公众 扫码/扫描/扫二 维码 版权 ©/Ⓒ/ⓒ (c
+# (c)-year, yr copyright, rv reserved, 免责 转载 未经 本文, 加微/加v/加q, 电话/热线, 线咨 立即
+# 免费, 一篇 返回 地图 阅读 你喜 热门, 享到 藏本 点赞 评论, cp ICP. A document without any of
+# them cannot match, so the regex (~35 MB/s with IGNORECASE) runs only on the others.
+_ANCHOR_CHARS = "©Ⓒⓒ"
+_ANCHOR_PAIRS = (
+    "点击 关注 公众 扫码 扫描 扫二 维码 版权 (c (C yr yR Yr YR rv rV Rv RV 免责 转载 未经 本文 加微 加v 加V 加q 加Q "
+    "电话 热线 线咨 立即 免费 一篇 返回 地图 阅读 你喜 热门 享到 藏本 点赞 评论 cp cP Cp CP"
+).split()
+_ANCHORS = None
+
+
+def _anchor_tables():
+    global _ANCHORS
+    if _ANCHORS is None:
+        t = np.zeros(0x110000, dtype=np.uint8)
+        for a, _ in _ANCHOR_PAIRS:
+            t[ord(a)] |= 1
+        for c in _ANCHOR_CHARS:
+            t[ord(c)] |= 2
+        keys = np.array(sorted((ord(a) << 21) | ord(b) for a, b in _ANCHOR_PAIRS), dtype=np.uint64)
+        _ANCHORS = (t, keys)
+    return _ANCHORS
+
+
+def may_match(text: str) -> bool:
+    """False only when ``_BOILER_RE`` provably finds nothing in ``text`` (see ``_ANCHOR_PAIRS``)."""
+    cp = features(text).cp
+    if cp is None:
+        return True
+    t, keys = _ANCHORS or _anchor_tables()
+    m = t[cp]
+    if not m.any():
+        return False
+    if (m & 2).any():
+        return True
+    pos = np.flatnonzero(m[:-1])
+    if not len(pos):
+        return False
+    k = (cp[pos].astype(np.uint64) << np.uint64(21)) | cp[pos + 1]
+    i = np.minimum(np.searchsorted(keys, k), len(keys) - 1)
+    return bool((keys[i] == k).any())
 
 
 def boilerplate_lines(text: str, max_line_chars: int) -> tuple[int, int, int, int]:
@@ -68,7 +115,11 @@ class BoilerplateFilter(CumedFilter):
         self.max_line_chars = max_line_chars
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        if self.max_line_frac is None or not _BOILER_RE.search(doc.text):
+        if self.max_line_frac is None or not may_match(doc.text):
+            return True
+        # no whole-text search first: without a matching line bad = 0 and the document is kept
+        # anyway, and matching only the short lines is ~5x cheaper on long papers
+        if self.max_line_frac < 0 and not _BOILER_RE.search(doc.text):
             return True
         bad, n, _, _ = boilerplate_lines(doc.text, self.max_line_chars)
         if n and bad / n > self.max_line_frac:
@@ -88,7 +139,7 @@ class BoilerplateLineCleaner(CumedTransform):
         self.max_line_chars = max_line_chars
 
     def transform(self, text: str) -> str:
-        if not _BOILER_RE.search(text):
+        if not may_match(text):  # else the line loop below (no match: text unchanged)
             return text
         out = []
         removed = 0

@@ -113,6 +113,44 @@ def _top_count_np(cp: np.ndarray, n: int) -> int:
     return int(runs.max())
 
 
+_S21, _S32, _S42 = np.uint64(21), np.uint64(32), np.uint64(42)
+
+
+def _dense_ranks(keys: np.ndarray) -> tuple[np.ndarray, int]:
+    """(dense rank of every key, count of the most frequent key); exact, no hashing."""
+    order = np.argsort(keys)
+    sk = keys[order]
+    first = np.empty(len(sk), dtype=bool)
+    first[0] = True
+    np.not_equal(sk[1:], sk[:-1], out=first[1:])
+    gid = first.cumsum()
+    r = np.empty(len(sk), dtype=np.uint64)
+    r[order] = gid
+    return r, int(np.bincount(gid).max())
+
+
+def _ranks(c: np.ndarray, n: int, ranks: dict) -> np.ndarray:
+    """Dense ranks of the n-grams of ``c`` (n >= 3; ``ranks[3]`` given), memoised in ``ranks``."""
+    if n not in ranks:
+        a = n // 2 if n >= 6 else 3
+        b = n - a
+        m = len(c) - n + 1
+        ra = _ranks(c, a, ranks)[:m]
+        if b < 3:  # n = 4, 5: a 3-gram rank and 1-2 code points (< 2^42) fit in 64 bits
+            tail = c[a : a + m] if b == 1 else (c[a : a + m] << _S21) | c[a + 1 : a + 1 + m]
+            keys = (ra << (_S21 * np.uint64(b))) | tail
+        else:
+            keys = (ra << _S32) | _ranks(c, b, ranks)[a : a + m]
+        ranks[n], ranks[("top", n)] = _dense_ranks(keys)
+    return ranks[n]
+
+
+def _top_count_exact(c: np.ndarray, n: int, ranks: dict) -> int:
+    """Exact count of the most frequent n-gram of ``c`` (n >= 3)."""
+    _ranks(c, n, ranks)
+    return ranks[("top", n)]
+
+
 class CharNGramRepetitionFilter(CumedFilter):
     """Remove documents dominated by repeated character n-grams (whitespace removed).
 
@@ -160,17 +198,103 @@ class CharNGramRepetitionFilter(CumedFilter):
             if self.min_chars is not None and ft.alnum < self.min_chars:
                 return True
             kept = ft.cp[(ft.flags & ALNUM) != 0]
-            s = kept.tobytes().decode("utf-32-le")
+            s = None  # decoded only when the exact pure-Python path is needed
+            L = len(kept)
         else:
             s = _NON_WORD.sub("", text)
             kept = None
-        L = len(s)
+            L = len(s)
         if self.min_chars is not None and L < self.min_chars:
             return True
         if L >= _NUMPY_FROM:
-            cp = (kept if kept is not None else np.frombuffer(s.encode("utf-32-le"), dtype=np.uint32)).astype(np.uint64)
-        else:
-            cp = None
+            if kept is None:
+                kept = np.frombuffer(s.encode("utf-32-le"), dtype=np.uint32)
+            cp = kept.astype(np.uint64)
+            reason = self._top(s, L, cp) or (self._dup(s, L, cp) if self.dup_n_grams else None)
+            return (False, reason) if reason else True
+        # short documents: exact pure-Python counts, skipped where exact 3-gram bounds prove them
+        # unnecessary (see _short_bounds); the decisions and reasons are those of the exact path
+        if kept is None:
+            kept = np.frombuffer(s.encode("utf-32-le"), dtype=np.uint32)
+        safe_top, safe_dup = self._short_bounds(kept, L)
+        if safe_top and safe_dup:
+            return True
+        if s is None:
+            s = kept.tobytes().decode("utf-32-le")
+        reason = None if safe_top else self._top(s, L, None)
+        if reason is None and not safe_dup and self.dup_n_grams:
+            reason = self._dup(s, L, None)
+        return (False, reason) if reason else True
+
+    def _short_bounds(self, cp: np.ndarray, L: int) -> tuple[bool, bool]:
+        """(no top n-gram check can fail, no duplicate n-gram check can fail), from exact counts.
+
+        N-grams are identified exactly, never hashed: 3-grams are packed into 63 bits (code points
+        < 2^21), longer n-grams by pairing the dense ranks of two shorter ones. The top n-gram
+        count for n >= 3 is computed exactly where the top 3-gram count (an upper bound) does not
+        already settle it. A non-first occurrence of an n-gram at i makes the 3-grams at
+        i..i+n-3 non-first occurrences too, so the characters covered by repeated n0-grams are at
+        most those covered by windows of n0-2 consecutive repeated 3-grams, and coverage only
+        shrinks with n. Every bound is compared after the same division as the exact test
+        (floating-point division is monotone), so a skip never changes a decision or a reason:
+        anything not proven safe goes through the exact pure-Python path.
+        """
+        if L < 3:
+            return not self.top_n_grams, not self.dup_n_grams
+        c = cp.astype(np.uint64)
+        keys = (c[:-2] << _S42) | (c[1:-1] << _S21) | c[2:]
+        order = np.argsort(keys, kind="stable")
+        sk = keys[order]
+        first = np.empty(len(sk), dtype=bool)
+        first[0] = True
+        np.not_equal(sk[1:], sk[:-1], out=first[1:])
+        safe_top = True
+        if self.top_n_grams:
+            gid = first.cumsum()
+            bound = c3 = int(np.bincount(gid).max())  # top 3-gram count
+            ranks = {}
+            for n, thr in self.top_n_grams:
+                if L < n:
+                    continue
+                if n < 3:
+                    safe_top = False
+                    break
+                if bound * n / L <= thr:
+                    continue
+                if 3 not in ranks:
+                    r3 = np.empty(len(sk), dtype=np.uint64)
+                    r3[order] = gid
+                    ranks[3] = r3
+                    ranks[("top", 3)] = c3
+                bound = _top_count_exact(c, n, ranks)
+                if bound * n / L > thr:
+                    safe_top = False
+                    break
+        safe_dup = True
+        if self.dup_n_grams:
+            n0 = self.dup_n_grams[0][0]
+            min_thr = min(t for _, t in self.dup_n_grams)
+            if n0 < 3:
+                return safe_top, False
+            if L < n0:
+                return safe_top, True
+            dup = np.empty(len(sk), dtype=bool)
+            dup[order] = ~first
+            w = n0 - 2
+            cs = np.zeros(len(sk) + 1, dtype=np.int64)
+            np.cumsum(dup, out=cs[1:])
+            cand = (cs[w:] - cs[:-w]) == w  # start i of an n0-gram whose 3-grams all repeat
+            if cand.any():
+                cc = np.zeros(len(cand) + 1, dtype=np.int64)
+                np.cumsum(cand, out=cc[1:])
+                p = np.arange(L)
+                hi = np.minimum(p, L - n0) + 1
+                lo = np.maximum(p - (n0 - 1), 0)
+                covered = int(np.count_nonzero(cc[hi] > cc[lo]))
+                safe_dup = covered / L <= min_thr
+        return safe_top, safe_dup
+
+    def _top(self, s: str | None, L: int, cp) -> str | None:
         bound = None  # count of the top n-gram never exceeds that of the top shorter n-gram
         for n, thr in self.top_n_grams:
             if L < n or (bound is not None and bound * n <= thr * L):
@@ -187,12 +311,8 @@ class CharNGramRepetitionFilter(CumedFilter):
                 bound = Counter(grams).most_common(1)[0][1]
             frac = bound * n / L
             if frac > thr:
-                return False, f"top_{n}_gram: {fmt(frac)} > {thr}"
-        if self.dup_n_grams:
-            reason = self._dup(s, L, cp)
-            if reason:
-                return False, reason
-        return True
+                return f"top_{n}_gram: {fmt(frac)} > {thr}"
+        return None
 
     def _dup(self, s: str, L: int, cp) -> str | None:
         min_thr = min(t for _, t in self.dup_n_grams)

@@ -1,0 +1,250 @@
+"""Ranking batches: local state, push (sample prompts, build tasks) and pull (-> ``rankings``).
+
+State lives in ``<store>/_ranking/<dataset>/`` (not a valid dataset name, so listings ignore it)::
+
+    ledger.json                prompt_id -> batch id for every prompt ever queued
+    <batch>/batch.json         source ref, k, seed, ties, and per prompt the response_id -> model
+                               mapping and the shuffled display order (never sent to annotators)
+    <batch>/tasks.json         Label Studio import format (file backend)
+    <batch>/config.xml         the labeling config
+    <batch>/rankings.jsonl     validated rankings, one per annotation id (pull appends new ones)
+    <batch>/problems.json      annotations that were reported and skipped
+
+Candidates come from a ``rankings`` dataset (its responses: imported rankings, model answers) or
+a ``conversations`` dataset (single-turn: the assistant turn is the reference answer, model
+``reference``), plus answers imported from JSONL files per model (``{"prompt_id"|"id", "response"}``).
+When a prompt has more than ``k`` candidates, the reference/doctor answer is kept and the rest
+are sampled with the batch seed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+
+from curation.errors import CumedError
+from curation.store import Store, parse_ref
+
+from .config import label_config
+from .importers import RANKINGS_SCHEMA
+from .tasks import MAX_K, MIN_K, Candidate, make_task
+from .validate import Ranking, agreement, latest_per_annotator, parse_tasks
+
+BATCH_RE = re.compile(r"^(?P<dataset>[a-z0-9][a-z0-9._-]*)\.k(?P<n>[0-9]{3,})$")
+PREFERRED = ("doctor", "reference")
+DEFAULT_RANKINGS = "cumed-rm-rankings"
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class RankState:
+    def __init__(self, store: Store, dataset: str):
+        self.store, self.dataset = store, dataset
+        self.root = store.root / "_ranking" / dataset
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def for_batch(cls, store: Store, batch_id: str) -> "RankState":
+        m = BATCH_RE.match(batch_id or "")
+        if not m:
+            raise CumedError(f"bad ranking batch id {batch_id!r}; they look like disc-rankings.k001 (printed by rank push)")
+        state = cls(store, m.group("dataset"))
+        if not (state.root / batch_id / "batch.json").is_file():
+            raise CumedError(f"no ranking batch {batch_id} in {state.root}; batches: {', '.join(state.batches()) or 'none'}")
+        return state
+
+    def batches(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir() if (p / "batch.json").is_file())
+
+    def ledger(self) -> dict[str, str]:
+        p = self.root / "ledger.json"
+        return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
+
+    def batch(self, batch_id: str) -> dict:
+        return json.loads((self.root / batch_id / "batch.json").read_text(encoding="utf-8"))
+
+    def rankings(self, batch_id: str) -> list[Ranking]:
+        p = self.root / batch_id / "rankings.jsonl"
+        if not p.is_file():
+            return []
+        return [Ranking(**json.loads(line)) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def new_batch_id(self) -> str:
+        nums = [int(BATCH_RE.match(b).group("n")) for b in self.batches() if BATCH_RE.match(b)]
+        return f"{self.dataset}.k{(max(nums) + 1 if nums else 1):03d}"
+
+
+def read_model_answers(paths: dict[str, str | Path]) -> dict[str, dict[str, str]]:
+    """{model: JSONL path} -> {prompt_id: {model: text}}; lines ``{"prompt_id"|"id", "response"|"text"}``."""
+    out: dict[str, dict[str, str]] = {}
+    for model, path in paths.items():
+        p = Path(path)
+        if not p.is_file():
+            raise CumedError(f"answers file {p} for model {model!r} not found")
+        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise CumedError(f"{p} line {n}: not JSON ({e.msg}); one object per line") from e
+            pid = rec.get("prompt_id") or rec.get("id")
+            text = rec.get("response") or rec.get("text")
+            if not pid or not text:
+                raise CumedError(f"{p} line {n}: needs prompt_id (or id) and response (or text)")
+            out.setdefault(str(pid), {})[model] = text
+    return out
+
+
+def _candidates(store: Store, ref: str, answers: dict[str, dict[str, str]]) -> tuple[str, dict[str, tuple[str, dict]]]:
+    dv = store.get(ref)
+    pool: dict[str, tuple[str, dict[str, str]]] = {}
+    if dv.kind == "rankings":
+        for row in dv.to_arrow(columns=["prompt_id", "prompt", "responses"]).to_pylist():
+            if row["prompt_id"] not in pool:
+                pool[row["prompt_id"]] = (row["prompt"], {r["model"]: r["text"] for r in row["responses"]})
+    elif dv.kind == "conversations":
+        for row in dv.to_arrow(columns=["id", "messages"]).to_pylist():
+            msgs = [m for m in row["messages"] if m["role"] != "system"]
+            if len(msgs) == 2 and msgs[0]["role"] == "user" and msgs[1]["role"] == "assistant":
+                pool[row["id"]] = (msgs[0]["content"], {"reference": msgs[1]["content"]})
+    else:
+        raise CumedError(f"rank push needs a rankings or conversations dataset; {dv.ref} is {dv.kind}")
+    for pid, by_model in answers.items():
+        if pid in pool:
+            pool[pid][1].update(by_model)
+    return dv.ref, pool
+
+
+def push(store: Store, ref: str, n: int, backend_factory, k: int = 4, seed: int = 0, ties: bool = False,
+         ratings: bool = True, answers: dict[str, str | Path] | None = None) -> dict:
+    """Queue ``n`` not-yet-queued prompts of ``ref`` with ``k`` responses each."""
+    if not MIN_K <= k <= MAX_K:
+        raise CumedError(f"--k {k}: a ranking task shows {MIN_K}..{MAX_K} responses")
+    name, _ = parse_ref(ref)
+    state = RankState(store, name)
+    resolved, pool = _candidates(store, ref, read_model_answers(answers or {}))
+    ledger = state.ledger()
+    eligible = sorted(pid for pid, (_, c) in pool.items() if pid not in ledger and len(c) >= k)
+    if not eligible:
+        raise CumedError(f"no prompt of {resolved} has {k} responses and is not yet queued "
+                         f"({len(pool)} prompts, {len(ledger)} already queued); lower --k or add --responses")
+    chosen = sorted(random.Random(f"{seed}\x1fsample").sample(eligible, min(n, len(eligible))))
+    batch_id = state.new_batch_id()
+    (state.root / batch_id).mkdir(parents=True, exist_ok=True)
+    tasks, local = [], {}
+    for pid in chosen:
+        prompt, cands = pool[pid]
+        keep = [m for m in PREFERRED if m in cands][:1]
+        rest = sorted(m for m in cands if m not in keep)
+        models = keep + sorted(random.Random(f"{seed}\x1f{pid}").sample(rest, k - len(keep)))
+        task, rec = make_task(pid, prompt, [Candidate(m, cands[m]) for m in models], seed, batch_id, resolved)
+        tasks.append(task)
+        local[pid] = rec
+    info = {"batch": batch_id, "dataset": name, "ref": resolved, "k": k, "seed": seed, "ties": ties,
+            "ratings": ratings, "n": len(chosen), "prompts": local, "state": "created",
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    _write_json(state.root / batch_id / "batch.json", info)
+    _write_json(state.root / "ledger.json", {**ledger, **{p: batch_id for p in chosen}})
+    backend = backend_factory(state.root / batch_id)
+    result = backend.push(batch_id, name, tasks, label_config(k, ties=ties, ratings=ratings))
+    info.update(state="pushed", backend=backend.name, push=result)
+    _write_json(state.root / batch_id / "batch.json", info)
+    return {"batch": batch_id, "ref": resolved, "backend": backend.name, "tasks": len(tasks), "k": k, **result}
+
+
+def _export_count_check(tasks: list[dict]) -> dict:
+    """Label Studio's per-task ``total_annotations`` vs the annotations the export carries."""
+    declared = present = 0
+    mismatched = []
+    for t in tasks:
+        anns = [a for a in t.get("annotations") or [] if not a.get("was_cancelled")]
+        present += len(anns)
+        if "total_annotations" in t:
+            declared += int(t["total_annotations"] or 0)
+            if int(t["total_annotations"] or 0) != len(anns):
+                mismatched.append({"task_id": t.get("id"), "declared": t["total_annotations"], "exported": len(anns)})
+        else:
+            declared += len(anns)
+    return {"declared": declared, "exported": present, "mismatched_tasks": mismatched}
+
+
+def rows_for(info: dict, rankings: list[Ranking]) -> list[dict]:
+    """One ``rankings`` row per (prompt, annotator), the latest annotation winning."""
+    rows = []
+    for r in sorted(latest_per_annotator(rankings), key=lambda r: (r.prompt_id, r.annotator)):
+        rec = info["prompts"][r.prompt_id]
+        rows.append({"prompt_id": r.prompt_id, "prompt": rec["prompt"], "responses": rec["responses"],
+                     "ranking": r.ranking, "annotator": r.annotator, "batch": info["batch"],
+                     "scores": json.dumps({"ratings": r.ratings}, ensure_ascii=False) if r.ratings else "",
+                     "method": "annotation", "seed": rec["seed"], "order": rec["order"],
+                     "source": info["ref"], "department": ""})
+    return rows
+
+
+def pull(store: Store, batch_id: str, backend, source: str | None = None, publish: str | None = DEFAULT_RANKINGS,
+         conflict_tau: float = 0.0) -> dict:
+    """Validate a batch's annotations, report agreement, publish the ``rankings`` dataset.
+
+    The published version holds every row of the previous version of ``publish`` from other
+    batches plus this batch's rankings (one row per prompt and annotator).
+    """
+    state = RankState.for_batch(store, batch_id)
+    info = state.batch(batch_id)
+    expected = {pid: {r["response_id"] for r in rec["responses"]} for pid, rec in info["prompts"].items()}
+    tasks = [t for t in backend.pull(batch_id, state.dataset, source)
+             if isinstance(t, dict) and ((t.get("data") or {}).get("batch") == batch_id
+                                         or (t.get("data") or {}).get("prompt_id") in expected)]
+    valid, problems, submitted = parse_tasks(tasks, expected, ties_allowed=bool(info.get("ties")))
+    have = {str(r.annotation_id) for r in state.rankings(batch_id)}
+    new = [r for r in valid if str(r.annotation_id) not in have]
+    with open(state.root / batch_id / "rankings.jsonl", "a", encoding="utf-8") as f:
+        for r in new:
+            f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
+    _write_json(state.root / batch_id / "problems.json", [p.to_dict() for p in problems])
+    total = state.rankings(batch_id)
+    counts = _export_count_check(tasks)
+    counts["submitted"] = submitted
+    counts["valid"] = len(valid)
+    counts["invalid"] = sum(p.annotation_id is not None or p.task_id is not None for p in problems)
+    counts["accounted"] = counts["valid"] + len(problems) == submitted
+    rows = rows_for(info, total)
+    superseded = len(total) - len(rows)  # the same annotator ranking a prompt again: latest wins
+    counts["rows"] = len(rows)
+    counts["superseded"] = superseded
+    counts["mismatch"] = bool(counts["mismatched_tasks"]) or not counts["accounted"] or counts["declared"] != counts["exported"]
+    agree = agreement(total, conflict_tau)
+    res = {"batch": batch_id, "tasks_seen": len(tasks), "new_rankings": len(new), "rankings": len(total),
+           "ranked_prompts": len({r.prompt_id for r in total}), "problems": [p.to_dict() for p in problems],
+           "counts": counts, "agreement": agree}
+    if publish and rows:
+        table = pa.Table.from_pylist(rows, schema=RANKINGS_SCHEMA)
+        parents = [info["ref"]]
+        if publish in store.names():
+            prev = store.get(publish)
+            old = prev.to_arrow()
+            import pyarrow.compute as pc
+
+            old = old.filter(pc.invert(pc.equal(old.column("batch"), batch_id))).select(RANKINGS_SCHEMA.names)
+            table = pa.concat_tables([old.cast(RANKINGS_SCHEMA), table])
+            parents.append(prev.ref)
+        batches = sorted(set(table.column("batch").to_pylist()))
+        dv = store.publish(publish, table, kind="rankings",
+                           stats={"rankings": table.num_rows, "batches": batches,
+                                  "agreement": {batch_id: {k: v for k, v in agree.items() if k != "conflicts"}},
+                                  "conflicts": {batch_id: [c["prompt_id"] for c in agree["conflicts"]]}},
+                           lineage={"parents": parents, "annotations": [
+                               {"batch": batch_id, "annotation_ids": sorted({str(r.annotation_id) for r in total}),
+                                "annotators": sorted({r.annotator for r in total})}]})
+        res["ref"] = dv.ref
+    return res

@@ -1,0 +1,94 @@
+"""Stage 1 recipe: continued pretraining on a ``documents`` version, packed into fixed blocks.
+
+Read top to bottom: config -> dataset -> tokenizer -> tokenise (cached) -> pack -> model -> fit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import torch
+import torch.nn.functional as F
+
+from curation.store import Store
+
+from .data import cached_table, load_version, split_table
+from .packing import IGNORE, collate_packed, pack_documents
+from .run import Run, build_model, dataset_record, fit, load_config
+from .tokenizer import load_tokenizer, tokenizer_hash, train_tokenizer_from_version
+
+
+def lm_loss(model, batch) -> tuple[torch.Tensor, dict]:
+    """Summed next-token cross-entropy over labelled positions (the loop divides by the count).
+
+    ``attention_mask`` absent and ``use_cache=False``: transformers then derives the per-document
+    mask from ``position_ids`` (with a cache it would not look at them).
+    """
+    out = model(input_ids=batch["input_ids"], position_ids=batch.get("position_ids"),
+                attention_mask=batch.get("attention_mask"), use_cache=False)
+    logits = out.logits[:, :-1].float()
+    labels = batch["labels"][:, 1:]
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE, reduction="sum")
+    return loss, {}
+
+
+def count_items(batch: dict) -> int:
+    return int((batch["labels"][:, 1:] != IGNORE).sum())
+
+
+def micro_batches(rows: list[dict], size: int) -> list[dict]:
+    out = []
+    for i in range(0, len(rows), size):
+        b = collate_packed(rows[i:i + size])
+        b["n_items"] = count_items(b)
+        out.append(b)
+    return out
+
+
+def get_tokenizer(cfg: dict, dv, run_dir: Path):
+    if cfg.get("tokenizer"):
+        return load_tokenizer(cfg["tokenizer"])
+    train_tokenizer_from_version(dv, int(cfg["tokenizer_vocab_size"]), run_dir / "tokenizer")
+    return load_tokenizer(run_dir / "tokenizer")
+
+
+def tokenize_documents(dv, tok, cache_dir=None) -> tuple[list[list[int]], dict]:
+    def build() -> pa.Table:
+        texts = split_table(dv, None, ["id", "text"])
+        ids = tok(texts.column("text").to_pylist(), add_special_tokens=False)["input_ids"]
+        return pa.table({"id": texts.column("id"), "input_ids": pa.array(ids, pa.list_(pa.int32()))})
+
+    table, info = cached_table(dv, tokenizer_hash(tok), {"stage": "pretrain", "v": 1}, build, cache_dir)
+    return table.column("input_ids").to_pylist(), info
+
+
+def train_pretrain(store: Store | str, ref: str, config: str | Path | None = None, max_steps: int | None = None,
+                   runs_dir: str | Path | None = None, resume: str | Path | None = None, progress: bool = False,
+                   cache_dir=None, **overrides) -> dict:
+    # 1. config and run folder
+    dv = load_version(store, ref, "pretrain")
+    if resume:
+        run = Run.resume(resume)
+        cfg = run.config
+    else:
+        cfg = load_config("pretrain", config, **overrides)
+        run = Run.start("pretrain", cfg, {"train": dataset_record(dv)}, runs_dir or cfg["runs_dir"])
+
+    # 2. tokenizer (a resumed run reuses the one it trained)
+    if not cfg.get("tokenizer") and (run.path / "tokenizer").is_dir():
+        tok = load_tokenizer(run.path / "tokenizer")
+    else:
+        tok = get_tokenizer(cfg, dv, run.path)
+
+    # 3. tokenise (cached) and pack: documents + </s> end to end, cut every block_size tokens
+    docs, cache = tokenize_documents(dv, tok, cache_dir)
+    rows = pack_documents(docs, int(cfg["block_size"]), tok.eos_token_id, drop_last=False)
+    batches = micro_batches(rows, int(cfg["micro_batch_size"]))
+
+    # 4. model and loop
+    model = build_model(cfg, tok)
+    result = fit(run, model, batches, lm_loss, cfg, max_steps=max_steps, progress=progress)
+    final = run.save_final(model, tok)
+    return {"stage": "pretrain", "dataset": dv.ref, "rows_packed": len(rows), "documents": len(docs),
+            "cache": cache, "final": str(final), **result}
