@@ -44,20 +44,18 @@ def load_version(store: Store | str, ref: str, stage: str) -> DatasetVersion:
     return dv
 
 
-def split_names(dv: DatasetVersion) -> list[str]:
-    if "split" not in dv.to_arrow().column_names:
-        return []
-    return sorted(set(dv.to_arrow(columns=["split"]).column("split").to_pylist()) - {None})
+def _has_split(dv: DatasetVersion) -> bool:
+    files = dv.files("data")
+    return bool(files) and "split" in pq.read_schema(files[0]).names
 
 
 def split_table(dv: DatasetVersion, split: str | None, columns: list[str] | None = None) -> pa.Table:
     """Rows of one split (``None``: every row; documents have no split)."""
-    table = dv.to_arrow(columns=columns if columns is None or split is None or "split" in columns
-                        else [*columns, "split"])
     if split is None:
-        return table
-    if "split" not in table.column_names:
+        return dv.to_arrow(columns=columns)
+    if not _has_split(dv):
         raise CumedError(f"missing split {split!r}: {dv.ref} ({dv.kind}) has no split column; use split: null")
+    table = dv.to_arrow(columns=None if columns is None else list(dict.fromkeys([*columns, "split"])))
     part = table.filter(pc.equal(table.column("split"), split))
     if part.num_rows == 0:
         present = sorted(set(table.column("split").to_pylist()) - {None})

@@ -53,13 +53,15 @@ def get_tokenizer(cfg: dict, dv, run_dir: Path):
     return load_tokenizer(run_dir / "tokenizer")
 
 
-def tokenize_documents(dv, tok, cache_dir=None) -> tuple[list[list[int]], dict]:
+def tokenize_documents(dv, tok, cache_dir=None, max_documents: int | None = None) -> tuple[list[list[int]], dict]:
     def build() -> pa.Table:
         texts = split_table(dv, None, ["id", "text"])
+        if max_documents:
+            texts = texts.slice(0, int(max_documents))
         ids = tok(texts.column("text").to_pylist(), add_special_tokens=False)["input_ids"]
         return pa.table({"id": texts.column("id"), "input_ids": pa.array(ids, pa.list_(pa.int32()))})
 
-    table, info = cached_table(dv, tokenizer_hash(tok), {"stage": "pretrain", "v": 1}, build, cache_dir)
+    table, info = cached_table(dv, tokenizer_hash(tok), {"stage": "pretrain", "max_documents": max_documents, "v": 1}, build, cache_dir)
     return table.column("input_ids").to_pylist(), info
 
 
@@ -78,11 +80,13 @@ def train_pretrain(store: Store | str, ref: str, config: str | Path | None = Non
     # 2. tokenizer (a resumed run reuses the one it trained)
     if not cfg.get("tokenizer") and (run.path / "tokenizer").is_dir():
         tok = load_tokenizer(run.path / "tokenizer")
+    elif not cfg.get("tokenizer") and cfg.get("model") and (Path(cfg["model"]) / "tokenizer.json").is_file():
+        tok = load_tokenizer(cfg["model"])
     else:
         tok = get_tokenizer(cfg, dv, run.path)
 
     # 3. tokenise (cached) and pack: documents + </s> end to end, cut every block_size tokens
-    docs, cache = tokenize_documents(dv, tok, cache_dir)
+    docs, cache = tokenize_documents(dv, tok, cache_dir, cfg.get("max_documents"))
     rows = pack_documents(docs, int(cfg["block_size"]), tok.eos_token_id, drop_last=False)
     batches = micro_batches(rows, int(cfg["micro_batch_size"]))
 

@@ -27,6 +27,7 @@ import math
 import os
 import random
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -306,7 +307,7 @@ def fit(run: Run, model, batches: list[dict], loss_fn, cfg: dict, max_steps: int
         if (step + 1) % log_every == 0 or step + 1 == total:
             run.log(last)
             if progress and rank == 0:
-                print(f"step {step + 1}/{total} loss {last['loss']:.4f} lr {last['lr']:.2e}", flush=True)
+                print(f"step {step + 1}/{total} loss {last['loss']:.4f} lr {last['lr']:.2e}", file=sys.stderr, flush=True)
         if evaluate is not None and cfg.get("eval_every") and (step + 1) % int(cfg["eval_every"]) == 0:
             run.log({"step": step + 1, **evaluate(_unwrap(model))})
             model.train()

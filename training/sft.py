@@ -16,6 +16,7 @@ longer than ``block_size`` with ``truncation: false``.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -28,6 +29,8 @@ from .packing import IGNORE, pack_sequences, pad_batch
 from .pretrain import count_items, get_tokenizer, lm_loss, micro_batches
 from .run import Run, build_model, dataset_record, fit, load_config
 from .tokenizer import load_tokenizer, tokenizer_hash
+
+GENERATION_RE = re.compile(r"\{%-?\s*generation\s*-?%\}")
 
 
 def check_chat_template(tok) -> None:
@@ -50,8 +53,14 @@ def encode_conversation(tok, messages: list[dict], block_size: int, truncation: 
                              f"truncation off; raise block_size, set truncation: true, or drop long dialogues dataset-side")
         ids, mask = ids[:block_size], mask[:block_size]
     if not any(mask):
-        cause = ("the chat template has no {% generation %} markers" if "generation" not in (tok.chat_template or "")
-                 else "truncation removed every assistant token" if truncation else "the dialogue has no assistant turn")
+        if not GENERATION_RE.search(tok.chat_template or ""):
+            cause = "the chat template has no {% generation %} markers"
+        elif not any(m["role"] == "assistant" for m in messages):
+            cause = "the dialogue has no assistant turn"
+        elif truncation and len(enc["input_ids"]) > block_size:
+            cause = "truncation removed every assistant token"
+        else:
+            cause = "the template marks no assistant token (empty replies?)"
         raise CumedError(f"empty assistant mask{where}: {cause}; the loss would be zero. Fix the template "
                          f"(cumed train tokenizer writes one), raise block_size or drop the row")
     return {"input_ids": ids, "labels": [t if m else IGNORE for t, m in zip(ids, mask)]}

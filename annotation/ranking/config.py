@@ -69,7 +69,7 @@ def label_config(k: int = 4, ties: bool = False, ratings: bool = True) -> str:
             parts.append(f'      <Header value="回答 {chr(65 + i)} Answer {chr(65 + i)}" size="6"/>')
             for code, dim in DIMENSIONS.items():
                 parts.append(f'      <Text name="lbl_{code}_{i}" value="{escape(dim)}"/>')
-                parts.append(f'      <Rating name="rating_{code}_{i}" toName="responses" maxRating="5"/>')
+                parts.append(f'      <Rating name="rating_{code}_{i}" toName="prompt" maxRating="5"/>')
         rating_tags = ('\n    <Header value="分维度评分（可选） Per-dimension ratings (optional)"/>\n'
                        '    <View style="display:grid;grid-template-columns:repeat(2,1fr)">\n'
                        + "\n".join(parts) + "\n    </View>")
@@ -104,6 +104,6 @@ def result_items(ranking: list, ties: bool = False, ratings: dict | None = None,
         value = {"ranker": {"rank": [r for g in groups for r in g]}}
     items = [{"from_name": "rank", "to_name": "responses", "type": "ranker", "value": value}]
     for (code, pos), stars in (ratings or {}).items():
-        items.append({"from_name": f"rating_{code}_{pos}", "to_name": "responses", "type": "rating",
+        items.append({"from_name": f"rating_{code}_{pos}", "to_name": "prompt", "type": "rating",
                       "value": {"rating": stars}})
     return items

@@ -66,7 +66,7 @@ def parse_scores(text) -> dict | None:
     for line in text.splitlines():
         m = _SCORE_LINE.match(line)
         if m:
-            name = " ".join(m.group(1).split()).title().replace("Quality", "Quality")
+            name = " ".join(m.group(1).split())
             for dim in SCORE_DIMS:
                 if name.lower() == dim.lower():
                     found[dim] = float(m.group(2))
@@ -219,7 +219,7 @@ def read_medicalgpt_reward(raw: str | Path, path: str = MEDICALGPT_REWARD) -> tu
             problems.append({"index": n, "problem": "missing question/chosen/rejected or chosen == rejected"})
             continue
         pid = "medicalgpt-rw-" + hashlib.sha1(f"{q}\x1f{c}\x1f{r}".encode()).hexdigest()[:12]
-        ic, ir = response_id("medicalgpt", pid, "chosen"), None
+        ic = response_id("medicalgpt", pid, "chosen")
         ir = response_id("medicalgpt", pid, "rejected", {ic})
         rows.append({"prompt_id": pid, "prompt": q,
                      "responses": [{"response_id": ic, "text": c, "model": "medicalgpt:chosen"},

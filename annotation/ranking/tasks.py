@@ -61,7 +61,8 @@ def make_task(prompt_id: str, prompt: str, candidates: list[Candidate], seed: in
     random.Random(tseed).shuffle(order)
     items = [{"id": ids[i], "title": f"回答 {chr(65 + pos)} Answer {chr(65 + pos)}", "body": candidates[i].text}
              for pos, i in enumerate(order)]
-    task = {"data": {"prompt_id": prompt_id, "prompt": prompt, "responses": items, "rubric": rubric_html(),
+    # doc_id = prompt_id: the Label Studio backend keys tasks by data.doc_id (re-push adds only new ones)
+    task = {"data": {"prompt_id": prompt_id, "doc_id": prompt_id, "prompt": prompt, "responses": items, "rubric": rubric_html(),
                      "batch": batch, "dataset_ref": dataset_ref}}
     local = {"prompt_id": prompt_id, "prompt": prompt, "seed": tseed, "order": [ids[i] for i in order],
              "responses": [{"response_id": ids[i], "text": c.text, "model": c.model} for i, c in enumerate(candidates)]}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from annotation.ranking.config import label_config, result_items
@@ -227,7 +228,7 @@ def test_mixing_general_preferences():
     gen, _ = build_pairs(candidates_table(40).set_column(0, "prompt_id", pa.array([f"g{i}" for i in range(40)])),
                          cluster_threshold=None, origin="general@1")
     mixed, info = mix_general(dom, gen, 0.5, origin="general@1")
-    n_train = dom.filter(pa.compute.equal(dom.column("split"), "train")).num_rows
+    n_train = dom.filter(pc.equal(dom.column("split"), "train")).num_rows
     assert info["per_split"]["train"]["added"] == round(n_train * 0.5)
     assert mixed.num_rows == dom.num_rows + sum(v["added"] for v in info["per_split"].values())
 
@@ -238,3 +239,22 @@ def test_label_config_parses_as_xml():
     for ties in (False, True):
         root = ET.fromstring(label_config(4, ties=ties))
         assert root.find(".//Ranker").get("toName") == "responses"
+
+
+def test_cli_push_pull_pairs_json(store, tmp_path, capsys):
+    from curation.cli import main
+
+    def run(*args):
+        capsys.readouterr()
+        main([*args, "--store", str(store.root), "--json"])
+        return json.loads(capsys.readouterr().out)
+
+    res = run("rank", "push", "cands@1", "--n", "3", "--k", "4")
+    tasks = json.load(open(res["tasks_file"], encoding="utf-8"))
+    truth = model_order(res["tasks_file"], store.root / "_ranking" / "cands" / res["batch"] / "batch.json")
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(export(tasks, {"a@x": truth})), encoding="utf-8")
+    pulled = run("rank", "pull", res["batch"], "--from", str(path))
+    assert pulled["ref"] == "cumed-rm-rankings@1" and pulled["rankings"] == 3
+    pairs = run("rank", "pairs", pulled["ref"], "--all-pairs", "--cluster-threshold", "0")
+    assert pairs["rows"] == 3 * 6 and pairs["mode"] == "all"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pyarrow as pa
 import pytest
 
 from annotation.ranking.pairs import build_pairs

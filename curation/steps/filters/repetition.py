@@ -14,7 +14,12 @@ Definitions follow Rae et al. 2021 (Gopher, Table A1) and datatrove's implementa
 Speed: coverage is monotone in n (a repeated 6-gram implies two repeated 5-grams covering the
 same span) and the thresholds decrease with n, so most documents are decided from the 5-gram
 pass alone; a count bound (k repeated occurrences cover at most k*n characters) often skips
-even that loop. Long documents use a numpy rolling hash instead of Python sets.
+even that loop. Long documents use a numpy rolling hash instead of Python sets. Short ones
+(< 4,000 characters) first get exact numpy bounds (``_short_bounds``: top n-gram counts from
+exact, unhashed n-gram ranks, duplicate coverage bounded by runs of repeated 3-grams); only the
+~1 % of documents those cannot clear run the exact pure-Python counts, so every decision and
+reason is the one the pure-Python path gives (checked on the whole corpus by
+``benchmarks/filters_decisions.py``).
 """
 
 from __future__ import annotations

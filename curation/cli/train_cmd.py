@@ -1,0 +1,129 @@
+"""``cumed train tokenizer|pretrain|sft|rm|rs``: thin wrappers over the recipes in ``training/``.
+
+Torch and transformers are imported when a command runs, so the rest of the CLI works without
+the training extras; a missing one is reported with the install line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..errors import CumedError
+from ..store import Store
+from .app import JsonOpt, StoreOpt, app, emit, out
+
+train_app = typer.Typer(help="Train on published versions: tokenizer, pretrain, sft, rm (reward model), rs "
+                             "(rejection sampling).", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+DatasetOpt = typer.Option(..., "--dataset", help="Dataset reference NAME@N (or NAME for the latest).")
+ConfigOpt = typer.Option(None, "--config", help="YAML overriding the stage preset (training/configs/<stage>.yaml).")
+StepsOpt = typer.Option(None, "--max-steps", help="Stop after N optimizer steps.")
+TokOpt = typer.Option(None, "--tokenizer", help="Tokenizer folder (default: the model's, else one trained on the data).")
+ModelOpt = typer.Option(None, "--model", help="Start from this Hugging Face folder (default: a tiny LLaMA).")
+RunsOpt = typer.Option(None, "--runs-dir", help="Where run folders go (default: runs/).")
+ResumeOpt = typer.Option(None, "--resume", help="Continue the run in this runs/<stage>-<time> folder from its last checkpoint.")
+
+
+def _need_training():
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+        from transformers.utils import logging as hf_logging
+    except ImportError as e:
+        raise CumedError(f"training needs torch and transformers ({e.name} is missing): pip install 'cumed[training]'") from e
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _report(res: dict, as_json: bool) -> None:
+    res = {k: v for k, v in res.items() if k not in ("candidates",)}
+
+    def human():
+        out.print(f"[bold green]{res.get('stage', 'done')}[/] {res.get('dataset', '')}: {res.get('steps')} steps, "
+                  f"last loss {res.get('last', {}).get('loss', float('nan')):.4f}")
+        if res.get("eval"):
+            out.print(f"eval: {res['eval']}")
+        if res.get("published"):
+            out.print(f"published {res['published']} ({res.get('kept')} responses kept of {res.get('sampled')})")
+        out.print(f"run: {res.get('run')}\nfinal weights: {res.get('final')}")
+
+    emit(res, as_json, human)
+
+
+@train_app.command("tokenizer")
+def tokenizer_cmd(dataset: str = DatasetOpt, vocab_size: int = typer.Option(8000, "--vocab-size", help="Vocabulary size."),
+                  out_dir: Path = typer.Option(..., "--out", help="Folder to write the tokenizer to."),
+                  store: str = StoreOpt, as_json: bool = JsonOpt):
+    """Train a byte-level BPE (with a chat template) on a version's text.
+
+    Example: cumed train tokenizer --dataset cumed-sft@1 --vocab-size 8000 --out tokenizers/cumed-8k
+    """
+    _need_training()
+    from training.tokenizer import train_tokenizer_from_version
+
+    res = train_tokenizer_from_version(Store(store, create=False).get(dataset), vocab_size, out_dir)
+    emit(res, as_json, lambda: out.print(f"tokenizer of {res['vocab_size']} tokens trained on {res['dataset']} -> {res['tokenizer']}"))
+
+
+@train_app.command("pretrain")
+def pretrain_cmd(dataset: str = DatasetOpt, config: Path = ConfigOpt, max_steps: int = StepsOpt, tokenizer: str = TokOpt,
+                 model: str = ModelOpt, runs_dir: str = RunsOpt, resume: Path = ResumeOpt, store: str = StoreOpt,
+                 as_json: bool = JsonOpt):
+    """Continued pretraining on a documents version, packed into fixed blocks.
+
+    Example: cumed train pretrain --dataset cumed-pretrain@1 --max-steps 20
+    """
+    _need_training()
+    from training.pretrain import train_pretrain
+
+    _report(train_pretrain(Store(store, create=False), dataset, config, max_steps, runs_dir, resume, progress=not as_json,
+                           tokenizer=tokenizer, model=model), as_json)
+
+
+@train_app.command("sft")
+def sft_cmd(dataset: str = DatasetOpt, config: Path = ConfigOpt, max_steps: int = StepsOpt, tokenizer: str = TokOpt,
+            model: str = ModelOpt, runs_dir: str = RunsOpt, resume: Path = ResumeOpt, store: str = StoreOpt,
+            as_json: bool = JsonOpt):
+    """Supervised fine-tuning on a conversations version (loss on assistant turns only).
+
+    Example: cumed train sft --dataset cumed-sft@1 --model runs/pretrain-XXXX/final --max-steps 50
+    """
+    _need_training()
+    from training.sft import train_sft
+
+    _report(train_sft(Store(store, create=False), dataset, config, max_steps, runs_dir, resume, progress=not as_json,
+                      tokenizer=tokenizer, model=model), as_json)
+
+
+@train_app.command("rm")
+def rm_cmd(dataset: str = DatasetOpt, config: Path = ConfigOpt, max_steps: int = StepsOpt, tokenizer: str = TokOpt,
+           model: str = ModelOpt, runs_dir: str = RunsOpt, resume: Path = ResumeOpt, store: str = StoreOpt,
+           as_json: bool = JsonOpt):
+    """Reward model on a preferences version; accuracy on its validation and test splits.
+
+    Example: cumed train rm --dataset cumed-preferences@1 --model runs/sft-XXXX/final
+    """
+    _need_training()
+    from training.reward import train_rm
+
+    _report(train_rm(Store(store, create=False), dataset, config, max_steps, runs_dir, resume, progress=not as_json,
+                     tokenizer=tokenizer, model=model), as_json)
+
+
+@train_app.command("rs")
+def rs_cmd(dataset: str = DatasetOpt, policy: Path = typer.Option(..., "--policy", help="SFT checkpoint folder (runs/sft-*/final)."),
+           reward: Path = typer.Option(..., "--reward", help="Reward model folder (runs/rm-*/final)."),
+           config: Path = ConfigOpt, max_steps: int = StepsOpt, runs_dir: str = RunsOpt, store: str = StoreOpt,
+           as_json: bool = JsonOpt):
+    """Rejection sampling: sample, score, keep the top-k, publish a new version, fine-tune on it.
+
+    Example: cumed train rs --dataset cumed-sft@1 --policy runs/sft-XXXX/final --reward runs/rm-XXXX/final
+    """
+    _need_training()
+    from training.rejection import train_rs
+
+    _report(train_rs(Store(store, create=False), dataset, policy, reward, config, max_steps, runs_dir,
+                     progress=not as_json), as_json)

@@ -1,0 +1,33 @@
+"""One ranking round trip against a real Label Studio server (session fixture in conftest.py):
+push (project created with the ranking config: the server validates it) -> ranker annotations
+created through the SDK -> pull -> rankings -> pairs."""
+
+from __future__ import annotations
+
+import json
+
+from annotation.ranking.config import result_items
+from annotation.ranking.pairs import build_pairs
+from annotation.ranking.queue import pull, push
+from curation.store import Store
+from tests.annotation.test_ranking import MODELS, candidates_table
+
+
+def test_rank_round_trip_on_label_studio(backend_factory, dataset, tmp_path):
+    st = Store(tmp_path / "s")
+    st.publish(dataset, candidates_table(3), kind="rankings")
+    b = backend_factory(task_type="ranking")
+    res = push(st, f"{dataset}@1", 3, lambda d: b, k=4, seed=5)
+    assert res["pushed"] == 3
+    info = json.loads((st.root / "_ranking" / dataset / res["batch"] / "batch.json").read_text(encoding="utf-8"))
+    tasks = b.pull(res["batch"], dataset)
+    assert len(tasks) == 3
+    for t in tasks:
+        rec = info["prompts"][t["data"]["prompt_id"]]
+        by_model = {r["model"]: r["response_id"] for r in rec["responses"]}
+        b.client.annotations.create(id=t["id"], result=result_items([by_model[m] for m in MODELS]))
+    out = pull(st, res["batch"], b, publish="rk")
+    assert out["rankings"] == 3 and not out["problems"] and not out["counts"]["mismatch"]
+    prefs, _ = build_pairs(st.get("rk").to_arrow(), cluster_threshold=None)
+    assert prefs.num_rows == 9
+    assert all(MODELS.index(r["chosen_model"]) < MODELS.index(r["rejected_model"]) for r in prefs.to_pylist())
