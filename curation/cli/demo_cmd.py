@@ -40,6 +40,11 @@ def demo_cmd(
     sft, sft_stats = build(recipe_path("cumed-sft"), raw or default_raw(), st, workers=workers, progress=not as_json)
     result["sft"] = {"ref": sft.ref, "path": str(sft.path), "rows": sft.rows, "removed_rows": sft.removed_rows,
                      "splits": (sft_stats.get("splits") or {}).get("rows")}
+    from annotation.ranking.build import build_preferences_from_disc
+
+    rankings_ref, prefs_ref = build_preferences_from_disc(raw or default_raw(), st)
+    prefs = st.get(prefs_ref)
+    result["rm"] = {"rankings": rankings_ref, "preferences": prefs_ref, "pairs": prefs.rows}
     report = write_report(dv, Path("reports") / f"{dv.name}-v{dv.version}.html")
     result["report"] = str(report)
 
@@ -66,6 +71,8 @@ def demo_cmd(
         out.print(f"report:  {report}")
         out.print(f"\n[bold green]published[/] {sft.ref} -> {sft.path}: {sft.rows:,} urology/andrology dialogues "
                   f"(splits {result['sft']['splits']}), {sft.removed_rows:,} removed with reasons")
+        out.print(f"[bold green]published[/] {rankings_ref} (DISC-MedLLM rankings by GPT-4 score) and "
+                  f"{prefs_ref}: {prefs.rows:,} adjacent preference pairs")
         out.print(f"\n[bold]review[/] batch {batch['batch']}: {batch['tasks']} documents queued "
                   f"(stratified by source and category)")
         out.print(f"  tasks (Label Studio import JSON): {batch.get('tasks_file', '')}")
