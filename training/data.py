@@ -28,7 +28,11 @@ from curation.errors import CumedError
 from curation.store import DatasetVersion, Store
 
 STAGE_KINDS = {"pretrain": "documents", "sft": "conversations", "rm": "preferences", "rs": "conversations"}
-CACHE_DIR = Path(os.environ.get("CUMED_CACHE", ".cache")) / "tokenized"
+
+
+def default_cache_dir() -> Path:
+    """``$CUMED_CACHE/tokenized``, default ``.cache/tokenized`` (git-ignored)."""
+    return Path(os.environ.get("CUMED_CACHE", ".cache")) / "tokenized"
 
 
 def load_version(store: Store | str, ref: str, stage: str) -> DatasetVersion:
@@ -76,7 +80,7 @@ def cached_table(dv: DatasetVersion, tok_hash: str, settings: dict, build: Calla
     Returns the table and ``{"key", "path", "hit"}``. Writes go to a temporary name and are renamed,
     so a killed run never leaves a half file under the key.
     """
-    folder = Path(cache_dir) if cache_dir is not None else CACHE_DIR
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = cache_key(dv, tok_hash, settings)
     path = folder / key / "data.parquet"
     if path.is_file():

@@ -15,7 +15,7 @@ from curation.store import Store
 
 from .data import cached_table, load_version, split_table
 from .packing import IGNORE, collate_packed, pack_documents
-from .run import Run, build_model, dataset_record, fit, load_config
+from .run import Run, build_model, cap_steps, dataset_record, fit, load_config
 from .tokenizer import load_tokenizer, tokenizer_hash, train_tokenizer_from_version
 
 
@@ -74,7 +74,7 @@ def train_pretrain(store: Store | str, ref: str, config: str | Path | None = Non
         run = Run.resume(resume)
         cfg = run.config
     else:
-        cfg = load_config("pretrain", config, **overrides)
+        cfg = cap_steps(load_config("pretrain", config, **overrides), max_steps)
         run = Run.start("pretrain", cfg, {"train": dataset_record(dv)}, runs_dir or cfg["runs_dir"])
 
     # 2. tokenizer (a resumed run reuses the one it trained)
@@ -92,7 +92,7 @@ def train_pretrain(store: Store | str, ref: str, config: str | Path | None = Non
 
     # 4. model and loop
     model = build_model(cfg, tok)
-    result = fit(run, model, batches, lm_loss, cfg, max_steps=max_steps, progress=progress)
+    result = fit(run, model, batches, lm_loss, cfg, progress=progress)
     final = run.save_final(model, tok)
     return {"stage": "pretrain", "dataset": dv.ref, "rows_packed": len(rows), "documents": len(docs),
             "cache": cache, "final": str(final), **result}

@@ -23,7 +23,7 @@ from curation.errors import CumedError
 from curation.store import Store
 
 from .data import cached_table, load_version, split_table
-from .run import Run, build_model, dataset_record, fit, load_config
+from .run import Run, build_model, cap_steps, dataset_record, fit, load_config
 from .tokenizer import load_tokenizer, tokenizer_hash, train_tokenizer_from_version
 
 
@@ -121,7 +121,7 @@ def train_rm(store: Store | str, ref: str, config: str | Path | None = None, max
         run = Run.resume(resume)
         cfg = run.config
     else:
-        cfg = load_config("rm", config, **overrides)
+        cfg = cap_steps(load_config("rm", config, **overrides), max_steps)
         run = Run.start("rm", cfg, {"train": dataset_record(dv)}, runs_dir or cfg["runs_dir"])
 
     # 2. tokenizer
@@ -149,7 +149,7 @@ def train_rm(store: Store | str, ref: str, config: str | Path | None = None, max
 
     # 4. model and loop
     model = build_model(cfg, tok, head="reward")
-    result = fit(run, model, batches, pairwise_loss, cfg, max_steps=max_steps, evaluate=evaluate, progress=progress)
+    result = fit(run, model, batches, pairwise_loss, cfg, evaluate=evaluate, progress=progress)
     result["eval"]["train_accuracy"] = accuracy(model, batches)["accuracy"]
     final = run.save_final(model, tok)
     return {"stage": "rm", "dataset": dv.ref, "pairs": len(pairs), "cache": cache, "final": str(final), **result}

@@ -62,6 +62,13 @@ def load_config(stage: str, path: str | Path | None = None, **overrides) -> dict
     return cfg
 
 
+def cap_steps(cfg: dict, max_steps: int | None) -> dict:
+    """Record the command line's ``--max-steps`` in the run's config, so a resumed run stops there too."""
+    if max_steps:
+        cfg["max_steps_cap"] = int(max_steps)
+    return cfg
+
+
 # --------------------------------------------------------------------------- seeds and RNG
 
 
@@ -245,8 +252,9 @@ def fit(run: Run, model, batches: list[dict], loss_fn, cfg: dict, max_steps: int
     per_step = accum * world
     steps_per_epoch = max(1, len(batches) // per_step)
     total = int(cfg.get("max_steps") or 0) or steps_per_epoch * int(cfg.get("epochs") or 1)
-    if max_steps:
-        total = min(total, max_steps)
+    cap = max_steps or cfg.get("max_steps_cap")
+    if cap:
+        total = min(total, int(cap))
 
     decay, no_decay = [], []
     for n, p in _unwrap(model).named_parameters():

@@ -27,7 +27,7 @@ from curation.store import Store
 from .data import cached_table, load_version, split_table
 from .packing import IGNORE, pack_sequences, pad_batch
 from .pretrain import count_items, get_tokenizer, lm_loss, micro_batches
-from .run import Run, build_model, dataset_record, fit, load_config
+from .run import Run, build_model, cap_steps, dataset_record, fit, load_config
 from .tokenizer import load_tokenizer, tokenizer_hash
 
 GENERATION_RE = re.compile(r"\{%-?\s*generation\s*-?%\}")
@@ -113,7 +113,7 @@ def train_sft(store: Store | str, ref: str, config: str | Path | None = None, ma
         run = Run.resume(resume)
         cfg = run.config
     else:
-        cfg = load_config(stage, config, **overrides)
+        cfg = cap_steps(load_config(stage, config, **overrides), max_steps)
         run = Run.start(stage, cfg, {"train": dataset_record(dv), **(extra_datasets or {})},
                         runs_dir or cfg["runs_dir"])
 
@@ -140,7 +140,7 @@ def train_sft(store: Store | str, ref: str, config: str | Path | None = None, ma
 
     # 4. model and loop
     model = build_model(cfg, tok)
-    result = fit(run, model, batches, lm_loss, cfg, max_steps=max_steps, evaluate=evaluate, progress=progress)
+    result = fit(run, model, batches, lm_loss, cfg, evaluate=evaluate, progress=progress)
     final = run.save_final(model, tok)
     real = sum(int((b["labels"] != IGNORE).sum()) for b in batches)
     return {"stage": stage, "dataset": dv.ref, "samples": len(samples), "rows": sum(len(b["input_ids"]) for b in batches),

@@ -20,7 +20,6 @@ are sampled with the batch seed.
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 from datetime import datetime, timezone
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from curation.atomic import write_json as _write_json
 from curation.errors import CumedError
 from curation.store import Store, parse_ref
 
@@ -39,12 +39,6 @@ from .validate import Ranking, agreement, latest_per_annotator, parse_tasks
 BATCH_RE = re.compile(r"^(?P<dataset>[a-z0-9][a-z0-9._-]*)\.k(?P<n>[0-9]{3,})$")
 PREFERRED = ("doctor", "reference")
 DEFAULT_RANKINGS = "cumed-rm-rankings"
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 class RankState:

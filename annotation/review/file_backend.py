@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from curation.atomic import write_text as _write_atomic
 from curation.errors import CumedError
 
 from .backend import ReviewBackend
@@ -61,9 +62,3 @@ def read_export(path: Path) -> list[dict]:
         if not isinstance(task, dict) or "data" not in task:
             raise CumedError(f"export {path}: item {i} is not a Label Studio task (no 'data'); use the JSON export format")
     return data
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)

@@ -18,13 +18,12 @@ tasks it already has, so nothing is duplicated.
 from __future__ import annotations
 
 import json
-import os
 import re
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pandas as pd
 
+from curation.atomic import write_json as _write_json
 from curation.errors import CumedError
 from curation.store import Store, parse_ref
 
@@ -34,12 +33,6 @@ from .decisions import Decision, Problem, parse_tasks
 from .sampling import sample
 
 BATCH_RE = re.compile(r"^(?P<dataset>[a-z0-9][a-z0-9._-]*)\.r(?P<n>[0-9]{3,})$")
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 class ReviewState:

@@ -11,7 +11,7 @@ from rich.table import Table
 from ..errors import CumedError
 from ..exports import export as run_export
 from ..store import Store
-from .app import JsonOpt, StoreOpt, datasets_app, emit, err, out
+from .app import JsonOpt, StoreOpt, datasets_app, emit, out
 
 
 def _open(store: str | None) -> Store:

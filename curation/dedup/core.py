@@ -33,7 +33,7 @@ beyond the default ``default_prefer`` (non-synthetic first, then longest, then s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Mapping
 
 import numpy as np
 

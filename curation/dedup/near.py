@@ -41,7 +41,7 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.batching import batched
 
-from curation.dedup.canonical import canonical, canonical_batch, exact_hash, ngram_hashes  # noqa: F401
+from curation.dedup.canonical import canonical_batch, exact_hash
 from curation.dedup.core import (
     Decision,
     DedupConfig,

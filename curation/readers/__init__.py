@@ -80,12 +80,14 @@ def split_path(raw_root: str, path: str) -> tuple[str, str, str]:
     return folder, pattern, prefix
 
 
-def make_reader(source: dict, raw_root: str, **kw) -> CumedReader:
+def make_reader(source: dict, raw_root: str, registry: dict | None = None, kind: str = "reader", **kw) -> CumedReader:
     """Build the reader for one recipe ``sources:`` entry; ``kw`` go to the reader (limit, ...).
 
-    Raises ``ValueError`` naming the source and the allowed choices for an unknown key, reader,
-    option, encoding or category.
+    ``registry`` maps reader names to classes (``READERS`` by default; the SFT package passes its
+    conversation readers). Raises ``ValueError`` naming the source and the allowed choices for an
+    unknown key, reader, option, encoding or category.
     """
+    registry = READERS if registry is None else registry
     name = source.get("name") or "<unnamed>"
     unknown = [k for k in source if k not in SOURCE_KEYS]
     if unknown:
@@ -94,9 +96,9 @@ def make_reader(source: dict, raw_root: str, **kw) -> CumedReader:
     if missing:
         raise ValueError(f"source {name} has no {missing[0]!r}; every source needs {one_of(REQUIRED_KEYS)}")
     reader = source["reader"]
-    if reader not in READERS:
-        raise ValueError(f"unknown reader {reader!r} in source {name}; use {one_of(READERS)}")
-    cls = READERS[reader]
+    if reader not in registry:
+        raise ValueError(f"unknown {kind} {reader!r} in source {name}; use {one_of(registry)}")
+    cls = registry[reader]
     options = dict(source.get("options") or {})
     allowed = (*cls.options, *COMMON_OPTIONS)
     bad = [k for k in options if k not in allowed]

@@ -38,8 +38,8 @@ import re
 
 from datatrove.data import Document
 
-from curation.readers import split_path
-from curation.readers.base import CumedReader, one_of
+from curation.readers import make_reader
+from curation.readers.base import CumedReader
 from curation.readers.csv_table import CsvReader
 from curation.readers.json_records import JsonReader
 from curation.readers.text_blocks import TextBlocksReader
@@ -156,28 +156,8 @@ COMMON_OPTIONS = ("synthetic",)
 def make_conversation_reader(source: dict, raw_root: str, **kw) -> CumedReader:
     """One recipe ``sources:`` entry (reader ``conv_csv`` | ``conv_text_blocks`` | ``conv_json``)
     -> its reader. Raises ``ValueError`` naming the source and the choices."""
-    name = source.get("name") or "<unnamed>"
-    reader = source.get("reader")
-    if reader not in CONVERSATION_READERS:
-        raise ValueError(f"unknown conversation reader {reader!r} in source {name}; use {one_of(CONVERSATION_READERS)}")
-    cls = CONVERSATION_READERS[reader]
-    options = dict(source.get("options") or {})
-    allowed = (*cls.options, *COMMON_OPTIONS)
-    bad = [k for k in options if k not in allowed]
-    if bad:
-        raise ValueError(f"unknown option {bad[0]!r} for reader {reader} in source {name}; use {one_of(allowed)}")
-    folder, pattern, prefix = split_path(raw_root, source["path"])
-    return cls(
-        folder,
-        source=name,
-        category=source.get("category") or "dialogue",
-        department=source.get("department") or "",
-        license=source.get("license"),
-        relpath_prefix=prefix,
-        glob_pattern=pattern,
-        **options,
-        **kw,
-    )
+    return make_reader({"category": "dialogue", **source}, raw_root, registry=CONVERSATION_READERS,
+                       kind="conversation reader", **kw)
 
 
 def read_conversations(source: dict, raw_root: str, **kw):

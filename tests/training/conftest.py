@@ -48,6 +48,15 @@ def preferences(n=48):
     return pa.Table.from_pylist(rows)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Tokenisation caches of the tests stay out of the repository's .cache/."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CUMED_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def toy_store(tmp_path_factory):
     root = tmp_path_factory.mktemp("store")

@@ -63,3 +63,20 @@ def test_publishes_exactly_the_top_scored_responses(toy_store, toy_tokenizer, ch
     assert lin["checkpoints"]["policy"]["sha256"] == checkpoint_sha256(policy)
     assert lin["checkpoints"]["reward"]["sha256"] == checkpoint_sha256(reward)
     assert checkpoint_sha256(policy) != checkpoint_sha256(reward)
+
+
+def test_rs_preset_overfits_a_tiny_batch(toy_store, toy_tokenizer, tmp_path):
+    """The rs optimiser as printed (betas 0.9/0.98, eps 1e-2, wd 0.2) still fits one batch (lr raised for 30 steps)."""
+    from training.pretrain import lm_loss
+    from training.run import fit
+    from training.sft import sft_batches, tokenize_conversations
+
+    st, refs = toy_store
+    tok, _ = toy_tokenizer
+    cfg = tiny_cfg("rs", lr=3e-2, micro_batch_size=1, batch_size=1, max_steps=30)
+    assert cfg["eps"] == 1e-2 and cfg["betas"] == [0.9, 0.98] and cfg["weight_decay"] == 0.2
+    samples, _ = tokenize_conversations(st.get(refs["sft"]), tok, "train", 256, False, tmp_path)
+    run = Run.start("rs", cfg, {}, tmp_path)
+    fit(run, build_model(cfg, tok), sft_batches(samples[:6], tok, cfg)[:1], lm_loss, cfg)
+    losses = [m["loss"] for m in run.metrics()]
+    assert losses[-1] < 0.5 * losses[0], losses[::10]

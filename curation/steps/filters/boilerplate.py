@@ -15,7 +15,7 @@ from datatrove.data import Document
 from curation.steps.base import CumedFilter, CumedTransform
 import numpy as np
 
-from curation.steps.filters._text import features, fmt
+from curation.steps.filters._text import features
 
 # Navigation, promotion, contact and legal lines seen on Chinese medical Q&A sites and WeChat
 # reposts. Each entry is a regex fragment; keep them specific to avoid medical false positives.
