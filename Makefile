@@ -10,7 +10,8 @@ RAW ?= ../shared/data/raw
 demo: install
 	$(VENV)/bin/cumed demo --raw $(RAW)
 
-test: install
+# The Label Studio tests start a real server from its own venv (installed here, ~90 s once).
+test: install labelstudio
 	$(PY) -m pytest -q
 
 install: $(VENV)/.installed

@@ -8,7 +8,8 @@ mask) and reports, for padded batches (batch 16 in dataset order, and batch 16 s
 and for first-fit-decreasing packing into rows of each block size:
   real-token fraction   non-padding positions / all positions (what the GPU computes for nothing)
   trained fraction      positions with a label (assistant tokens) / all positions
-  rows                  rows a single epoch needs
+  rows                  rows a single epoch needs (packed: and the lower bound ceil(tokens / block))
+  all rows but the emptiest   packed rows are full except the one tail row an epoch leaves
 and the forward+backward time of a tiny LLaMA on CPU for one epoch of each layout (indicative only).
 Writes nothing; paste the printed table into benchmarks/packing_bench.md.
 """
@@ -60,14 +61,19 @@ def layouts():
 
 
 cfg = load_config("sft", block_size=max(lengths[-1], max(a.blocks)))
-print("\n| layout | rows | positions | real-token fraction | trained fraction |" + (" CPU epoch s |" if a.time else ""))
-print("|---|---:|---:|---:|---:|" + ("---:|" if a.time else ""))
+print("\n| layout | rows | fewest rows possible | positions | real-token fraction | same, all rows but the emptiest "
+      "| trained fraction |" + (" CPU epoch s |" if a.time else ""))
+print("|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if a.time else ""))
 for name, batches in layouts():
     pos = sum(b["input_ids"].numel() for b in batches)
     real = sum(real_token_fraction(b, tok.pad_token_id) * b["input_ids"].numel() for b in batches)
     trained = sum(int((b["labels"] != IGNORE).sum()) for b in batches)
     rows = sum(b["input_ids"].shape[0] for b in batches)
-    line = f"| {name} | {rows} | {pos:,} | {real / pos:.2%} | {trained / pos:.2%} |"
+    width = batches[0]["input_ids"].shape[1]
+    fills = sorted(r for b in batches for r in (b["input_ids"] != tok.pad_token_id).sum(1).tolist())
+    best = f"{-(-sum(lengths) // width)}" if name.startswith("packed") else "-"
+    rest = f"{sum(fills[1:]) / (width * (len(fills) - 1)):.2%}" if name.startswith("packed") else "-"
+    line = f"| {name} | {rows} | {best} | {pos:,} | {real / pos:.2%} | {rest} | {trained / pos:.2%} |"
     if a.time:
         model = build_model(cfg, tok)
         t = time.perf_counter()

@@ -112,6 +112,10 @@ def push(store: Store, ref: str, n: int, backend_factory, strategy: str = "strat
         fresh = frame[~frame["id"].isin(ledger)]
         kwargs = {"threshold": threshold} if strategy == "uncertainty" else {}
         ids = sample(fresh, n, strategy=strategy, seed=seed, **kwargs)
+        if not ids:
+            # Everything is queued or reviewed already: a no-op, not an error, and no empty batch.
+            return {"batch": None, "ref": resolved, "backend": None, "tasks": 0, "resumed": False, "pushed": 0,
+                    "skipped": 0, "note": f"every document of {resolved} is already queued or reviewed"}
         batch_id = state.new_batch_id()
         (state.root / batch_id).mkdir(parents=True, exist_ok=True)
         chosen = fresh.set_index("id").loc[ids].reset_index()
