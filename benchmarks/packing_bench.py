@@ -18,8 +18,6 @@ import argparse
 import tempfile
 import time
 
-import torch
-
 from curation.store import Store
 from training.packing import IGNORE, collate_packed, pack_sequences, pad_batch, real_token_fraction
 from training.pretrain import count_items, lm_loss

@@ -108,17 +108,11 @@ def collate_packed(rows: list[dict]) -> dict:
 
 
 def real_token_fraction(batch: dict, pad_id: int | None = None) -> float:
-    """Share of positions that hold a real token (not padding) in a collated batch."""
+    """Share of positions that hold a real token (not padding) in a collated batch.
+
+    Padded batches say it with their attention mask; in packed rows padding is the trailing run of
+    ``pad_id`` (a special token that text never produces).
+    """
     if "attention_mask" in batch:
         return float(batch["attention_mask"].float().mean())
-    ids, pos = batch["input_ids"], batch["position_ids"]
-    # padding is the trailing segment of pad tokens
-    pad = torch.zeros_like(ids, dtype=torch.bool)
-    for r in range(ids.shape[0]):
-        L = ids.shape[1]
-        j = L
-        while j > 0 and ids[r, j - 1] == pad_id:
-            j -= 1
-        # keep a real sample that ends in pad_id (it cannot: pad is a special token never produced by text)
-        pad[r, j:] = True
-    return float((~pad).float().mean())
+    return float((batch["input_ids"] != pad_id).float().mean())

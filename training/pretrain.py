@@ -15,8 +15,8 @@ from curation.store import Store
 
 from .data import cached_table, load_version, split_table
 from .packing import IGNORE, collate_packed, pack_documents
-from .run import Run, build_model, cap_steps, dataset_record, fit, load_config
-from .tokenizer import load_tokenizer, tokenizer_hash, train_tokenizer_from_version
+from .run import Run, build_model, cap_steps, dataset_record, fit, init_distributed, load_config
+from .tokenizer import resolve_tokenizer, tokenizer_hash
 
 
 def lm_loss(model, batch) -> tuple[torch.Tensor, dict]:
@@ -46,13 +46,6 @@ def micro_batches(rows: list[dict], size: int) -> list[dict]:
     return out
 
 
-def get_tokenizer(cfg: dict, dv, run_dir: Path):
-    if cfg.get("tokenizer"):
-        return load_tokenizer(cfg["tokenizer"])
-    train_tokenizer_from_version(dv, int(cfg["tokenizer_vocab_size"]), run_dir / "tokenizer")
-    return load_tokenizer(run_dir / "tokenizer")
-
-
 def tokenize_documents(dv, tok, cache_dir=None, max_documents: int | None = None) -> tuple[list[list[int]], dict]:
     def build() -> pa.Table:
         texts = split_table(dv, None, ["id", "text"])
@@ -68,7 +61,8 @@ def tokenize_documents(dv, tok, cache_dir=None, max_documents: int | None = None
 def train_pretrain(store: Store | str, ref: str, config: str | Path | None = None, max_steps: int | None = None,
                    runs_dir: str | Path | None = None, resume: str | Path | None = None, progress: bool = False,
                    cache_dir=None, **overrides) -> dict:
-    # 1. config and run folder
+    # 1. config and run folder (init_distributed joins a torchrun group; no-op otherwise)
+    init_distributed()
     dv = load_version(store, ref, "pretrain")
     if resume:
         run = Run.resume(resume)
@@ -77,13 +71,8 @@ def train_pretrain(store: Store | str, ref: str, config: str | Path | None = Non
         cfg = cap_steps(load_config("pretrain", config, **overrides), max_steps)
         run = Run.start("pretrain", cfg, {"train": dataset_record(dv)}, runs_dir or cfg["runs_dir"])
 
-    # 2. tokenizer (a resumed run reuses the one it trained)
-    if not cfg.get("tokenizer") and (run.path / "tokenizer").is_dir():
-        tok = load_tokenizer(run.path / "tokenizer")
-    elif not cfg.get("tokenizer") and cfg.get("model") and (Path(cfg["model"]) / "tokenizer.json").is_file():
-        tok = load_tokenizer(cfg["model"])
-    else:
-        tok = get_tokenizer(cfg, dv, run.path)
+    # 2. tokenizer: named, this run's own (resume), the model's, or trained on the documents
+    tok = resolve_tokenizer(cfg, dv, run)
 
     # 3. tokenise (cached) and pack: documents + </s> end to end, cut every block_size tokens
     docs, cache = tokenize_documents(dv, tok, cache_dir, cfg.get("max_documents"))

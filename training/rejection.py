@@ -29,7 +29,7 @@ from curation.store import Store, sha256_file
 
 from .data import load_version, split_table
 from .reward import score
-from .run import load_config, set_seed
+from .run import init_distributed, load_config, set_seed
 from .sft import train_sft
 from .tokenizer import load_tokenizer
 
@@ -180,7 +180,12 @@ def train_rs(store: Store | str, ref: str, policy: str | Path, reward: str | Pat
     cfg["model"], cfg["reward_model"] = str(policy), str(reward)
     if not (Path(policy) / "config.json").is_file() or not (Path(reward) / "config.json").is_file():
         raise CumedError(f"rs needs --policy and --reward checkpoint folders (runs/<stage>-*/final); got {policy}, {reward}")
-    pub = sample_and_publish(store, ref, policy, reward, cfg)
+    rank, world = init_distributed()
+    pub = sample_and_publish(store, ref, policy, reward, cfg) if rank == 0 else None
+    if world > 1:  # one publisher; every rank then trains on the same version
+        box = [{k: v for k, v in pub.items() if k not in ("candidates", "kept_rows")} if rank == 0 else None]
+        torch.distributed.broadcast_object_list(box, src=0)
+        pub = box[0]
     caps = [x for x in (max_steps, cfg.get("max_steps")) if x]
     res = train_sft(store, pub["ref"], max_steps=min(caps) if caps else None, runs_dir=runs_dir or cfg["runs_dir"], progress=progress,
                     cache_dir=cache_dir, stage="rs",

@@ -23,8 +23,8 @@ from curation.errors import CumedError
 from curation.store import Store
 
 from .data import cached_table, load_version, split_table
-from .run import Run, build_model, cap_steps, dataset_record, fit, load_config
-from .tokenizer import load_tokenizer, tokenizer_hash, train_tokenizer_from_version
+from .run import Run, build_model, cap_steps, dataset_record, fit, init_distributed, load_config
+from .tokenizer import resolve_tokenizer, tokenizer_hash
 
 
 def encode_pair_side(tok, prompt: str, response: str, block_size: int) -> list[int]:
@@ -115,7 +115,8 @@ def score(model, tok, prompt: str, responses: list[str], block_size: int, batch_
 def train_rm(store: Store | str, ref: str, config: str | Path | None = None, max_steps: int | None = None,
              runs_dir: str | Path | None = None, resume: str | Path | None = None, progress: bool = False,
              cache_dir=None, **overrides) -> dict:
-    # 1. config, dataset and run folder
+    # 1. config, dataset and run folder (init_distributed joins a torchrun group; no-op otherwise)
+    init_distributed()
     dv = load_version(store, ref, "rm")
     if resume:
         run = Run.resume(resume)
@@ -124,15 +125,8 @@ def train_rm(store: Store | str, ref: str, config: str | Path | None = None, max
         cfg = cap_steps(load_config("rm", config, **overrides), max_steps)
         run = Run.start("rm", cfg, {"train": dataset_record(dv)}, runs_dir or cfg["runs_dir"])
 
-    # 2. tokenizer
-    if cfg.get("tokenizer"):
-        tok = load_tokenizer(cfg["tokenizer"])
-    elif cfg.get("model") and (Path(cfg["model"]) / "tokenizer.json").is_file():
-        tok = load_tokenizer(cfg["model"])
-    else:
-        if not (run.path / "tokenizer").is_dir():
-            train_tokenizer_from_version(dv, int(cfg["tokenizer_vocab_size"]), run.path / "tokenizer")
-        tok = load_tokenizer(run.path / "tokenizer")
+    # 2. tokenizer: named, this run's own (resume), the model's (the SFT checkpoint), or trained here
+    tok = resolve_tokenizer(cfg, dv, run)
 
     # 3. pairs -> padded [chosen; rejected] micro-batches; every eval split must exist
     block, use_margin = int(cfg["block_size"]), bool(cfg.get("use_margin"))

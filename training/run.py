@@ -163,9 +163,9 @@ class Run:
     def checkpoints(self) -> list[Path]:
         return sorted((self.path / "checkpoints").glob("step-*/state.pt"))
 
-    def save(self, step: int, model, optimizer, scheduler, keep: int = 2) -> None:
+    def save(self, step: int, model, optimizer, scheduler, keep: int = 2, data: dict | None = None) -> None:
         if self.rank == 0:
-            state = {"step": step, "model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+            state = {"step": step, "data": data or {}, "model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "rng": rng_state()}
             final = self.path / "checkpoints" / f"step-{step:07d}"
             tmp = final.with_name(f".tmp-{final.name}")
@@ -320,7 +320,9 @@ def fit(run: Run, model, batches: list[dict], loss_fn, cfg: dict, max_steps: int
             run.log({"step": step + 1, **evaluate(_unwrap(model))})
             model.train()
         if (every and (step + 1) % every == 0) or step + 1 == total:
-            run.save(step + 1, model, optimizer, scheduler, keep=int(cfg.get("keep_checkpoints") or 2))
+            run.save(step + 1, model, optimizer, scheduler, keep=int(cfg.get("keep_checkpoints") or 2),
+                     data={"micro_batches_consumed": (step + 1) * per_step, "epoch": (step + 1) // steps_per_epoch,
+                           "seed": int(cfg["seed"])})
         if kill_at and step + 1 == kill_at:
             os.kill(os.getpid(), 9)
     result = {"run": str(run.path), "steps": total, "resumed_from": start, "last": last}

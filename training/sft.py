@@ -26,9 +26,9 @@ from curation.store import Store
 
 from .data import cached_table, load_version, split_table
 from .packing import IGNORE, pack_sequences, pad_batch
-from .pretrain import count_items, get_tokenizer, lm_loss, micro_batches
-from .run import Run, build_model, cap_steps, dataset_record, fit, load_config
-from .tokenizer import load_tokenizer, tokenizer_hash
+from .pretrain import count_items, lm_loss, micro_batches
+from .run import Run, build_model, cap_steps, dataset_record, fit, init_distributed, load_config
+from .tokenizer import resolve_tokenizer, tokenizer_hash
 
 GENERATION_RE = re.compile(r"\{%-?\s*generation\s*-?%\}")
 
@@ -107,7 +107,8 @@ def eval_loss(model, batches: list[dict]) -> float:
 def train_sft(store: Store | str, ref: str, config: str | Path | None = None, max_steps: int | None = None,
               runs_dir: str | Path | None = None, resume: str | Path | None = None, progress: bool = False,
               cache_dir=None, stage: str = "sft", extra_datasets: dict | None = None, **overrides) -> dict:
-    # 1. config, dataset and run folder
+    # 1. config, dataset and run folder (init_distributed joins a torchrun group; no-op otherwise)
+    init_distributed()
     dv = load_version(store, ref, "sft")
     if resume:
         run = Run.resume(resume)
@@ -117,15 +118,8 @@ def train_sft(store: Store | str, ref: str, config: str | Path | None = None, ma
         run = Run.start(stage, cfg, {"train": dataset_record(dv), **(extra_datasets or {})},
                         runs_dir or cfg["runs_dir"])
 
-    # 2. tokenizer: the model folder's, a named one, or one trained on the dialogues
-    if cfg.get("tokenizer"):
-        tok = load_tokenizer(cfg["tokenizer"])
-    elif cfg.get("model") and (Path(cfg["model"]) / "tokenizer.json").is_file():
-        tok = load_tokenizer(cfg["model"])
-    elif (run.path / "tokenizer").is_dir():
-        tok = load_tokenizer(run.path / "tokenizer")
-    else:
-        tok = get_tokenizer(cfg, dv, run.path)
+    # 2. tokenizer: named, this run's own (resume), the model's, or trained on the dialogues
+    tok = resolve_tokenizer(cfg, dv, run)
     check_chat_template(tok)
 
     # 3. tokenise with assistant-only labels (cached), then pack

@@ -111,3 +111,20 @@ def tokenizer_hash(tok) -> str:
     h.update(tok.backend_tokenizer.to_str().encode())
     h.update(json.dumps([tok.bos_token, tok.eos_token, tok.pad_token, tok.chat_template or ""]).encode())
     return h.hexdigest()
+
+
+def resolve_tokenizer(cfg: dict, dv: DatasetVersion, run):
+    """The tokenizer a stage uses, in this order: ``tokenizer:``; the one this run trained before
+    (a resume); the ``model:`` folder's; else a byte-level BPE trained on ``dv`` into the run folder
+    (by rank 0 only; the other ranks wait and load it)."""
+    if cfg.get("tokenizer"):
+        return load_tokenizer(cfg["tokenizer"])
+    own = Path(run.path) / "tokenizer"
+    if (own / "tokenizer.json").is_file():
+        return load_tokenizer(own)
+    if cfg.get("model") and (Path(cfg["model"]) / "tokenizer.json").is_file():
+        return load_tokenizer(cfg["model"])
+    if run.rank == 0:
+        train_tokenizer_from_version(dv, int(cfg["tokenizer_vocab_size"]), own)
+    run.barrier()
+    return load_tokenizer(own)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -45,6 +46,10 @@ def demo_cmd(
     rankings_ref, prefs_ref = build_preferences_from_disc(raw or default_raw(), st)
     prefs = st.get(prefs_ref)
     result["rm"] = {"rankings": rankings_ref, "preferences": prefs_ref, "pairs": prefs.rows}
+    # Every training stage for a few steps on a tiny model built from a config (CPU, ~15 s).
+    from training.demo import demo_training
+
+    result["training"] = demo_training(st, dv.ref, sft.ref, prefs_ref, steps=5, progress=not as_json)
     report = write_report(dv, Path("reports") / f"{dv.name}-v{dv.version}.html")
     result["report"] = str(report)
 
@@ -73,6 +78,15 @@ def demo_cmd(
                   f"(splits {result['sft']['splits']}), {sft.removed_rows:,} removed with reasons")
         out.print(f"[bold green]published[/] {rankings_ref} (DISC-MedLLM rankings by GPT-4 score) and "
                   f"{prefs_ref}: {prefs.rows:,} adjacent preference pairs")
+        tr = result["training"]
+        out.print("\n[bold]training[/] (tiny LLaMA built from a config, CPU, a few steps per stage):")
+        for stage in ("pretrain", "sft", "rm", "rs"):
+            r = tr.get(stage)
+            if isinstance(r, dict) and "first_loss" in r:
+                out.print(f"  {stage:8s} {r.get('dataset', '')}: {r.get('steps')} steps, loss {r['first_loss']:.3f} -> "
+                          f"{r['last_loss']:.3f}, run {r.get('run')}")
+            elif r is not None:
+                out.print(f"  {stage:8s} " + json.dumps(r, ensure_ascii=False, default=str)[:200])
         out.print(f"\n[bold]review[/] batch {batch['batch']}: {batch['tasks']} documents queued "
                   f"(stratified by source and category)")
         out.print(f"  tasks (Label Studio import JSON): {batch.get('tasks_file', '')}")

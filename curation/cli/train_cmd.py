@@ -29,7 +29,7 @@ ResumeOpt = typer.Option(None, "--resume", help="Continue the run in this runs/<
 
 def _need_training():
     try:
-        import torch  # noqa: F401
+        import torch  # noqa: F401 - checked here, used by the recipes
         import transformers  # noqa: F401
         from transformers.utils import logging as hf_logging
     except ImportError as e:
@@ -39,6 +39,10 @@ def _need_training():
 
 
 def _report(res: dict, as_json: bool) -> None:
+    import torch
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        return  # under torchrun only rank 0 prints (one JSON object on stdout)
     res = {k: v for k, v in res.items() if k not in ("candidates",)}
 
     def human():

@@ -34,8 +34,8 @@ def test_llamafactory_rm_format(prefs, tmp_path):
 
 
 def test_trl_reward_trainer_one_step(prefs, tmp_path):
-    torch = pytest.importorskip("torch")
-    trl = pytest.importorskip("trl")
+    import torch
+    import trl
     import datasets
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForSequenceClassification, PreTrainedTokenizerFast

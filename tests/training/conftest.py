@@ -50,8 +50,13 @@ def preferences(n=48):
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory):
-    """Tokenisation caches of the tests stay out of the repository's .cache/."""
+    """Tokenisation caches of the tests stay out of the repository's .cache/; one thread per process
+    (tiny models gain nothing from more, and the test machine is shared)."""
+    import torch
+
+    torch.set_num_threads(1)
     mp = pytest.MonkeyPatch()
+    mp.setenv("OMP_NUM_THREADS", "1")
     mp.setenv("CUMED_CACHE", str(tmp_path_factory.mktemp("cache")))
     yield
     mp.undo()

@@ -28,7 +28,6 @@ def read_megatron(prefix):
     docs = np.frombuffer(raw, np.int64, n_doc, off)
     assert off + 8 * n_doc == len(raw) and version == 1
     data = open(f"{prefix}.bin", "rb").read()
-    size = np.dtype(dtype).itemsize
     return [np.frombuffer(data, dtype, int(n), int(p)).tolist() for n, p in zip(lengths, pointers)], docs.tolist()
 
 
@@ -42,10 +41,9 @@ def test_megatron_export_round_trips(toy_store, toy_tokenizer, tmp_path, monkeyp
     assert len(seqs) == len(texts) == 40 and doc_index == list(range(41))
     for s, t in zip(seqs, texts):
         assert s == tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-    try:
-        from megatron.core.datasets.indexed_dataset import IndexedDataset
-    except ImportError:
-        return  # megatron-core is optional; the reader above checks the documented format
+    # The real consumer: megatron-core's reader (installed by the `training` extra).
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
     ds = IndexedDataset(res["data_path"])
     assert len(ds) == 40 and [ds[i].tolist() for i in range(40)] == seqs
 
