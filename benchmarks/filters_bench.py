@@ -1,6 +1,6 @@
 """Hand-run benchmark: cumed's Chinese filters vs stock datatrove Gopher filters on the real corpus.
 
-    taskset -c 0 .venv/bin/python benchmarks/filters_bench.py [--raw ../shared/data/raw] [--out benchmarks/filters_bench.md]
+    taskset -c 0 .venv/bin/python benchmarks/filters_bench.py [--raw ../shared/data/raw] [--out BENCHMARKS.md]
 
 One process, one core (pin it with ``taskset``), peak RSS well under 1 GB. The corpus is
 ``filters_corpus.load_corpus``: every enabled source of ``datasets/cumed-pretrain.yaml`` through

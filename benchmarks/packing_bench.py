@@ -11,7 +11,7 @@ and for first-fit-decreasing packing into rows of each block size:
   rows                  rows a single epoch needs (packed: and the lower bound ceil(tokens / block))
   all rows but the emptiest   packed rows are full except the one tail row an epoch leaves
 and the forward+backward time of a tiny LLaMA on CPU for one epoch of each layout (indicative only).
-Writes nothing; paste the printed table into benchmarks/packing_bench.md.
+Writes nothing; paste the printed table into BENCHMARKS.md.
 """
 
 import argparse

@@ -1,6 +1,6 @@
 """Pair building and splitting for 100,000 prompts x 4 responses: time and peak memory.
 
-Run: .venv/bin/python benchmarks/pairs_bench.py [N] > benchmarks/pairs_bench.md
+Run: .venv/bin/python benchmarks/pairs_bench.py [N] > BENCHMARKS.md
 Single process (one core). Prompts are synthetic but distinct Chinese questions; the split
 clustering (find_duplicates on prompts) is timed with and without.
 """

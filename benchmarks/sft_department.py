@@ -4,7 +4,7 @@
 
 Builds datasets/cumed-sft.yaml into a temporary store and prints, for n random kept dialogues,
 source, source department, the methods that selected it and the first user turn. Judge each
-line by hand and record the precision in benchmarks/sft_department.md.
+line by hand and record the precision in BENCHMARKS.md.
 """
 
 import argparse

@@ -2,7 +2,7 @@
 
 fastText reads one document per line and splits on whitespace, so a tokenizer here returns a
 single line of space-separated tokens: newlines become the token ``<nl>``, runs of whitespace
-collapse, ASCII is lower-cased. Two tokenizers, compared in ``benchmarks/quality_bench.md``:
+collapse, ASCII is lower-cased. Two tokenizers, compared in ``BENCHMARKS.md``:
 
 - ``jieba``: jieba's precise mode (``HMM=False``, so the result depends only on the
   dictionary, not on the Viterbi guess for unknown words). jieba is initialised once per

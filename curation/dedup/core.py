@@ -45,7 +45,7 @@ EMPTY = np.uint32(0xFFFFFFFF)
 @dataclass(frozen=True)
 class DedupConfig:
     """Parameters of the near-duplicate search. Defaults tuned on the planted set (see
-    benchmarks/dedup_bench.md): 5-grams as in datasketch/Lee et al. 2022 for Chinese characters,
+    BENCHMARKS.md): 5-grams as in datasketch/Lee et al. 2022 for Chinese characters,
     verified Jaccard >= 0.75: planted near-copies (<= 2 % char edits, a dropped sentence, an
     appended disclaimer, texts >= 200 chars) sit at 0.78-0.98, Traditional copies at 1.0 after
     t2s; random pairs of 39health cards sharing the template have median 0.08, 99.9th pct 0.25,

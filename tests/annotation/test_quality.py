@@ -22,7 +22,7 @@ from annotation.quality.train import (
 )
 from annotation.quality.weak_labels import load_weak_labels, source_lineage, split
 
-TOKENIZER = "jieba"  # the benchmark's winner (benchmarks/quality_bench.md)
+TOKENIZER = "jieba"  # the benchmark's winner (BENCHMARKS.md)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_split_is_deterministic_and_stratified(data, raw_root):
 
 
 def test_beats_majority_baseline_on_real_held_out_labels(metrics):
-    # measured (benchmarks/quality_bench.md): F1 0.996, accuracy 0.995, AUC 0.9997 vs majority 0.591
+    # measured (BENCHMARKS.md): F1 0.996, accuracy 0.995, AUC 0.9997 vs majority 0.591
     m = metrics
     assert m["n"] > 4000
     assert m["majority_baseline_accuracy"] < 0.65

@@ -16,7 +16,7 @@ class DigitRatioFilter(CumedFilter):
             only exposes ``rps_doc_frac_chars_digits`` without a cut). Medical text is number-rich
             (doses, lab values, dates): on the real corpus the 99.9th percentile of the QA and
             encyclopedia sources is below 0.2 and results-heavy papers reach ~0.25; 0.30 removes
-            only documents that are mostly numbers (see benchmarks/filters_bench.md).
+            only documents that are mostly numbers (see BENCHMARKS.md).
     """
 
     name = "digit_ratio"

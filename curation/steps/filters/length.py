@@ -20,7 +20,7 @@ class MinLengthFilter(CumedFilter):
             75 Chinese characters (jieba averages ~1.5 characters per word), which removes a
             quarter of the real consultations (title + question + answer), most of them complete
             and useful. 20 characters still drops empty/stub records (a title alone, "谢谢医生").
-            Measured kept share per source: benchmarks/filters_bench.md.
+            Measured kept share per source: BENCHMARKS.md.
         max_chars: default None (off). Gopher's 100,000-word maximum is meant for web dumps; our
             longest documents are full papers (~100k characters) which we keep.
     """

@@ -20,7 +20,7 @@ class LexiconDensityFilter(CumedFilter):
     density = characters covered by lexicon terms (leftmost-longest, no overlaps) / CJK characters.
 
     Args:
-        min_density: default 0.05. Measured on the real corpus (benchmarks/filters_bench.md): the
+        min_density: default 0.05. Measured on the real corpus (BENCHMARKS.md): the
             medical sources have median density 0.2-0.4 and a 1st percentile of ~0.05-0.1 among
             documents of 50+ CJK characters; generic chit-chat ("谢谢医生，祝您生活愉快") is 0.
         min_cjk: documents with fewer CJK characters are not judged (default 10; the CJK-ratio

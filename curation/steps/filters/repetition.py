@@ -167,7 +167,7 @@ class CharNGramRepetitionFilter(CumedFilter):
 
     N-grams run over CJK characters, letters and digits only (whitespace, punctuation, table
     pipes and LaTeX command names removed). Defaults, and why not FineWeb-2's values directly
-    (measured on the 44,913 real documents, benchmarks/filters_bench.md):
+    (measured on the 44,913 real documents, BENCHMARKS.md):
 
     - FineWeb-2 ``cmn_Hani`` fractions on character 2/3/4- and 5..10-grams: kept 77 % of
       huatuo_llama and 3 % of ChinaXiv papers (a disease name is a character 3-gram).
