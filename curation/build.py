@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import threading
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -523,4 +522,4 @@ def render_card(recipe: Recipe, stats: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["build", "collect_stats", "RecipeReader", "time"]
+__all__ = ["build", "build_steps", "collect_stats", "RecipeReader"]
