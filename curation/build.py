@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import threading
 from collections import defaultdict
@@ -396,8 +397,6 @@ def _check_stage(logging_dir: Path, tasks: int, label: str) -> None:
 
 def _last_exception(logs: Path) -> str:
     """The exception line of a failed task's log, so the user sees the cause, not just a count."""
-    import re
-
     for f in sorted(logs.glob("*.log")) if logs.is_dir() else []:
         lines = f.read_text(errors="replace").splitlines()
         for line in reversed(lines):
@@ -495,7 +494,7 @@ def _step_stats(work: Path) -> dict:
             continue
         for step in json.loads(f.read_text()):
             # datatrove names steps "<type>: <name>"; the name alone is what users know.
-            name = step.get("name", "?").split(": ", 1)[-1]
+            name = re.sub(r"^\W+", "", step.get("name", "?").split(": ", 1)[-1]) or "?"
             counters = {}
             for k, v in (step.get("stats") or {}).items():
                 if isinstance(v, dict) and "total" in v:

@@ -50,6 +50,18 @@ def demo_cmd(
     from training.demo import demo_training
 
     result["training"] = demo_training(st, dv.ref, sft.ref, prefs_ref, steps=5, progress=not as_json)
+    # Before/after: the SFT checkpoint against the pretrained one it started from, same prompts.
+    from training.evaluation.compare import compare_checkpoints
+    from training.evaluation.report import write_report as write_eval_report
+
+    tr = result["training"]
+    comparison = compare_checkpoints(tr["sft"]["final"], tr["pretrain"]["final"], tr["tokenizer"], raw or default_raw(),
+                                     n=8, max_new_tokens=24, names=("sft", "pretrain"))
+    eval_json = Path("reports") / "eval-sft-vs-pretrain.json"
+    eval_json.parent.mkdir(parents=True, exist_ok=True)
+    eval_json.write_text(json.dumps(comparison, ensure_ascii=False, indent=1), encoding="utf-8")
+    result["evaluation"] = {"results": str(eval_json),
+                            "report": str(write_eval_report(eval_json, Path("reports") / "eval-sft-vs-pretrain.html"))}
     report = write_report(dv, Path("reports") / f"{dv.name}-v{dv.version}.html")
     result["report"] = str(report)
 
@@ -93,5 +105,13 @@ def demo_cmd(
         out.print(f"  labeling config:                 {batch.get('config_file', '')}")
         out.print("  review them in Label Studio (cumed labelstudio start, or any server), export JSON, then")
         out.print(f"  cumed review pull {batch['batch']} --from EXPORT.json && cumed review apply {dv.ref} --batch {batch['batch']}")
+        ev = comparison["metrics"]
+        out.print("\n[bold]evaluation[/] (Huatuo-26M test, urology subset, 8 prompts; tiny models, so the numbers are plumbing):")
+        for name, per in ev.items():
+            m = per["all"]
+            rl = "-" if m["rouge_l"] is None else f"{m['rouge_l']['f']:.4f}"
+            out.print(f"  {name:9s} ROUGE-L {rl}  length {m['length_mean']:.1f}  distinct-2 {m['distinct_2']:.3f}")
+        out.print(f"\n[bold green]corpus report[/]:     {report}")
+        out.print(f"[bold green]evaluation report[/]: {result['evaluation']['report']}")
 
     emit(result, as_json, human)

@@ -135,3 +135,42 @@ def report_cmd(
 
     p = write_report(results, out_html)
     emit({"report": str(p)}, as_json)
+
+
+@eval_app.command("compare")
+def compare_cmd(
+    child: Path = typer.Option(..., "--child", help="Checkpoint folder to evaluate (e.g. runs/sft-*/final)."),
+    parent: Path = typer.Option(..., "--parent", help="The checkpoint it was trained from (e.g. runs/pretrain-*/final)."),
+    tokenizer: Path = typer.Option(..., "--tokenizer", help="Tokenizer folder shared by both."),
+    bench: str = typer.Option("huatuo26m_test", "--bench", help="huatuo26m_test, cmb_clin, disc_cmd, disc_cmid or disc_eval."),
+    subset: str = typer.Option("urology", "--subset", help="all or urology (keyword subset)."),
+    n: int = typer.Option(16, "--n", help="How many items to answer."),
+    max_new_tokens: int = typer.Option(48, "--max-new-tokens"),
+    raw: Optional[str] = RawOpt,
+    out_json: Optional[Path] = typer.Option(None, "--out", help="Also write the results JSON here (for cumed eval report)."),
+    as_json: bool = JsonOpt,
+):
+    """Before/after: a checkpoint and its parent answer the same prompts; metrics side by side.
+
+    Example: cumed eval compare --child runs/sft-X/final --parent runs/pretrain-Y/final --tokenizer runs/tok --n 32
+    """
+    import json
+
+    from training.evaluation.compare import compare_checkpoints
+
+    for label, p in (("--child", child), ("--parent", parent), ("--tokenizer", tokenizer)):
+        if not p.is_dir():
+            raise CumedError(f"{label} {p} is not a folder; give a saved Hugging Face checkpoint / tokenizer folder")
+    res = compare_checkpoints(child, parent, tokenizer, raw or default_raw(), bench=bench, subset=subset, n=n,
+                              max_new_tokens=max_new_tokens, names=(f"{child.parent.name}", f"{parent.parent.name}"))
+    if out_json:
+        out_json.parent.mkdir(parents=True, exist_ok=True)
+        out_json.write_text(json.dumps(res, ensure_ascii=False, indent=1), encoding="utf-8")
+
+    def human():
+        for model, per in res["metrics"].items():
+            m = per["all"]
+            rl = "-" if m["rouge_l"] is None else f"{m['rouge_l']['f']:.4f}"
+            out.print(f"{model:<40} n={m['n']:<4} ROUGE-L {rl:>6}  len {m['length_mean']:.1f}  d2 {m['distinct_2']:.3f}")
+
+    emit(res, as_json, human)

@@ -352,3 +352,33 @@ def test_cli_judge_metrics_report(server, tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         main(["eval", "judge", "--bench", "nope", "--raw", str(raw), "--a", str(a), "--b", str(b)])
     assert "unknown benchmark" in capsys.readouterr().err
+
+
+def test_compare_checkpoints_scores_child_and_parent_on_the_same_prompts(toy_tokenizer, tmp_path, monkeypatch):
+    """Before/after: two checkpoints (different seeds) answer the same benchmark items."""
+    import json as _json
+
+    from tests.training.conftest import tiny_cfg
+    from training.evaluation.compare import compare_checkpoints
+    from training.run import build_model
+
+    tok, tok_dir = toy_tokenizer
+    dirs = []
+    for seed in (1, 2):
+        model = build_model(tiny_cfg("sft", seed=seed), tok)
+        d = tmp_path / f"m{seed}"
+        model.save_pretrained(d)
+        dirs.append(d)
+    raw = tmp_path / "raw" / "Zhongjing_CMtMedQA" / "data"
+    raw.mkdir(parents=True)
+    items = [{"id": "", "instruction": [f"前列腺炎第{i}问怎么办"], "input": "", "output": [f"多喝水，规律作息，第{i}条建议"]}
+             for i in range(5)]
+    (raw / "huatuo26M_test.json").write_text(_json.dumps(items, ensure_ascii=False), encoding="utf-8")
+    res = compare_checkpoints(dirs[0], dirs[1], tok_dir, tmp_path / "raw", n=3, max_new_tokens=6, names=("after", "before"))
+    assert res["n"] == 3 and set(res["metrics"]) == {"after", "before"}
+    for name in ("after", "before"):
+        m = res["metrics"][name]["all"]
+        assert m["n"] == 3 and m["missing"] == 0 and m["n_ref"] == 3 and m["rouge_l"] is not None
+        assert sorted(res["answers"][name]) == sorted(res["answers"]["after"])
+    # different weights, same prompts: the answers differ somewhere
+    assert res["answers"]["after"] != res["answers"]["before"]
