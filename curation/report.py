@@ -57,8 +57,8 @@ def _plots(dv: DatasetVersion) -> dict[str, str]:
         ax.set_title("Documents per source")
         plots["per_source"] = _png(fig)
 
-    lengths = dv.to_arrow(columns=["source", "n_chars"])
-    if lengths.num_rows:
+    lengths = dv.to_arrow(columns=["source", "n_chars"]) if dv.kind == "documents" else None
+    if lengths is not None and lengths.num_rows:
         fig, ax = plt.subplots(figsize=(7, 3.5))
         for src in pc.unique(lengths.column("source")).to_pylist():
             vals = lengths.filter(pc.equal(lengths.column("source"), src)).column("n_chars").to_numpy()
@@ -69,7 +69,15 @@ def _plots(dv: DatasetVersion) -> dict[str, str]:
         ax.set_title("Length distribution")
         plots["lengths"] = _png(fig)
 
-    sizes = duplicate_cluster_sizes(dv)
+    if dv.kind == "conversations":
+        turns = dv.to_arrow(columns=["n_turns"]).column("n_turns").to_numpy()
+        if len(turns):
+            fig, ax = plt.subplots(figsize=(7, 3))
+            ax.hist(turns, bins=range(1, int(turns.max()) + 2), color="#4f81bd")
+            ax.set_xlabel("messages per dialogue")
+            ax.set_title("Dialogue lengths")
+            plots["turns"] = _png(fig)
+    sizes = duplicate_cluster_sizes(dv) if dv.kind == "documents" else []
     if sizes:
         c = Counter(sizes)
         xs = sorted(c)
@@ -81,6 +89,32 @@ def _plots(dv: DatasetVersion) -> dict[str, str]:
         ax.set_title("Duplicate clusters")
         plots["dup_clusters"] = _png(fig)
     return plots
+
+
+def _agreement(stats: dict) -> str:
+    """Review (Krippendorff's alpha, Cohen's kappa) and ranking (Kendall's tau) agreement, if recorded."""
+    esc = html.escape
+    rows = []
+    for batch, b in ((stats.get("manual_review") or {}).get("batches") or {}).items():
+        alpha = b.get("krippendorff_alpha")
+        kappa = ", ".join(f"{k}: {v:.3f}" for k, v in (b.get("cohen_kappa") or {}).items()) or "n/a"
+        rows.append(f"<tr><td>review {esc(batch)}</td><td>{b.get('decisions', '')}</td>"
+                    f"<td>alpha {'n/a' if alpha is None else f'{alpha:.3f}'}; kappa {esc(kappa)}</td></tr>")
+    for batch, a in (stats.get("agreement") or {}).items():
+        shown = {k: v for k, v in (a or {}).items() if not isinstance(v, (list, dict))}
+        rows.append(f"<tr><td>ranking {esc(str(batch))}</td><td></td><td>{esc(json.dumps(shown, ensure_ascii=False))}</td></tr>")
+    if not rows:
+        return ""
+    return ("<h2>Annotator agreement</h2><table><tr><th>batch</th><th>decisions</th><th>agreement</th></tr>"
+            + "".join(rows) + "</table>")
+
+
+def _splits(dv: DatasetVersion) -> str:
+    if "split" not in (dv.to_arrow().schema.names if dv.rows else []):
+        return ""
+    counts = Counter(dv.to_arrow(columns=["split"]).column("split").to_pylist())
+    return "<h2>Splits</h2><table>" + "".join(f"<tr><td>{html.escape(str(k))}</td><td>{v:,}</td></tr>"
+                                              for k, v in sorted(counts.items())) + "</table>"
 
 
 def duplicate_cluster_sizes(dv: DatasetVersion) -> list[int]:
@@ -102,9 +136,11 @@ def render(dv: DatasetVersion) -> str:
     esc = html.escape
     rows = []
     for name, s in (stats.get("sources") or {}).items():
+        num = lambda k: f"{s[k]:,}" if isinstance(s.get(k), int) else ""  # noqa: E731 - kinds differ in stats
+        mb = f"{s['bytes'] / 1e6:.2f}" if isinstance(s.get("bytes"), int) else ""
         rows.append(
-            f"<tr><td>{esc(s.get('category', ''))}</td><td>{esc(name)}</td><td>{s['read']:,}</td><td>{s['kept']:,}</td>"
-            f"<td>{s['removed']:,}</td><td>{s['chars']:,}</td><td>{s['bytes'] / 1e6:.2f}</td><td>{s['tokens']:,}</td></tr>"
+            f"<tr><td>{esc(str(s.get('category', '')))}</td><td>{esc(name)}</td><td>{num('read')}</td><td>{num('kept')}</td>"
+            f"<td>{num('removed')}</td><td>{num('chars')}</td><td>{mb}</td><td>{num('tokens')}</td></tr>"
         )
     reasons = "".join(
         f"<tr><td>{esc(k)}</td><td>{v:,}</td></tr>"
@@ -130,6 +166,8 @@ td:first-child,td:nth-child(2){{text-align:left}}figure{{display:inline-block;ma
 {''.join(rows)}</table>
 <h2>Removal reasons</h2><table><tr><th>removed by</th><th>documents</th></tr>{reasons}</table>
 <h2>Steps</h2><table><tr><th>step</th><th>counters</th></tr>{steps}</table>
+{_splits(dv)}
+{_agreement(stats)}
 <h2>Plots</h2>{figs}
 </body></html>"""
 
