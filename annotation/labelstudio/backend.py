@@ -26,6 +26,7 @@ import os
 import re
 from pathlib import Path
 
+from curation.atomic import write_text
 from curation.errors import CumedError
 
 from ..review.backend import ReviewBackend
@@ -265,10 +266,21 @@ class LabelStudioBackend(ReviewBackend):
 
     def _save_checkpoint(self, path: Path, state: dict) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(state, f, ensure_ascii=False)
-        os.replace(tmp, path)
+        write_text(path, json.dumps(state, ensure_ascii=False))
+
+    def _with_annotator_emails(self, tasks: list[dict]) -> list[dict]:
+        """The task API gives ``completed_by`` as a user id; the JSON export gives the user. Resolve
+        ids to ``{"id", "email"}`` so lineage and agreement name people, as an export would."""
+        ids = {a.get("completed_by") for t in tasks for a in t.get("annotations") or []}
+        if not any(isinstance(i, int) for i in ids):
+            return tasks
+        users = {u.id: u.email for u in self._call("listing users", self.client.users.list)}
+        for t in tasks:
+            for a in t.get("annotations") or []:
+                who = a.get("completed_by")
+                if isinstance(who, int):
+                    a["completed_by"] = {"id": who, "email": users.get(who) or str(who)}
+        return tasks
 
     def pull(self, batch_id: str, dataset: str, source: str | None = None) -> list[dict]:
         """The batch's tasks with annotations. ``source``: a Label Studio JSON export file to read
@@ -303,7 +315,7 @@ class LabelStudioBackend(ReviewBackend):
             state["next_page"] = page + 1
             self._save_checkpoint(ck, state)
         ck.unlink(missing_ok=True)
-        return state["tasks"]
+        return self._with_annotator_emails(state["tasks"])
 
     def _pull_file(self, batch_id: str, source: str) -> list[dict]:
         from ..review.file_backend import read_export

@@ -52,7 +52,11 @@ def test_review_round_trip_on_a_real_server(ls_server, dataset, tmp_path):
     assert removed.loc[docs[1], "reason"] == "manual_review:unsafe_advice"
     assert dv.rows == 28 and review["kept_by_review"] == 1
     ann = dv.manifest["lineage"]["annotations"][0]
-    assert ann["batch"] == batch and len(ann["annotation_ids"]) == 3 and ann["annotators"]
+    from annotation.labelstudio.server import read_env_file
+
+    # Annotators are people (the server's user e-mail), not numeric user ids.
+    assert ann["batch"] == batch and len(ann["annotation_ids"]) == 3
+    assert ann["annotators"] == [read_env_file(ls_server.env_file)["LABEL_STUDIO_USERNAME"]]
 
     # The file backend reads the server's own JSON export to the same decisions.
     export = tmp_path / "export.json"
