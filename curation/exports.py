@@ -8,10 +8,13 @@ by batch, so an export never needs the dataset in memory.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -70,6 +73,95 @@ def export_csv(dv: DatasetVersion, out: Path) -> dict:
         if writer is not None:
             writer.close()
     return {"files": [str(path)], "rows": n}
+
+
+_SPLIT_OK = re.compile(r"^\w+(\.\w+)*$")
+
+
+def _split_name(value) -> str:
+    name = re.sub(r"[^\w.]+", "_", str(value or "train")).strip("._") or "train"
+    return name if _SPLIT_OK.match(name) else "train"
+
+
+@exporter("hf")
+def export_hf(dv: DatasetVersion, out: Path) -> dict:
+    """A Hugging Face dataset folder: ``datasets.load_dataset(DIR)`` loads it with its splits.
+
+    Rows with a ``split`` column go to one Parquet file per split; otherwise everything is
+    ``train``. README.md carries a YAML header (``configs`` with the split files, ``dataset_info``
+    split counts, licenses) and a body with sources, licenses, counts and lineage.
+    """
+    data = out / "data"
+    if data.exists():
+        shutil.rmtree(data)
+    data.mkdir(parents=True)
+    writers: dict[str, pq.ParquetWriter] = {}
+    counts: dict[str, int] = {}
+    sources: dict[str, int] = {}
+    try:
+        for batch in dv.iter_batches():
+            table = pa.Table.from_batches([batch])
+            if "source" in table.column_names:
+                for k, v in zip(*pc.value_counts(table.column("source")).flatten()):
+                    sources[str(k.as_py())] = sources.get(str(k.as_py()), 0) + v.as_py()
+            if "split" in table.column_names:
+                names = [_split_name(v) for v in table.column("split").to_pylist()]
+                groups: dict[str, list[int]] = {}
+                for i, n in enumerate(names):
+                    groups.setdefault(n, []).append(i)
+                parts = [(n, table.take(pa.array(idx))) for n, idx in groups.items()]
+            else:
+                parts = [("train", table)]
+            for n, t in parts:
+                if n not in writers:
+                    writers[n] = pq.ParquetWriter(str(data / f"{n}-00000-of-00001.parquet"), t.schema, compression="zstd")
+                writers[n].write_table(t)
+                counts[n] = counts.get(n, 0) + t.num_rows
+    finally:
+        for w in writers.values():
+            w.close()
+    if not counts:  # an empty version still loads, as an empty train split
+        empty = dv.to_arrow()
+        pq.write_table(empty, str(data / "train-00000-of-00001.parquet"))
+        counts["train"] = 0
+    order = sorted(counts, key=lambda n: ({"train": 0, "validation": 1, "test": 2}.get(n, 3), n))
+    m = dv.manifest
+    per_source = (m.get("stats") or {}).get("sources") or {}
+    licenses = sorted({str(s.get("license")) for s in per_source.values() if s.get("license")}
+                      | ({str(m["license"])} if m.get("license") else set()))
+    header = {
+        "pretty_name": f"{dv.name} v{dv.version}",
+        "configs": [{"config_name": "default", "default": True,
+                     "data_files": [{"split": n, "path": f"data/{n}-*.parquet"} for n in order]}],
+        "dataset_info": {"config_name": "default",
+                         "splits": [{"name": n, "num_examples": counts[n]} for n in order]},
+    }
+    if len(licenses) == 1:
+        header["license"] = licenses[0].lower()
+    elif licenses:
+        header["license"] = "other"
+    import yaml
+
+    body = [f"# {dv.name} v{dv.version}", "",
+            f"Exported by cumed from `{dv.ref}` (kind `{dv.kind}`, content hash `{m.get('content_hash', '')}`).", "",
+            "## Splits", "", "| split | rows |", "|---|---|"]
+    body += [f"| {n} | {counts[n]:,} |" for n in order]
+    body += ["", f"Removed by curation: {dv.removed_rows:,} rows (not exported).", "", "## Sources", "",
+             "| source | category | license | rows |", "|---|---|---|---|"]
+    for src in sorted(set(per_source) | set(sources)):
+        s = per_source.get(src, {})
+        body.append(f"| {src} | {s.get('category', '')} | {s.get('license', '') or 'unspecified'} | "
+                    f"{sources.get(src, s.get('kept', 0)):,} |")
+    body += ["", "## Licenses", "", (", ".join(licenses) if licenses else "unspecified: check each source's terms"),
+             "", "## Lineage", "", "```json", json.dumps(m.get("lineage", {}), ensure_ascii=False, indent=2), "```", ""]
+    card = dv.card().strip()
+    if card:
+        body += ["## Original dataset card", "", card, ""]
+    readme = out / "README.md"
+    readme.write_text("---\n" + yaml.safe_dump(header, allow_unicode=True, sort_keys=False) + "---\n\n" + "\n".join(body),
+                      encoding="utf-8")
+    return {"files": [str(data / f"{n}-00000-of-00001.parquet") for n in order] + [str(readme)],
+            "rows": sum(counts.values()), "splits": {n: counts[n] for n in order}}
 
 
 def export(dv: DatasetVersion, fmt: str, out: str | Path) -> dict:

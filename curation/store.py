@@ -15,7 +15,8 @@ which readers never list and ``gc`` removes. Content identical to the latest ver
 that version.
 
 This module imports only pyarrow and the standard library so that training machines can read
-the store without datatrove. It handles local roots; object storage is a separate backend.
+the store without datatrove. It handles local roots; ``s3://`` roots are served by ``curation.remote_store`` (boto3/s3fs,
+imported only when used).
 """
 
 from __future__ import annotations
@@ -63,6 +64,11 @@ def _crash_point(point: str) -> None:
 
 def default_store() -> str:
     return os.environ.get("CUMED_STORE", "store")
+
+
+def open_store(root: str | os.PathLike | None = None, create: bool = True) -> "Store":
+    """The store at ``root``: local for paths and file:// URLs, remote for s3:// URLs."""
+    return Store(root, create=create)
 
 
 # --------------------------------------------------------------------------- references
@@ -301,14 +307,23 @@ class DatasetVersion:
 
 
 class Store:
-    """A store root on local disk. See the module docstring for the layout and guarantees."""
+    """A store root on local disk. See the module docstring for the layout and guarantees.
+
+    ``Store("s3://bucket/prefix")`` returns a :class:`curation.remote_store.RemoteStore` (same API).
+    """
+
+    def __new__(cls, root: str | os.PathLike | None = None, create: bool = True):
+        if cls is Store and str(root if root is not None else default_store()).startswith("s3://"):
+            from .remote_store import RemoteStore  # imported lazily: boto3/s3fs are the optional [s3] extra
+
+            return super().__new__(RemoteStore)  # a Store subclass: Python then runs RemoteStore.__init__
+        return super().__new__(cls)
 
     def __init__(self, root: str | os.PathLike | None = None, create: bool = True):
         root = str(root if root is not None else default_store())
         if "://" in root and not root.startswith("file://"):
             raise CumedError(
-                f"store {root!r}: only local stores are supported by this backend; use a local path "
-                f"or file:// URL"
+                f"store {root!r}: only local paths, file:// and s3:// stores are supported; use one of those"
             )
         self.root = Path(root.removeprefix("file://"))
         if not self.root.exists():

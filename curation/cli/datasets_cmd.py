@@ -92,19 +92,26 @@ def export_cmd(
     as_json: bool = JsonOpt,
 ):
     """Export a version.  Example: cumed datasets export cumed-pretrain@1 --format jsonl --out exports/"""
-    res = run_export(_open(store).get(ref), fmt, out_dir)
+    st = _open(store)
+    dv = st.get(ref)
+    if getattr(dv, "fs", None) is not None:  # a remote version: exporters read local files, pull it first
+        pulled = st.pull(ref, progress=not as_json)
+        dv = Store(pulled["store"]).get(dv.ref)
+    res = run_export(dv, fmt, out_dir)
     emit(res, as_json, lambda: out.print(f"exported {res['rows']:,} rows of {res['ref']} as {fmt} to {res['out']}"))
 
 
 @datasets_app.command("gc")
 def gc_cmd(
     store: str = StoreOpt,
-    min_age: float = typer.Option(0.0, "--min-age", help="Only remove debris older than this many seconds."),
+    min_age: float = typer.Option(None, "--min-age", show_default=False,
+                                  help="Only remove debris older than this many seconds (local default 0, s3:// default 3600)."),
     as_json: bool = JsonOpt,
 ):
-    """Remove leftovers of crashed publishes.  Example: cumed datasets gc"""
-    removed = _open(store).gc(min_age_s=min_age)
-    emit({"removed": removed}, as_json, lambda: out.print(f"removed {len(removed)} abandoned temp folder(s)"))
+    """Remove leftovers of crashed publishes.  Example: cumed datasets gc --store s3://team-bucket/store"""
+    st = _open(store)
+    removed = st.gc() if min_age is None else st.gc(min_age_s=min_age)
+    emit({"removed": removed}, as_json, lambda: out.print(f"removed {len(removed)} abandoned temp folder(s) / unfinished version(s)"))
 
 
 __all__ = ["CumedError"]
@@ -128,3 +135,50 @@ def publish_cmd(
     dv = Store(store).publish(name, data, kind=kind, removed=removed)
     res = {"ref": dv.ref, "path": str(dv.path), "rows": dv.rows, "removed_rows": dv.removed_rows}
     emit(res, as_json, lambda: out.print(f"published {dv.ref} ({dv.rows:,} rows) -> {dv.path}"))
+
+
+def _remote(store: str | None, what: str):
+    from ..remote_store import RemoteStore
+
+    st = _open(store)
+    if not isinstance(st, RemoteStore):
+        raise CumedError(f"{what} needs an s3:// store; pass --store s3://BUCKET/PREFIX or a full s3://BUCKET/PREFIX/NAME@N reference")
+    return st
+
+
+@datasets_app.command("pull")
+def pull_cmd(
+    ref: str,
+    to: str = typer.Option(None, "--to", help="Local store root to pull into (default: $CUMED_CACHE or ~/.cache/cumed/store/<bucket>/<prefix>)."),
+    store: str = StoreOpt,
+    as_json: bool = JsonOpt,
+):
+    """Download a version from an s3:// store, verifying every sha256; resumes an interrupted pull.
+
+    Example: cumed datasets pull cumed-pretrain@3 --store s3://team-bucket/store --to ./store
+    """
+    from ..remote_store import split_remote_ref
+
+    root, ref = split_remote_ref(ref)
+    res = _remote(root or store, "pull").pull(ref, to, progress=not as_json)
+    emit(res, as_json, lambda: out.print(
+        f"pulled {res['ref']} -> {res['path']} ({res['downloaded']} file(s) downloaded, {res['skipped']} already present, all sha256 verified)"))
+
+
+@datasets_app.command("push")
+def push_cmd(
+    ref: str,
+    to: str = typer.Option(..., "--to", help="Target s3://BUCKET/PREFIX store."),
+    store: str = StoreOpt,
+    as_json: bool = JsonOpt,
+):
+    """Promote a local version to an s3:// store with identical files and hashes.
+
+    Example: cumed datasets push cumed-pretrain@3 --store ./store --to s3://team-bucket/store
+    """
+    local = _open(store).get(ref)
+    if getattr(local, "fs", None) is not None:
+        raise CumedError("push copies a LOCAL version: point --store at a local store (the source) and --to at s3://...")
+    dv = _remote(to, "push").push(local, progress=not as_json)
+    res = {"ref": dv.ref, "from": local.ref, "path": dv.path, "rows": dv.rows, "content_hash": dv.content_hash}
+    emit(res, as_json, lambda: out.print(f"pushed {local.ref} -> {dv.path} ({dv.ref}, {dv.rows:,} rows)"))

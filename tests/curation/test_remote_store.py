@@ -1,0 +1,255 @@
+"""The s3:// store against a real local S3-compatible server (moto_server on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+pytest.importorskip("boto3")
+pytest.importorskip("s3fs")
+MOTO = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
+if not Path(MOTO).exists():  # pragma: no cover
+    pytest.skip("moto[server] not installed (pip install 'cumed[test]')", allow_module_level=True)
+
+from curation.remote_store import RemoteStore  # noqa: E402
+from curation.store import Store  # noqa: E402
+from tests.curation.test_store import docs_table, removed_table  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-c", "import sys; from curation.cli import main; sys.argv[0] = 'cumed'; main()"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_moto(extra_env: dict | None = None):
+    port = _free_port()
+    proc = subprocess.Popen([MOTO, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, **(extra_env or {})})
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    pytest.skip("moto_server did not start")
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    proc, url = _start_moto()
+    env = {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_MAX_ATTEMPTS": "2"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield url
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def bucket(s3_server):
+    import boto3
+
+    name = f"cumed-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=name)
+    return name
+
+
+def _env(**kw) -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO), **kw}
+
+
+def cli(*args, env=None, timeout=60):
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=REPO, env=env or _env(), timeout=timeout)
+
+
+def test_publish_list_pull_verify_round_trip(bucket, tmp_path):
+    root = f"s3://{bucket}/team"
+    st = Store(root)
+    assert isinstance(st, RemoteStore)
+    dv = st.publish("corpus", docs_table(3000), removed=removed_table(20))
+    assert dv.ref == "corpus@1" and dv.rows == 3000 and dv.removed_rows == 20
+    local = Store(tmp_path / "local").publish("corpus", docs_table(3000), removed=removed_table(20))
+    assert dv.content_hash == local.content_hash
+    assert [(f["path"], f["sha256"]) for f in dv.manifest["files"]] == [(f["path"], f["sha256"]) for f in local.manifest["files"]]
+    # identical content returns latest
+    assert st.publish("corpus", docs_table(3000), removed=removed_table(20)).ref == "corpus@1"
+    assert [r["ref"] for r in st.list()] == ["corpus@1"]
+    assert st.verify("corpus").ok
+    assert st.get("corpus").to_arrow().equals(local.to_arrow())
+    assert "corpus v1" in st.get("corpus").card()
+    # transparent reads through the CLI
+    r = cli("datasets", "list", "--store", root, "--json")
+    assert r.returncode == 0, r.stderr
+    assert [d["ref"] for d in json.loads(r.stdout)["datasets"]] == ["corpus@1"]
+    r = cli("datasets", "show", "corpus@1", "--store", root, "--json")
+    assert json.loads(r.stdout)["content_hash"] == local.content_hash
+    r = cli("datasets", "verify", "corpus", "--store", root, "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["ok"]
+    # pull (CLI) verifies and lands as a normal local version
+    dest = tmp_path / "pulled"
+    r = cli("datasets", "pull", f"{root}/corpus@1", "--to", str(dest), "--json")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["downloaded"] == 2 and res["skipped"] == 0
+    pulled = Store(dest).get("corpus@1")
+    assert pulled.content_hash == local.content_hash and Store(dest).verify("corpus@1").ok
+    # push a local version: same hashes, next version number
+    local2 = Store(tmp_path / "local").publish("corpus", docs_table(500, seed=3))
+    r = cli("datasets", "push", "corpus@2", "--store", str(tmp_path / "local"), "--to", root, "--json")
+    assert r.returncode == 0, r.stderr
+    pushed = json.loads(r.stdout)
+    assert pushed["ref"] == "corpus@2" and pushed["content_hash"] == local2.content_hash
+    assert st.verify("corpus@2").ok
+    assert st.diff("corpus@1", "corpus@2")["added"] == 500
+
+
+PUBLISHER = textwrap.dedent(
+    """
+    import sys, time, json
+    from tests.curation.test_store import docs_table, removed_table
+    from curation.store import Store
+    start = float(sys.argv[4])
+    while time.time() < start:
+        time.sleep(0.001)
+    dv = Store(sys.argv[1]).publish("corpus", docs_table(int(sys.argv[2]), seed=int(sys.argv[3])),
+                                    removed=removed_table(50))
+    print(json.dumps({"version": dv.version, "hash": dv.content_hash}))
+    """
+)
+
+
+def _publisher(root, n, seed, start=0.0, env=None):
+    return subprocess.Popen([sys.executable, "-c", PUBLISHER, root, str(n), str(seed), str(start)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env or _env())
+
+
+def test_concurrent_publishers_get_distinct_complete_versions(bucket):
+    root = f"s3://{bucket}/p"
+    start = time.time() + 4
+    procs = [_publisher(root, 2000, seed, start) for seed in (1, 2)]
+    outs = []
+    for p in procs:
+        o, e = p.communicate(timeout=60)
+        assert p.returncode == 0, e
+        outs.append(json.loads(o))
+    assert sorted(o["version"] for o in outs) == [1, 2]
+    st = Store(root)
+    assert st.versions("corpus") == [1, 2]
+    for o in outs:
+        dv = st.get(f"corpus@{o['version']}")
+        assert dv.content_hash == o["hash"] and st.verify(dv.ref).ok
+
+
+def test_killed_publisher_leaves_no_version_and_gc_cleans(bucket):
+    import boto3
+
+    root = f"s3://{bucket}/k"
+    p = _publisher(root, 4000, 5, env=_env(CUMED_REMOTE_CRASH_AFTER_UPLOADS="1"))
+    p.communicate(timeout=60)
+    assert p.returncode == -9
+    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix="k/").get("Contents", [])]
+    assert "k/corpus/v1/.claim" in keys and "k/corpus/v1/data/part-00000.parquet" in keys
+    assert not any(k.endswith("manifest.json") for k in keys)
+    st = Store(root)
+    assert st.versions("corpus") == [] and st.list() == []
+    assert st.gc() == []  # within the grace period: maybe a live publisher
+    r = cli("datasets", "gc", "--store", root, "--min-age", "0", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["removed"] == ["corpus/v1"]
+    assert boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix="k/").get("KeyCount") == 0
+    # the next publish still works
+    assert st.publish("corpus", docs_table(10)).version == 1
+
+
+def test_killed_pull_resumes_and_downloads_only_missing(bucket, tmp_path):
+    root = f"s3://{bucket}/r"
+    Store(root).publish("corpus", docs_table(2000), removed=removed_table(30))
+    dest = tmp_path / "cache"
+    r = cli("datasets", "pull", "corpus", "--store", root, "--to", str(dest), "--json",
+            env=_env(CUMED_REMOTE_CRASH_AFTER_DOWNLOADS="1"))
+    assert r.returncode == -9
+    assert Store(dest).versions("corpus") == []  # nothing half-pulled is visible
+    r = cli("datasets", "pull", "corpus", "--store", root, "--to", str(dest), "--json")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert (res["downloaded"], res["skipped"]) == (1, 1)
+    assert Store(dest).verify("corpus@1").ok
+    # default cache location under $CUMED_CACHE/<bucket>/<prefix>
+    r = cli("datasets", "pull", "corpus@1", "--store", root, "--json", env=_env(CUMED_CACHE=str(tmp_path / "c")))
+    assert r.returncode == 0 and Path(json.loads(r.stdout)["path"]) == tmp_path / "c" / bucket / "r" / "corpus" / "v1"
+
+
+@pytest.fixture(scope="module")
+def auth_server():
+    proc, url = _start_moto({"INITIAL_NO_AUTH_ACTION_COUNT": "0"})  # every request must be authenticated
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_clear_errors(bucket, auth_server):
+    cases = [
+        (_env(AWS_ENDPOINT_URL=auth_server), f"s3://{bucket}", "access denied"),
+        (_env(), "s3://no-such-bucket-cumed", "does not exist"),
+        (_env(AWS_ENDPOINT_URL=f"http://127.0.0.1:{_free_port()}"), f"s3://{bucket}", "cannot reach"),
+    ]
+    for env, root, needle in cases:
+        r = cli("datasets", "list", "--store", root, env=env)
+        assert r.returncode == 1, (needle, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and needle in lines[0] and "Traceback" not in r.stderr, r.stderr
+        assert "testing" not in r.stderr  # credentials never echoed
+
+
+def test_hf_export_loads_with_splits(bucket, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    root = f"s3://{bucket}/hf"
+    st = Store(root)
+    st.publish("corpus", docs_table(100), removed=removed_table(3))
+    n = 60
+    conv = pa.table({
+        "id": [f"c{i}" for i in range(n)],
+        "messages": [[{"role": "user", "content": f"问{i}"}, {"role": "assistant", "content": f"答{i}"}] for i in range(n)],
+        "source": ["s"] * n, "department": ["d"] * n, "n_turns": [2] * n,
+        "split": ["train" if i % 3 else ("test" if i % 2 else "validation") for i in range(n)],
+    })
+    from curation.store import Store as LocalStore
+
+    LocalStore(tmp_path / "l").publish("sft", conv, kind="conversations")
+    out = tmp_path / "hf-docs"
+    r = cli("datasets", "export", "corpus", "--store", root, "--format", "hf", "--out", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    ds = datasets.load_dataset(str(out))
+    assert list(ds) == ["train"] and ds["train"].num_rows == 100
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    assert readme.startswith("---\nconfigs:") or "configs:" in readme.split("---")[1]
+    assert "## Lineage" in readme and "## Sources" in readme and "toyhom_csv" in readme
+    out2 = tmp_path / "hf-sft"
+    r = cli("datasets", "export", "sft", "--store", str(tmp_path / "l"), "--format", "hf", "--out", str(out2), "--json")
+    assert r.returncode == 0, r.stderr
+    ds2 = datasets.load_dataset(str(out2))
+    assert sorted(ds2) == ["test", "train", "validation"]
+    assert ds2["train"].num_rows == 40 and ds2["test"].num_rows + ds2["validation"].num_rows == 20
+    assert ds2["train"][0]["messages"][0]["role"] == "user"
