@@ -38,3 +38,17 @@ $(LS_VENV)/.cumed-label-studio-$(LS_VERSION):
 	$(PYTHON) -m venv $(LS_VENV)
 	$(LS_VENV)/bin/python -m pip -q --disable-pip-version-check install label-studio==$(LS_VERSION)
 	touch $@
+
+# LLaMA-Factory in its own venv (it pins its own torch/transformers: a CUDA torch, ~6.5 GB, that
+# also runs on CPU); tests/training/test_llamafactory.py loads our llamafactory/llamafactory-rm
+# exports with its loader ($CUMED_LF_VENV overrides the path for the test and here).
+LF_VENV ?= $(or $(CUMED_LF_VENV),.venv-llamafactory)
+LF_VERSION := 0.9.5
+.PHONY: llamafactory
+llamafactory: $(LF_VENV)/.cumed-llamafactory-$(LF_VERSION)
+
+$(LF_VENV)/.cumed-llamafactory-$(LF_VERSION):
+	$(PYTHON) -m venv $(LF_VENV)
+	$(LF_VENV)/bin/python -m pip -q --disable-pip-version-check install --upgrade pip
+	$(LF_VENV)/bin/python -m pip -q --disable-pip-version-check install llamafactory==$(LF_VERSION)
+	touch $@
