@@ -10,8 +10,9 @@ RAW ?= ../shared/data/raw
 demo: install
 	$(VENV)/bin/cumed demo --raw $(RAW)
 
-# The Label Studio tests start a real server from its own venv (installed here, ~90 s once).
-test: install labelstudio
+# The Label Studio tests start a real server from its own venv (installed here, ~90 s once);
+# LLaMA-Factory (its own venv, ~2 min, 6.6 GB) loads our exports in tests/training/test_llamafactory.py.
+test: install labelstudio llamafactory
 	$(PY) -m pytest -q
 
 install: $(VENV)/.installed
