@@ -7,6 +7,7 @@ from rich.table import Table
 
 from ..errors import CumedError
 from ..store import Store
+from .review_cmd import BackendOpt, TokenOpt, UrlOpt, _backend
 from .app import JsonOpt, StoreOpt, app, default_raw, emit, out
 
 rank_app = typer.Typer(help="Rank K responses per prompt (Label Studio Ranker) and build reward pairs.",
@@ -49,29 +50,30 @@ def push_cmd(
     ties: bool = typer.Option(False, "--ties", help="Allow ties (Ranker with one bucket per rank)."),
     no_ratings: bool = typer.Option(False, "--no-ratings", help="Leave out the per-dimension ratings."),
     responses: list[str] = typer.Option([], "--responses", help="MODEL=FILE.jsonl answers per prompt_id; repeatable."),
-    backend: str = typer.Option("file", "--backend", help="file (tasks JSON + config XML)"),
+    backend: str = BackendOpt,
+    ls_url: str = UrlOpt,
+    ls_token_file: str = TokenOpt,
     store: str = StoreOpt,
     as_json: bool = JsonOpt,
 ):
     """Queue prompts for ranking.  Example: cumed rank push disc-rankings@1 --n 20 --k 4"""
     from annotation.ranking.queue import push
-    from annotation.review.file_backend import FileBackend
-
-    if backend != "file":
-        raise CumedError(f"rank push supports --backend file for now (got {backend!r}); import tasks.json + config.xml into Label Studio")
     answers = {}
     for spec in responses:
         model, sep, path = spec.partition("=")
         if not sep or not model or not path:
             raise CumedError(f"--responses {spec!r}: use MODEL=FILE.jsonl")
         answers[model] = path
-    res = push(Store(store, create=False), ref, n, lambda d: FileBackend(d), k=k, seed=seed, ties=ties,
-               ratings=not no_ratings, answers=answers)
+    res = push(Store(store, create=False), ref, n, _backend(backend, ls_url, ls_token_file, "ranking"), k=k,
+               seed=seed, ties=ties, ratings=not no_ratings, answers=answers)
 
     def human():
         out.print(f"queued {res['tasks']} prompts x {res['k']} responses of {res['ref']} as batch [bold]{res['batch']}[/]")
-        out.print(f"tasks: {res['tasks_file']}\nlabeling config: {res['config_file']}")
-        out.print(f"import both into Label Studio, rank, export JSON, then:\n  cumed rank pull {res['batch']} --from EXPORT.json")
+        if res.get("tasks_file"):
+            out.print(f"tasks: {res['tasks_file']}\nlabeling config: {res['config_file']}")
+            out.print(f"import both into Label Studio, rank, export JSON, then:\n  cumed rank pull {res['batch']} --from EXPORT.json")
+        else:
+            out.print(f"rank them in Label Studio, then: cumed rank pull {res['batch']} --backend {backend}")
 
     emit(res, as_json, human)
 
@@ -81,6 +83,9 @@ def pull_cmd(
     batch: str = typer.Argument(..., help="Batch id printed by rank push, e.g. disc-rankings.k001"),
     source: str = typer.Option(None, "--from", help="Label Studio JSON export."),
     name: str = typer.Option("cumed-rm-rankings", "--name", help="Rankings dataset to publish."),
+    backend: str = BackendOpt,
+    ls_url: str = UrlOpt,
+    ls_token_file: str = TokenOpt,
     store: str = StoreOpt,
     as_json: bool = JsonOpt,
 ):
@@ -89,11 +94,10 @@ def pull_cmd(
     Example: cumed rank pull disc-rankings.k001 --from export.json
     """
     from annotation.ranking.queue import RankState, pull
-    from annotation.review.file_backend import FileBackend
 
     st = Store(store, create=False)
     state = RankState.for_batch(st, batch)
-    res = pull(st, batch, FileBackend(state.root / batch), source, publish=name)
+    res = pull(st, batch, _backend(backend, ls_url, ls_token_file, "ranking")(state.root / batch), source, publish=name)
 
     def human():
         a, c = res["agreement"], res["counts"]

@@ -17,7 +17,8 @@ UrlOpt = typer.Option(None, "--ls-url", help="Label Studio URL (default: $LABEL_
 TokenOpt = typer.Option(None, "--ls-token-file", help="File holding the API token (default: $LABEL_STUDIO_API_KEY).")
 
 
-def _backend(kind: str, url: str | None, token_file: str | None):
+def _backend(kind: str, url: str | None, token_file: str | None, task_type: str = "review"):
+    """A factory ``batch_dir -> backend``; shared by review and rank commands."""
     if kind == "file":
         from annotation.review.file_backend import FileBackend
 
@@ -25,7 +26,7 @@ def _backend(kind: str, url: str | None, token_file: str | None):
     if kind == "labelstudio":
         from annotation.labelstudio.backend import LabelStudioBackend
 
-        return lambda batch_dir: LabelStudioBackend(url=url, token_file=token_file)
+        return lambda batch_dir: LabelStudioBackend(url=url, token_file=token_file, task_type=task_type)
     raise CumedError(f"unknown review backend {kind!r}; use file or labelstudio")
 
 

@@ -31,3 +31,26 @@ def test_rank_round_trip_on_label_studio(backend_factory, dataset, tmp_path):
     prefs, _ = build_pairs(st.get("rk").to_arrow(), cluster_threshold=None)
     assert prefs.num_rows == 9
     assert all(MODELS.index(r["chosen_model"]) < MODELS.index(r["rejected_model"]) for r in prefs.to_pylist())
+
+
+def test_cli_rank_push_and_pull_on_labelstudio(ls_server, raw_root, tmp_path):
+    """`cumed rank push/pull --backend labelstudio` reach the real server through the CLI."""
+    import json as _json
+    import subprocess
+    import sys
+
+    from annotation.ranking.build import import_medicalgpt
+    from curation.store import Store
+
+    st = Store(tmp_path / "store")
+    rv, _ = import_medicalgpt(raw_root, st)
+    common = ["--store", str(st.root), "--backend", "labelstudio", "--ls-token-file", str(ls_server.env_file), "--json"]
+    run = lambda *a: subprocess.run([sys.executable, "-c", "from curation.cli import main; main()", *a],  # noqa: E731
+                                    capture_output=True, text=True, timeout=300)
+    p = run("rank", "push", rv.ref, "--n", "3", "--k", "2", *common)
+    assert p.returncode == 0, p.stderr
+    pushed = _json.loads(p.stdout)
+    assert pushed["tasks"] == 3 and pushed["pushed"] == 3
+    p = run("rank", "pull", pushed["batch"], *common)
+    assert p.returncode == 0, p.stderr
+    assert _json.loads(p.stdout)["new_rankings"] == 0  # nobody ranked yet: nothing invented
