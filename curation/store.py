@@ -42,6 +42,7 @@ import pyarrow.parquet as pq
 
 from . import __version__
 from .errors import CumedError
+from .process import pid_alive
 from .schemas import KEY_COLUMN, check_kind, conform
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -557,30 +558,13 @@ class Store:
                     owner = json.loads((tmp / ".owner").read_text())
                 except (OSError, json.JSONDecodeError):
                     owner = {}
-                if owner.get("host") == host and _pid_alive(owner.get("pid")):
+                if owner.get("host") == host and pid_alive(owner.get("pid")):
                     continue
                 if time.time() - tmp.stat().st_mtime < min_age_s:
                     continue
                 shutil.rmtree(tmp, ignore_errors=True)
                 removed.append(str(tmp.relative_to(self.root)))
         return removed
-
-
-def _pid_alive(pid) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (killed, not yet reaped) is not a live publisher.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return True
 
 
 def _write_json_durable(path: Path, obj: dict) -> None:
