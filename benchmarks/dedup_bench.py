@@ -151,17 +151,17 @@ def run_datasketch(docs):
 def run_staged(docs, workers: int = 1):
     """The three datatrove stages as ``cumed build`` runs them, on Parquet in /tmp: stage 1
     Parquet -> NearDupSignatures -> ParquetWriter (the build's kept_adapter / schema), stage 2
-    NearDupClusters, stage 3 ApplyDuplicateDecisions (kept + removed Parquet)."""
+    NearDupClusters, stage 3 ApplyDuplicateDecisions (kept + removed Parquet). The reader skips
+    datatrove's per-document ``file_path`` (as the build's RecipeReader does; kept_adapter drops it)."""
     import shutil
 
     import pyarrow as pa
     import pyarrow.parquet as pq
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.readers import ParquetReader
-    from datatrove.pipeline.writers import ParquetWriter
 
     from curation.dedup import ApplyDuplicateDecisions, NearDupClusters, NearDupSignatures, read_decisions
-    from curation.rows import DOC_SCHEMA, kept_adapter
+    from curation.rows import DOC_SCHEMA, RankParquetWriter, kept_adapter
 
     root = CACHE / "staged"
     shutil.rmtree(root, ignore_errors=True)
@@ -170,10 +170,12 @@ def run_staged(docs, workers: int = 1):
     for s in range(shards):
         part = docs[s::shards]
         pq.write_table(pa.table({"id": [d[0] for d in part], "text": [d[1] for d in part]}), root / "in" / f"{s:02d}.parquet")
+    reader = ParquetReader(str(root / "in"))
+    reader.add_file_path = False  # not a constructor argument of ParquetReader in this datatrove
     t0 = time.perf_counter()
     LocalPipelineExecutor(
-        pipeline=[ParquetReader(str(root / "in")), NearDupSignatures(str(root / "sigs")),
-                  ParquetWriter(str(root / "texts"), adapter=kept_adapter, schema=DOC_SCHEMA, compression="zstd")],
+        pipeline=[reader, NearDupSignatures(str(root / "sigs")),
+                  RankParquetWriter(str(root / "texts"), adapter=kept_adapter, schema=DOC_SCHEMA, compression="zstd")],
         tasks=shards, workers=workers, logging_dir=str(root / "l1"),
     ).run()
     t1 = time.perf_counter()

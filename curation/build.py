@@ -34,7 +34,7 @@ from datatrove.pipeline.writers import ParquetWriter
 from . import __version__
 from .errors import CumedError
 from .recipe import Recipe, load_recipe
-from .rows import DOC_SCHEMA, REMOVED_SCHEMA, kept_adapter, removed_adapter
+from .rows import DOC_SCHEMA, REMOVED_SCHEMA, RankParquetWriter, kept_adapter, removed_adapter
 from .steps.base import DropReadErrors
 from .store import DatasetVersion, Store
 from .tokens import TokenCounter
@@ -295,7 +295,7 @@ def build(
         from .dedup import NearDupSignatures
 
         pipeline_a.append(NearDupSignatures(str(work / "signatures"), **_sig_kwargs(dedup_cfg)))
-    pipeline_a.append(ParquetWriter(str(work / "filtered"), adapter=kept_adapter, schema=DOC_SCHEMA,
+    pipeline_a.append(RankParquetWriter(str(work / "filtered"), adapter=kept_adapter, schema=DOC_SCHEMA,
                                     compression="zstd"))
     with _Progress(f"{recipe.name}: read + clean + filter", work / "logs" / "a", recipe.shards, progress):
         _executor(executor, pipeline_a, recipe.shards, workers, work / "logs" / "a").run()

@@ -111,9 +111,11 @@ def canonical_batch(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     texts = [to_simplified(t) for t in texts]
     lens = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
     cps = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
+    bmp = np.minimum(cps, 0xFFFF)
     bad = cps > 0xFFFF
-    bad |= slow[np.minimum(cps, 0xFFFF)]
-    mapped = mapping[np.minimum(cps, 0xFFFF)]
+    bad |= slow[bmp]
+    mapped = mapping[bmp]
+    del bmp
     keep = mapped != 0
     doc = np.repeat(np.arange(len(texts)), lens)
     bad_docs = np.unique(doc[bad]) if bad.any() else np.empty(0, np.int64)

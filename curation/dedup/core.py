@@ -129,13 +129,14 @@ def _densify(sig: np.ndarray, cfg: DedupConfig) -> None:
     orig_empty = empty[rows]
     out = orig.copy()
     still = orig_empty.copy()
+    pend = np.arange(len(rows))  # rows with a bin still unfilled: most fill after a few probes
     for probe in _probe_table(cfg):
-        cand_ok = ~orig_empty[:, probe]
-        take = still & cand_ok
-        if take.any():
-            out[take] = orig[:, probe][take]
-            still &= ~take
-        if not still.any():
+        p = pend[:, None]
+        take = still[pend] & ~orig_empty[p, probe]
+        out[pend] = np.where(take, orig[p, probe], out[pend])
+        still[pend] &= ~take
+        pend = pend[still[pend].any(axis=1)]
+        if not len(pend):
             break
     if still.any():  # astronomically rare with 64 tries unless a doc fills 1-2 bins
         fallback = np.where(orig_empty, EMPTY, orig).min(axis=1)

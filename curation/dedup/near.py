@@ -154,9 +154,8 @@ class NearDupSignatures(PipelineStep):
                     [self.is_synthetic(d) or d.metadata.get("source") in self.synthetic_sources for d in batch],
                     [str(d.metadata.get("source", "")) for d in batch],
                 )
-            for d in batch:
-                self.stat_update("signed")
-                yield d
+            self.stat_update("signed", value=len(batch))
+            yield from batch
         w.close()
 
 
