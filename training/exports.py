@@ -66,38 +66,42 @@ def _split_names(dv: DatasetVersion) -> list[str]:
     return [s for s in SPLITS if s in found] + sorted(found - set(SPLITS))
 
 
-@exporter("llamafactory")
-def export_llamafactory(dv: DatasetVersion, out: Path) -> dict:
-    _need_conversations(dv, "llamafactory")
+def _write_llamafactory(dv: DatasetVersion, out: Path, columns: list[str], record, entry: dict) -> dict:
+    """One ShareGPT JSON array per split plus its ``dataset_info.json`` entry (``entry`` + file,
+    tags, sha1); entries the folder already lists are kept beside ours."""
     info, files, rows = {}, [], 0
     for split in _split_names(dv):
         path = out / f"{dv.name}-v{dv.version}-{split}.json"
         n = 0
         with open(path, "w", encoding="utf-8") as f:
             f.write("[\n")
-            for batch in dv.iter_batches(columns=["id", "messages", "source", "department", "split"]):
+            for batch in dv.iter_batches(columns=[*columns, "split"]):
                 for row in batch.to_pylist():
                     if row["split"] != split:
                         continue
-                    rec = {"messages": [{"role": m["role"], "content": m["content"]} for m in row["messages"]],
-                           "id": row["id"], "source": row["source"], "department": row["department"]}
-                    f.write((",\n" if n else "") + json.dumps(rec, ensure_ascii=False))
+                    f.write((",\n" if n else "") + json.dumps(record(row), ensure_ascii=False))
                     n += 1
             f.write("\n]\n")
-        info[f"{dv.name}_{split}"] = {
-            "file_name": path.name,
-            "formatting": "sharegpt",
-            "columns": {"messages": "messages"},
-            "tags": dict(LF_TAGS),
-            "file_sha1": _sha1(path),
-        }
+        info[f"{dv.name}_{split}"] = {"file_name": path.name, "formatting": "sharegpt", **entry,
+                                      "tags": dict(LF_TAGS), "file_sha1": _sha1(path)}
         files.append(str(path))
         rows += n
     info_path = out / "dataset_info.json"
     existing = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
-    existing.update(info)  # add our entries beside any the folder already lists
+    existing.update(info)
     info_path.write_text(json.dumps(existing, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return {"files": files + [str(info_path)], "rows": rows, "datasets": sorted(info)}
+
+
+@exporter("llamafactory")
+def export_llamafactory(dv: DatasetVersion, out: Path) -> dict:
+    _need_conversations(dv, "llamafactory")
+    return _write_llamafactory(
+        dv, out, ["id", "messages", "source", "department"],
+        lambda row: {"messages": [{"role": m["role"], "content": m["content"]} for m in row["messages"]],
+                     "id": row["id"], "source": row["source"], "department": row["department"]},
+        {"columns": {"messages": "messages"}},
+    )
 
 
 @exporter("trl")
@@ -152,38 +156,15 @@ def export_trl_reward(dv: DatasetVersion, out: Path) -> dict:
 @exporter("llamafactory-rm")
 def export_llamafactory_rm(dv: DatasetVersion, out: Path) -> dict:
     _need_preferences(dv, "llamafactory-rm")
-    info, files, rows = {}, [], 0
-    for split in _split_names(dv):
-        path = out / f"{dv.name}-v{dv.version}-{split}.json"
-        n = 0
-        with open(path, "w", encoding="utf-8") as f:
-            f.write("[\n")
-            for batch in dv.iter_batches(columns=["prompt_id", "prompt", "chosen", "rejected", "margin", "split"]):
-                for row in batch.to_pylist():
-                    if row["split"] != split:
-                        continue
-                    rec = {"messages": [{"role": "user", "content": row["prompt"]}],
-                           "chosen": {"role": "assistant", "content": row["chosen"]},
-                           "rejected": {"role": "assistant", "content": row["rejected"]},
-                           "prompt_id": row["prompt_id"], "margin": row["margin"]}
-                    f.write((",\n" if n else "") + json.dumps(rec, ensure_ascii=False))
-                    n += 1
-            f.write("\n]\n")
-        info[f"{dv.name}_{split}"] = {
-            "file_name": path.name,
-            "formatting": "sharegpt",
-            "ranking": True,
-            "columns": {"messages": "messages", "chosen": "chosen", "rejected": "rejected"},
-            "tags": dict(LF_TAGS),
-            "file_sha1": _sha1(path),
-        }
-        files.append(str(path))
-        rows += n
-    info_path = out / "dataset_info.json"
-    existing = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
-    existing.update(info)
-    info_path.write_text(json.dumps(existing, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    return {"files": files + [str(info_path)], "rows": rows, "datasets": sorted(info)}
+    return _write_llamafactory(
+        dv, out, ["prompt_id", "prompt", "chosen", "rejected", "margin"],
+        lambda row: {"messages": [{"role": "user", "content": row["prompt"]}],
+                     "chosen": {"role": "assistant", "content": row["chosen"]},
+                     "rejected": {"role": "assistant", "content": row["rejected"]},
+                     "prompt_id": row["prompt_id"], "margin": row["margin"]},
+        # LLaMA-Factory needs explicit columns for ranking data, or loading fails with KeyError: None.
+        {"ranking": True, "columns": {"messages": "messages", "chosen": "chosen", "rejected": "rejected"}},
+    )
 
 
 # --------------------------------------------------------------------------- megatron
