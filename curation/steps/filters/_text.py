@@ -13,6 +13,9 @@ from __future__ import annotations
 import re
 
 import numpy as np
+from datatrove.data import Document
+
+from curation.steps.base import CumedFilter
 
 # CJK Unified Ideographs + Extension A + Compatibility Ideographs (+ Ext. B-F in the SIP plane).
 CJK_CLASS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef"
@@ -153,3 +156,24 @@ def features(text: str) -> Features:
         _CACHE.pop(next(iter(_CACHE)))
     _CACHE[id(text)] = f
     return f
+
+
+class MaxShareFilter(CumedFilter):
+    """Base of the "too many X among visible characters" filters: a subclass names the
+    ``Features`` count it limits (``feature``) and its default ``max_ratio``; ``None`` disables."""
+
+    feature = ""
+
+    def __init__(self, max_ratio: float | None, exclusion_writer=None):
+        super().__init__(exclusion_writer)
+        self.max_ratio = max_ratio
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        if self.max_ratio is None:
+            return True
+        ft = features(doc.text)
+        vis = ft.visible
+        ratio = getattr(ft, self.feature) / vis if vis else 0.0
+        if ratio > self.max_ratio:
+            return False, f"{self.name}: {fmt(ratio)} > {self.max_ratio}"
+        return True

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from datatrove.data import Document
-
-from curation.steps.base import CumedFilter
-from curation.steps.filters._text import features, fmt
+from curation.steps.filters._text import MaxShareFilter
 
 
-class DigitRatioFilter(CumedFilter):
+class DigitRatioFilter(MaxShareFilter):
     """Remove documents whose digits exceed ``max_ratio`` of the visible characters.
 
     Args:
@@ -20,17 +17,7 @@ class DigitRatioFilter(CumedFilter):
     """
 
     name = "digit_ratio"
+    feature = "digit"
 
     def __init__(self, max_ratio: float | None = 0.30, exclusion_writer=None):
-        super().__init__(exclusion_writer)
-        self.max_ratio = max_ratio
-
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        if self.max_ratio is None:
-            return True
-        ft = features(doc.text)
-        vis = ft.visible
-        ratio = ft.digit / vis if vis else 0.0
-        if ratio > self.max_ratio:
-            return False, f"digit_ratio: {fmt(ratio)} > {self.max_ratio}"
-        return True
+        super().__init__(max_ratio, exclusion_writer)

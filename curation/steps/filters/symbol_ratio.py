@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from datatrove.data import Document
-
-from curation.steps.base import CumedFilter
-from curation.steps.filters._text import features, fmt
+from curation.steps.filters._text import MaxShareFilter
 
 
-class SymbolRatioFilter(CumedFilter):
+class SymbolRatioFilter(MaxShareFilter):
     """Remove documents where symbols (see ``_text.SYMBOL_CLASS``) exceed ``max_ratio`` of visible chars.
 
     Args:
@@ -20,17 +17,7 @@ class SymbolRatioFilter(CumedFilter):
     """
 
     name = "symbol_ratio"
+    feature = "symbol"
 
     def __init__(self, max_ratio: float | None = 0.10, exclusion_writer=None):
-        super().__init__(exclusion_writer)
-        self.max_ratio = max_ratio
-
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        if self.max_ratio is None:
-            return True
-        ft = features(doc.text)
-        vis = ft.visible
-        ratio = ft.symbol / vis if vis else 0.0
-        if ratio > self.max_ratio:
-            return False, f"symbol_ratio: {fmt(ratio)} > {self.max_ratio}"
-        return True
+        super().__init__(max_ratio, exclusion_writer)
