@@ -161,6 +161,7 @@ def run_staged(docs, workers: int = 1):
     from datatrove.pipeline.readers import ParquetReader
 
     from curation.dedup import ApplyDuplicateDecisions, NearDupClusters, NearDupSignatures, read_decisions
+    from curation.process import pipeline_gc, reuse_freed_memory
     from curation.rows import DOC_SCHEMA, RankParquetWriter, kept_adapter
 
     root = CACHE / "staged"
@@ -172,23 +173,25 @@ def run_staged(docs, workers: int = 1):
         pq.write_table(pa.table({"id": [d[0] for d in part], "text": [d[1] for d in part]}), root / "in" / f"{s:02d}.parquet")
     reader = ParquetReader(str(root / "in"))
     reader.add_file_path = False  # not a constructor argument of ParquetReader in this datatrove
-    t0 = time.perf_counter()
-    LocalPipelineExecutor(
-        pipeline=[reader, NearDupSignatures(str(root / "sigs")),
-                  RankParquetWriter(str(root / "texts"), adapter=kept_adapter, schema=DOC_SCHEMA, compression="zstd")],
-        tasks=shards, workers=workers, logging_dir=str(root / "l1"),
-    ).run()
-    t1 = time.perf_counter()
-    LocalPipelineExecutor(
-        pipeline=[NearDupClusters(str(root / "sigs"), str(root / "texts"), str(root / "dec"), partitions=4)],
-        tasks=1, logging_dir=str(root / "l2"),
-    ).run()
-    t2 = time.perf_counter()
-    LocalPipelineExecutor(
-        pipeline=[ApplyDuplicateDecisions(str(root / "texts"), str(root / "kept"), str(root / "dec"), str(root / "removed"))],
-        tasks=shards, workers=workers, logging_dir=str(root / "l3"),
-    ).run()
-    t3 = time.perf_counter()
+    reuse_freed_memory()  # as cumed build runs its stages
+    with pipeline_gc():
+        t0 = time.perf_counter()
+        LocalPipelineExecutor(
+            pipeline=[reader, NearDupSignatures(str(root / "sigs")),
+                      RankParquetWriter(str(root / "texts"), adapter=kept_adapter, schema=DOC_SCHEMA, compression="zstd")],
+            tasks=shards, workers=workers, logging_dir=str(root / "l1"), start_method="fork",
+        ).run()
+        t1 = time.perf_counter()
+        LocalPipelineExecutor(
+            pipeline=[NearDupClusters(str(root / "sigs"), str(root / "dec"), partitions=4)],
+            tasks=1, logging_dir=str(root / "l2"),
+        ).run()
+        t2 = time.perf_counter()
+        LocalPipelineExecutor(
+            pipeline=[ApplyDuplicateDecisions(str(root / "texts"), str(root / "kept"), str(root / "dec"), str(root / "removed"))],
+            tasks=shards, workers=workers, logging_dir=str(root / "l3"), start_method="fork",
+        ).run()
+        t3 = time.perf_counter()
     sig_s = sum(st["time_stats"]["total"] for st in json.loads((root / "l1" / "stats.json").read_text())
                 if "signatures" in st["name"])
     return read_decisions(str(root / "dec")), {"workers": workers, "stage1_s": round(t1 - t0, 2),

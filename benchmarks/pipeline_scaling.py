@@ -194,7 +194,7 @@ def child_stage_b(work: str) -> None:
     out = w / "dedup_rerun"
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
-    for _ in NearDupClusters(str(w / "signatures"), str(w / "filtered"), str(out)).run(None) or []:
+    for _ in NearDupClusters(str(w / "signatures"), str(out)).run(None) or []:
         pass
     print(json.dumps({"wall_s": round(time.perf_counter() - t0, 2),
                       "peak_rss_MB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),

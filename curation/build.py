@@ -33,6 +33,7 @@ from datatrove.pipeline.writers import ParquetWriter
 
 from . import __version__
 from .errors import CumedError
+from .process import pipeline_gc, reuse_freed_memory
 from .recipe import Recipe, load_recipe
 from .rows import DOC_SCHEMA, REMOVED_SCHEMA, RankParquetWriter, kept_adapter, removed_adapter
 from .steps.base import DropReadErrors
@@ -199,6 +200,12 @@ class _Progress:
             self._p.stop()
 
 
+def _run(executor) -> None:
+    reuse_freed_memory()
+    with pipeline_gc():
+        executor.run()
+
+
 def _executor(kind: str, pipeline: list, tasks: int, workers: int, logging_dir: Path):
     if kind == "local":
         from datatrove.executor import LocalPipelineExecutor
@@ -282,7 +289,12 @@ def build(
     parents = [store.get(dedup_cfg["against"]).ref] if dedup_cfg and dedup_cfg.get("against") else []
     models = _models(recipe, store)
     # The key includes resolved references (dedup parent, classifier), so "@latest" re-runs when they move.
-    config_hash = recipe.config_hash({"inputs": [i["sha256"] for i in inputs], "parents": parents, "models": models})
+    key = {"inputs": [i["sha256"] for i in inputs], "parents": parents, "models": models}
+    if dedup_cfg:  # a resumed build must not find stage-1 files of another format
+        from .dedup.near import SIGNATURE_FORMAT
+
+        key["dedup_format"] = SIGNATURE_FORMAT
+    config_hash = recipe.config_hash(key)
     work = Path(work_root) / f"{recipe.name}-{config_hash[:16]}"
     work.mkdir(parents=True, exist_ok=True)
     _quiet_datatrove()
@@ -298,7 +310,7 @@ def build(
     pipeline_a.append(RankParquetWriter(str(work / "filtered"), adapter=kept_adapter, schema=DOC_SCHEMA,
                                     compression="zstd"))
     with _Progress(f"{recipe.name}: read + clean + filter", work / "logs" / "a", recipe.shards, progress):
-        _executor(executor, pipeline_a, recipe.shards, workers, work / "logs" / "a").run()
+        _run(_executor(executor, pipeline_a, recipe.shards, workers, work / "logs" / "a"))
     _check_stage(work / "logs" / "a", recipe.shards, "read + clean + filter")
 
     final_dir = work / "filtered"
@@ -306,15 +318,15 @@ def build(
         from .dedup import ApplyDuplicateDecisions, NearDupClusters
 
         with _Progress(f"{recipe.name}: find duplicates", work / "logs" / "b", 1, progress):
-            _executor(executor, [NearDupClusters(str(work / "signatures"), str(work / "filtered"), str(work / "dedup"),
-                                                 **cluster_kwargs)], 1, 1, work / "logs" / "b").run()
+            _run(_executor(executor, [NearDupClusters(str(work / "signatures"), str(work / "dedup"), **cluster_kwargs)],
+                           1, 1, work / "logs" / "b"))
         _check_stage(work / "logs" / "b", 1, "find duplicates")
         # Same rows as ParquetReader -> DuplicateFilter -> ParquetWriter (+ exclusion writer into
         # removed/90_dedup), but on Arrow tables: kept texts are copied, never decoded per document.
         pipeline_c = [ApplyDuplicateDecisions(str(work / "filtered"), str(work / "kept"), str(work / "dedup"),
                                               removed_folder=str(work / "removed" / "90_dedup"))]
         with _Progress(f"{recipe.name}: remove duplicates", work / "logs" / "c", recipe.shards, progress):
-            _executor(executor, pipeline_c, recipe.shards, workers, work / "logs" / "c").run()
+            _run(_executor(executor, pipeline_c, recipe.shards, workers, work / "logs" / "c"))
         _check_stage(work / "logs" / "c", recipe.shards, "remove duplicates")
         final_dir = work / "kept"
 

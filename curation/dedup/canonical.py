@@ -68,21 +68,25 @@ def _slow_canonical(text: str) -> str:
     return _NON_WORD.sub("", text.casefold())
 
 
-@lru_cache(maxsize=1)
-def _tables() -> tuple[np.ndarray, np.ndarray]:
-    """Per-BMP-code-point tables for the vectorised path.
+# marks a BMP code point whose canonical form needs the string path (see ``_table``)
+SLOW = np.uint32(0xFFFFFFFF)
 
-    ``MAP[c]``: the one character ``c`` becomes (0 = dropped); ``SLOW[c]``: ``c`` needs the
-    string path, because its NFKC/casefold is several characters (``①``, ``㎡``, ``ß``), it
-    composes with neighbours (combining marks, Hangul jamo), or it is a compatibility ideograph.
+
+@lru_cache(maxsize=1)
+def _table() -> np.ndarray:
+    """Per-BMP-code-point table for the vectorised path: ``TABLE[c]`` is the one character
+    ``c`` becomes (0 = dropped), or ``SLOW`` when ``c`` needs the string path, because its
+    NFKC/casefold is several characters (``①``, ``㎡``, ``ß``), it composes with neighbours
+    (combining marks, Hangul jamo), or it is a compatibility ideograph.
     """
-    mapping = np.zeros(0x10000, dtype=np.uint32)
-    slow = np.zeros(0x10000, dtype=bool)
-    for c in range(0x10000):
-        if 0xD800 <= c <= 0xDFFF:
-            continue
-        ch = chr(c)
-        out = _NON_WORD.sub("", unicodedata.normalize("NFKC", ch).casefold())
+    codes = [c for c in range(1, 0x10000) if not 0xD800 <= c <= 0xDFFF]  # U+0000 (dropped) separates
+    chars = [chr(c) for c in codes]
+    # NFKC of the whole "\0"-separated string equals NFKC of each character on its own: U+0000 is
+    # a starter that nothing composes with, so nothing crosses a separator (one call, not 63,488)
+    outs = unicodedata.normalize("NFKC", "\0".join(chars)).casefold().split("\0")
+    table = np.zeros(0x10000, dtype=np.uint32)
+    for c, ch, out in zip(codes, chars, outs):
+        out = out if len(out) == 1 and out.isalnum() else _NON_WORD.sub("", out)
         if (
             len(out) > 1
             or unicodedata.category(ch).startswith("M")
@@ -93,43 +97,89 @@ def _tables() -> tuple[np.ndarray, np.ndarray]:
             or 0xFFA0 <= c <= 0xFFDC
             or 0xF900 <= c <= 0xFAFF
         ):
-            slow[c] = True
+            table[c] = SLOW
         elif out:
-            mapping[c] = ord(out)
-    return mapping, slow
+            table[c] = ord(out)
+    return table
+
+
+def _context_dependent(ch: str) -> bool:
+    """Characters whose NFKC depends on their neighbours: combining marks and Hangul jamo."""
+    c = ord(ch)
+    return (
+        unicodedata.category(ch).startswith("M")
+        or 0x1100 <= c <= 0x11FF
+        or 0x3130 <= c <= 0x318F
+        or 0xA960 <= c <= 0xA97F
+        or 0xD7B0 <= c <= 0xD7FF
+        or 0xFFA0 <= c <= 0xFFDC
+    )
+
+
+@lru_cache(maxsize=8192)
+def _expansion(ch: str) -> np.ndarray | None:
+    """Canonical code points of one table-``SLOW`` or astral character when they do not depend
+    on its neighbours (``Ⅱ`` -> ``ii``, ``㎎`` -> ``mg``, ``𝑥`` -> ``x``), else None."""
+    norm = unicodedata.normalize("NFKC", ch)
+    if any(_context_dependent(x) for x in ch + norm):
+        return None
+    return codepoints(_NON_WORD.sub("", norm.casefold()))
+
+
+def _spliced(seg: np.ndarray, text: str, slow_at: np.ndarray) -> np.ndarray | None:
+    """One text's canonical code points from its table lookup ``seg`` (0 = dropped) with the
+    ``SLOW`` positions ``slow_at`` replaced by their expansions; None if one needs context."""
+    pieces, prev = [], 0
+    for p in slow_at.tolist():
+        e = _expansion(text[p])
+        if e is None:
+            return None
+        pieces += [seg[prev:p], e]
+        prev = p + 1
+    pieces.append(seg[prev:])
+    out = np.concatenate(pieces)
+    return out[out != 0]
 
 
 def canonical_batch(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Canonical forms of many texts at once: (concatenated uint32 code points, length per text).
 
-    Same result as ``canonical`` on each text, ~10x faster: t2s only where needed, then one
-    table lookup per code point in numpy instead of NFKC + regex per string. Texts with a
-    character the tables cannot handle (see ``_tables``; astral-plane characters too) take the
-    string path.
+    Same result as ``canonical`` on each text, ~30x faster: t2s only where needed, then one
+    table lookup per code point in numpy instead of NFKC + regex per string; per-text lengths
+    come from the positions of the dropped characters (no per-code-point text index). A text
+    with characters the table cannot map to one character (``_table``; astral-plane ones too)
+    gets their expansions spliced in when those do not depend on neighbours (Roman numerals,
+    unit symbols: the common case), otherwise the string path.
     """
-    mapping, slow = _tables()
+    table = _table()
     texts = [to_simplified(t) for t in texts]
     lens = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+    bounds = np.concatenate([[0], np.cumsum(lens)])
     cps = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
-    bmp = np.minimum(cps, 0xFFFF)
-    bad = cps > 0xFFFF
-    bad |= slow[bmp]
-    mapped = mapping[bmp]
-    del bmp
+    astral = cps > 0xFFFF
+    if astral.any():
+        mapped = table[np.minimum(cps, 0xFFFF)]
+        mapped[astral] = SLOW
+    else:
+        mapped = table[cps]
+    bad_pos = np.flatnonzero(mapped == SLOW)
+    bad_of = np.searchsorted(bounds, bad_pos, side="right") - 1
+    bad_docs, first = np.unique(bad_of, return_index=True)
+    special: dict[int, np.ndarray] = {}
+    for d, ps in zip(bad_docs.tolist(), np.split(bad_pos, first[1:])):
+        b0, b1 = bounds[d], bounds[d + 1]
+        c = _spliced(mapped[b0:b1], texts[d], ps - b0) if len(ps) <= 256 else None
+        special[d] = c if c is not None else codepoints(_slow_canonical(texts[d]))
+        mapped[b0:b1] = 0  # spliced in below
     keep = mapped != 0
-    doc = np.repeat(np.arange(len(texts)), lens)
-    bad_docs = np.unique(doc[bad]) if bad.any() else np.empty(0, np.int64)
-    if len(bad_docs):
-        bad_doc = np.zeros(len(texts), dtype=bool)
-        bad_doc[bad_docs] = True
-        keep &= ~bad_doc[doc]
-    new_lens = np.bincount(doc[keep], minlength=len(texts)).astype(np.int64)
     out = mapped[keep]
-    if len(bad_docs):  # splice the string-path results in
+    # dropped characters (punctuation, spaces) are the minority: count them per text
+    dropped = np.flatnonzero(~keep)
+    new_lens = lens - np.diff(np.searchsorted(dropped, bounds))
+    if special:
         pieces, start = [], 0
         offs = np.concatenate([[0], np.cumsum(new_lens)])
-        for d in bad_docs.tolist():
-            c = codepoints(_slow_canonical(texts[d]))
+        for d, c in special.items():
             pieces += [out[start : offs[d]], c]
             start = offs[d]
             new_lens[d] = len(c)
@@ -155,32 +205,84 @@ def codepoints(canon: str) -> np.ndarray:
     return np.frombuffer(canon.encode("utf-32-le"), dtype=np.uint32)
 
 
-def _mix64(h: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser: spreads the polynomial hash over all 64 bits (in place)."""
-    h ^= h >> np.uint64(30)
-    h *= np.uint64(0xBF58476D1CE4E5B9)
-    h ^= h >> np.uint64(27)
-    h *= np.uint64(0x94D049BB133111EB)
-    h ^= h >> np.uint64(31)
+def _mix64(h: np.ndarray, tmp: np.ndarray | None = None) -> np.ndarray:
+    """splitmix64 finaliser: spreads the polynomial hash over all 64 bits (in place; ``tmp``:
+    a scratch array of h's shape, to avoid allocating one per step)."""
+    t = np.empty_like(h) if tmp is None else tmp
+    with np.errstate(over="ignore"):
+        for shift, mult in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB), (31, None)):
+            np.right_shift(h, np.uint64(shift), out=t)
+            np.bitwise_xor(h, t, out=h)
+            if mult:
+                np.multiply(h, np.uint64(mult), out=h)
     return h
 
 
-def window_hashes(cps: np.ndarray, n: int) -> np.ndarray:
+def window_hashes(cps: np.ndarray, n: int, block: int = 1 << 15) -> np.ndarray:
     """uint64 hash of every length-n window of a uint32 code-point array (len(cps) - n + 1 values).
 
     Works on a concatenation of many documents too; the caller masks windows that cross a
-    document boundary. Costs n vector multiply-adds, so ~100 MB/s for n=5 on one core.
+    document boundary. n multiply-adds and a splitmix64 finish per window, run block by block
+    in place so that every pass stays in the CPU cache: ~2x faster than whole-array passes.
     """
     m = len(cps) - n + 1
     if m <= 0:
         return np.empty(0, dtype=np.uint64)
-    c = cps.astype(np.uint64)
-    h = c[:m].copy()
+    out = np.empty(m, dtype=np.uint64)
+    c = np.empty(min(block, m) + n - 1, dtype=np.uint64)
+    tmp = np.empty(min(block, m), dtype=np.uint64)
     with np.errstate(over="ignore"):
-        for k in range(1, n):
-            h *= _P
-            h += c[k : k + m]
-        return _mix64(h)
+        for s in range(0, m, block):
+            size = min(block, m - s)
+            cb, h, t = c[: size + n - 1], out[s : s + size], tmp[:size]
+            cb[:] = cps[s : s + size + n - 1]
+            h[:] = cb[:size]
+            for k in range(1, n):
+                np.multiply(h, _P, out=h)
+                np.add(h, cb[k : k + size], out=h)
+            _mix64(h, t)
+    return out
+
+
+def text_window_hashes(cps: np.ndarray, lens: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes of the character n-grams of many texts in one numpy pass.
+
+    ``cps``/``lens``: concatenated code points and length per text (``canonical_batch``).
+    Returns (hashes, windows per text): windows that run into the next text are dropped; a
+    text shorter than n (but not empty) counts as one n-gram, padded with U+0000.
+    """
+    lens = np.asarray(lens, dtype=np.int64)
+    if ((lens > 0) & (lens < n)).any():
+        plens = np.where(lens > 0, np.maximum(lens, n), 0)
+        doc = np.repeat(np.arange(len(lens)), lens)
+        pos = np.arange(len(cps)) - np.repeat(np.cumsum(lens) - lens, lens)
+        padded = np.zeros(int(plens.sum()), dtype=np.uint32)
+        padded[(np.cumsum(plens) - plens)[doc] + pos] = cps
+        cps, lens = padded, plens
+    h = window_hashes(cps, n)
+    counts = np.maximum(lens - n + 1, 0)
+    if len(h):
+        # windows starting in a text's last n-1 positions run into the next text
+        tail = (np.cumsum(lens)[:, None] - np.arange(1, n)[None, :]).ravel()
+        tail = tail[(tail >= 0) & (tail < len(h))]
+        if len(tail):
+            ok = np.ones(len(h), dtype=bool)
+            ok[tail] = False
+            h = h[ok]
+    return h, counts
+
+
+def ngram_sets(texts_cps: list[np.ndarray], n: int) -> list[np.ndarray]:
+    """Sorted unique uint32 n-gram hashes (the high half of ``window_hashes``) of each text's
+    canonical code points, hashed in one pass. 32 bits are plenty for an exact Jaccard: two
+    10,000-character texts share a spurious hash with probability ~2e-2, i.e. 1 n-gram in 10^4."""
+    if not texts_cps:
+        return []
+    lens = np.fromiter((len(c) for c in texts_cps), dtype=np.int64, count=len(texts_cps))
+    h, counts = text_window_hashes(np.concatenate(texts_cps), lens, n)
+    h32 = (h >> np.uint64(32)).astype(np.uint32)
+    offs = np.concatenate([[0], np.cumsum(counts)])
+    return [np.unique(h32[offs[i] : offs[i + 1]]) for i in range(len(texts_cps))]
 
 
 def ngram_hashes(canon: str | np.ndarray, n: int) -> np.ndarray:

@@ -3,21 +3,25 @@
 Stage 1, ``NearDupSignatures`` (parallel, inside the main pipeline): passes documents through
 unchanged and writes, per rank (= shard), to ``output_folder``:
 
-    {rank:05d}.sig.npy              (n, bins) uint32 OPH signatures
+    {rank:05d}.sketch.npy           (n, bins) uint8 low bytes of the OPH signatures (``core.sketch``)
     bands/{band:02d}/{rank:05d}.npy (n, 2) uint64 [band hash, local index], sorted by hash
-    {rank:05d}.meta.parquet         id, length (canonical chars), exact (uint64), synthetic, source
+    {rank:05d}.canon.u16            canonical texts, UTF-16LE, concatenated (2 bytes per character)
+    {rank:05d}.meta.parquet         id, length (canonical chars), exact (uint64), synthetic, source,
+                                    canon_end (end of the document in the .canon.u16 file, in units)
 
-The meta file is renamed into place last, so a rank counts only once it is complete: a crash
-loses that one shard, and datatrove's executor re-runs just the unfinished ranks.
+The canonical texts are streamed to disk batch by batch; the meta file is renamed into place
+last, so a rank counts only once it is complete: a crash loses that one shard, and datatrove's
+executor re-runs just the unfinished ranks.
 
 Stage 2, ``NearDupClusters`` (one task): per band and per hash-range partition, slices the
 sorted band files of all ranks (memory-mapped, ``np.searchsorted``), finds candidate pairs,
-filters them by signature estimate, reads back only the candidates' texts from ``texts_folder``
-(Parquet with ``id`` and ``text``) and checks their actual Jaccard, then picks keepers and
-writes ``decisions.parquet``: id, duplicate_of, similarity, kind (``exact`` | ``near``).
+filters them by the sketch estimate, reads the canonical texts of the remaining candidates
+(memory-mapped slices: nothing is re-read from the corpus or canonicalised again), checks their
+actual Jaccard, then picks keepers and writes ``decisions.parquet``: id, duplicate_of,
+similarity, kind (``exact`` | ``near``).
 Memory: one partition of one band (16 bytes per document / ``partitions``), the meta table
-(ids, ~60 bytes per document), the signatures of the candidate pairs, and the texts of the
-candidate documents only. Not the corpus.
+(ids, ~60 bytes per document), the sketches (112 bytes per document), and the n-gram sets of
+the candidate documents only. Not the corpus.
 
 Stage 3, ``DuplicateFilter`` (parallel, on Documents) or ``ApplyDuplicateDecisions`` (parallel, on
 the Parquet tables of stage 1 directly, what ``cumed build`` uses): removes the documents named in
@@ -29,13 +33,13 @@ Only local folders are supported for the signature files (they are memory-mapped
 from __future__ import annotations
 
 import json
+import mmap
 import os
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
@@ -49,31 +53,74 @@ from curation.dedup.core import (
     candidate_pairs,
     default_prefer,
     signatures,
+    sketch,
 )
-from curation.dedup.resolve import LazyShingles, Prefer, resolve
+from curation.dedup.resolve import META_SCHEMA, Prefer, resolve
 
 DECISIONS_FILE = "decisions.parquet"
+
+
+# Bumped when the files of stage 1 change; part of ``cumed build``'s work-folder key, so a
+# resumed build never mixes signature folders of two formats.
+SIGNATURE_FORMAT = 2
 
 
 def _is_synthetic_default(doc: Document) -> bool:
     return bool(doc.metadata.get("synthetic", False))
 
 
+def _utf16(cps: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Code points -> (UTF-16LE units, units per text). BMP-only batches (the usual case) are a
+    plain cast; astral characters take two units each."""
+    if not len(cps) or cps.max() < 0x10000:
+        return cps.astype(np.uint16), lens
+    units = np.frombuffer(cps.tobytes().decode("utf-32-le").encode("utf-16-le"), dtype=np.uint16)
+    astral = np.flatnonzero(cps > 0xFFFF)
+    bounds = np.concatenate([[0], np.cumsum(lens)])
+    return units, lens + np.diff(np.searchsorted(astral, bounds))
+
+
+def _map_u16(path: Path) -> np.ndarray:
+    """The file as a read-only uint16 array backed by mmap (a plain ndarray: slicing it is
+    cheaper than slicing an np.memmap, which stage 2 does once per candidate document)."""
+    size = path.stat().st_size
+    if not size:
+        return np.zeros(0, np.uint16)
+    with open(path, "rb") as f:
+        return np.frombuffer(mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ), dtype=np.uint16)
+
+
+def _codepoints(units: np.ndarray) -> np.ndarray:
+    if ((units >= 0xD800) & (units < 0xE000)).any():
+        return np.frombuffer(units.tobytes().decode("utf-16-le").encode("utf-32-le"), dtype=np.uint32)
+    return units.astype(np.uint32)
+
+
 class _RankWriter:
-    """Buffers one rank's signatures and writes the three files at the end, meta last."""
+    """One rank's stage-1 files: canonical texts streamed to disk, sketches and band hashes
+    buffered and written sorted at the end, meta last."""
 
     def __init__(self, folder: str, rank: int, cfg: DedupConfig):
         self.folder, self.rank, self.cfg = Path(folder), rank, cfg
-        self.meta = {"id": [], "length": [], "exact": [], "synthetic": [], "source": []}
-        self.sigs: list[np.ndarray] = []
+        self.tag = f"{rank:05d}"
+        self.meta = {"id": [], "length": [], "exact": [], "synthetic": [], "source": [], "canon_end": []}
+        self.sketches: list[np.ndarray] = []
         self.bands: list[np.ndarray] = []
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._canon_tmp = self.folder / f".{self.tag}.canon.u16.tmp"
+        self._canon = open(self._canon_tmp, "wb")
+        self._units = 0
 
     def add(self, ids, texts, synthetic, sources):
         cps, lens = canonical_batch(list(texts))
         sig = signatures(cps, lens, self.cfg)
-        self.sigs.append(sig)
+        self.sketches.append(sketch(sig))
         self.bands.append(band_hashes(sig, self.cfg))
         offs = np.concatenate([[0], np.cumsum(lens)])
+        units, unit_lens = _utf16(cps, lens)
+        self._canon.write(units.tobytes())
+        self.meta["canon_end"] += (self._units + np.cumsum(unit_lens)).tolist()
+        self._units += int(unit_lens.sum())
         self.meta["id"] += [str(i) for i in ids]
         self.meta["length"] += lens.tolist()
         self.meta["exact"] += [exact_hash(cps[offs[j] : offs[j + 1]]) for j in range(len(lens))]
@@ -81,16 +128,17 @@ class _RankWriter:
         self.meta["source"] += list(sources)
 
     def close(self):
-        k, b = self.cfg.num_bins, self.cfg.bands
-        sig = np.concatenate(self.sigs) if self.sigs else np.empty((0, k), np.uint32)
+        b = self.cfg.bands
+        sk = np.concatenate(self.sketches) if self.sketches else np.empty((0, self.cfg.num_bins), np.uint8)
         bands = np.concatenate(self.bands) if self.bands else np.empty((0, b), np.uint64)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tag = f"{self.rank:05d}"
-        _save_atomic(self.folder / f"{tag}.sig.npy", sig)
-        local = np.arange(len(bands), dtype=np.uint64)
+        tag = self.tag
+        self._canon.close()
+        os.replace(self._canon_tmp, self.folder / f"{tag}.canon.u16")
+        _save_atomic(self.folder / f"{tag}.sketch.npy", sk)
+        orders = np.argsort(bands, axis=0, kind="stable")
         for bi in range(b):
-            order = np.argsort(bands[:, bi], kind="stable")
-            arr = np.stack([bands[order, bi], local[order]], axis=1)
+            order = orders[:, bi]
+            arr = np.stack([bands[order, bi], order.astype(np.uint64)], axis=1)
             d = self.folder / "bands" / f"{bi:02d}"
             d.mkdir(parents=True, exist_ok=True)
             _save_atomic(d / f"{tag}.npy", arr)
@@ -101,12 +149,13 @@ class _RankWriter:
                 "exact": pa.array(self.meta["exact"], pa.uint64()),
                 "synthetic": pa.array(self.meta["synthetic"], pa.bool_()),
                 "source": pa.array(self.meta["source"], pa.string()),
+                "canon_end": pa.array(self.meta["canon_end"], pa.int64()),
             }
         )
         tmp = self.folder / f".{tag}.meta.parquet.tmp"
         pq.write_table(table, tmp)
         os.replace(tmp, self.folder / f"{tag}.meta.parquet")
-        (self.folder / "config.json").write_text(json.dumps(self.cfg.__dict__))
+        (self.folder / "config.json").write_text(json.dumps({**self.cfg.__dict__, "format": SIGNATURE_FORMAT}))
 
 
 def _save_atomic(path: Path, arr: np.ndarray) -> None:
@@ -159,42 +208,6 @@ class NearDupSignatures(PipelineStep):
         w.close()
 
 
-def _iter_parquet_texts(folder: str, wanted: set[str], id_key="id", text_key="text"):
-    files = sorted(Path(folder).rglob("*.parquet"))
-    if not files:
-        raise FileNotFoundError(f"no Parquet files under {folder}; stage 1's ParquetWriter output folder expected")
-    want = pa.array(sorted(wanted), pa.string())
-    for f in files:
-        pf = pq.ParquetFile(f)
-        for batch in pf.iter_batches(columns=[id_key, text_key], batch_size=10_000):
-            ids = batch.column(0).cast(pa.string())
-            mask = pc.is_in(ids, value_set=want)
-            if not pc.any(mask).as_py():
-                continue
-            sub = batch.filter(mask)
-            yield from zip(sub.column(0).to_pylist(), sub.column(1).to_pylist())
-
-
-def _canonical_cps(texts: dict[int, str], batch: int = 2000) -> dict[int, np.ndarray]:
-    """{doc index: canonical code points}, canonicalised in batches (``canonical_batch`` gives
-    the same code points as ``canonical`` per text, ~10x faster); consumes ``texts``."""
-    out: dict[int, np.ndarray] = {}
-    keys = list(texts)
-    for s in range(0, len(keys), batch):
-        ks = keys[s : s + batch]
-        cps, lens = canonical_batch([texts.pop(k) for k in ks])
-        offs = np.concatenate([[0], np.cumsum(lens)])
-        for j, k in enumerate(ks):
-            out[k] = cps[offs[j] : offs[j + 1]]
-    return out
-
-
-def _texts(source, wanted: set[str]):
-    if callable(source):
-        return ((str(i), t) for i, t in source(wanted) if str(i) in wanted)
-    return _iter_parquet_texts(str(source), wanted)
-
-
 class _SignatureStore:
     """Global view over the rank files of one or more signature folders (index = row order)."""
 
@@ -207,33 +220,38 @@ class _SignatureStore:
             for mf in sorted(Path(folder).glob("*.meta.parquet")):
                 tag = mf.name.split(".")[0]
                 t = pq.read_table(mf)
+                if "canon_end" not in t.column_names or not (Path(folder) / f"{tag}.canon.u16").exists():
+                    raise FileNotFoundError(
+                        f"{mf}: signatures written by an older cumed (no canonical texts); delete {folder} "
+                        "and run NearDupSignatures (stage 1) again")
                 self.parts.append((Path(folder), tag, off, t.num_rows, is_ref))
                 metas.append((t, is_ref))
                 off += t.num_rows
         self.n = off
         self.offsets = np.array([p[2] for p in self.parts] + [off], dtype=np.int64)
         self.is_ref = np.concatenate([np.full(t.num_rows, r, bool) for t, r in metas]) if metas else np.zeros(0, bool)
-        self.ids = [i for t, _ in metas for i in t.column("id").to_pylist()]
+        self.meta = (pa.concat_tables([t.select(META_SCHEMA.names).cast(META_SCHEMA) for t, _ in metas])
+                     if metas else META_SCHEMA.empty_table())
         self.exact = (
             np.concatenate([t.column("exact").to_numpy() for t, _ in metas]).astype(np.uint64)
             if metas
             else np.zeros(0, np.uint64)
         )
-        self.rows = []
-        for t, _ in metas:
-            self.rows += t.select(["id", "length", "synthetic", "source"]).to_pylist()
-        self._sig = [np.load(p[0] / f"{p[1]}.sig.npy", mmap_mode="r") for p in self.parts]
+        self._canon_end = [t.column("canon_end").to_numpy() for t, _ in metas]
+        self._canon = [_map_u16(p[0] / f"{p[1]}.canon.u16") for p in self.parts]
+        # all sketches in memory (112 bytes per document, twice the ids): the estimate gathers
+        # the rows of ~5 candidate pairs per document in random order
+        self.sketches = (np.concatenate([np.load(p[0] / f"{p[1]}.sketch.npy") for p in self.parts])
+                         if self.parts else np.empty((0, cfg.num_bins), np.uint8))
 
-    def sig_rows(self, idx: np.ndarray) -> np.ndarray:
-        # gather in file order (sorted, unique): sequential reads of the memory-mapped rows
-        uniq, inv = np.unique(idx, return_inverse=True)
-        got = np.empty((len(uniq), self.cfg.num_bins), np.uint32)
-        bounds = np.searchsorted(uniq, self.offsets)
-        for p in range(len(self.parts)):
-            lo, hi = bounds[p], bounds[p + 1]
-            if hi > lo:
-                got[lo:hi] = self._sig[p][uniq[lo:hi] - self.offsets[p]]
-        return got[inv]
+    def codepoints(self, i: int) -> np.ndarray:
+        p = int(np.searchsorted(self.offsets, i, side="right")) - 1
+        j = i - int(self.offsets[p])
+        ends = self._canon_end[p]
+        return _codepoints(self._canon[p][(ends[j - 1] if j else 0) : ends[j]])
+
+    def sketch_rows(self, idx: np.ndarray) -> np.ndarray:
+        return self.sketches[idx]
 
     def pairs_for(self, partitions: int):
         def gen(active: np.ndarray):
@@ -260,11 +278,11 @@ class _SignatureStore:
 class NearDupClusters(PipelineStep):
     """Stage 2: candidate pairs -> actual Jaccard -> keepers -> ``decisions.parquet``.
 
-    ``texts_folder`` (and ``reference_folder``) hold Parquet files with ``id`` and ``text``;
-    either may also be a callable ``wanted_ids -> iterable of (id, text)``. Reference documents
-    (an earlier published version) are always kept; a new document duplicating one is removed
-    with ``duplicate_of`` = the reference document's own id.
-    Run with ``LocalPipelineExecutor(pipeline=[NearDupClusters(...)], tasks=1)``.
+    Reads only stage 1's files (the canonical texts of candidates included). ``reference_folder``
+    (an earlier published version: Parquet files with ``id`` and ``text``, or a callable
+    ``None -> iterable of (id, text)``) is signed here first; its documents are always kept,
+    and a new document duplicating one is removed with ``duplicate_of`` = the reference
+    document's own id. Run with ``LocalPipelineExecutor(pipeline=[NearDupClusters(...)], tasks=1)``.
     """
 
     name = "🫂 near-dup clusters"
@@ -273,7 +291,6 @@ class NearDupClusters(PipelineStep):
     def __init__(
         self,
         signatures_folder: str,
-        texts_folder,
         output_folder: str,
         reference_folder=None,
         threshold: float = 0.75,
@@ -284,7 +301,6 @@ class NearDupClusters(PipelineStep):
     ):
         super().__init__()
         self.signatures_folder = str(signatures_folder)
-        self.texts_folder = texts_folder
         self.output_folder = str(output_folder)
         self.reference_folder = reference_folder
         self.threshold, self.est_margin, self.max_bucket = threshold, est_margin, max_bucket
@@ -293,7 +309,10 @@ class NearDupClusters(PipelineStep):
 
     def _config(self) -> DedupConfig:
         p = Path(self.signatures_folder) / "config.json"
-        base = json.loads(p.read_text()) if p.exists() else {}
+        base = json.loads(p.read_text()) if p.exists() else {"format": SIGNATURE_FORMAT}
+        if base.pop("format", None) != SIGNATURE_FORMAT:
+            raise ValueError(f"{p}: signatures written by another cumed version (format {SIGNATURE_FORMAT} expected); "
+                             f"delete {self.signatures_folder} and run NearDupSignatures (stage 1) again")
         base.update(threshold=self.threshold, est_margin=self.est_margin, max_bucket=self.max_bucket)
         return DedupConfig(**base)
 
@@ -324,30 +343,14 @@ class NearDupClusters(PipelineStep):
             folders.append((self._sign_reference(cfg), True))
         store = _SignatureStore(folders, cfg)
         stats: dict = {"documents": store.n}
-
-        def shingles_for(idx: np.ndarray):
-            texts: dict[int, str] = {}
-            for is_ref, source in ((False, self.texts_folder), (True, self.reference_folder)):
-                sel = idx[store.is_ref[idx] == is_ref]
-                if not len(sel):
-                    continue
-                by_id = {store.ids[i]: int(i) for i in sel}
-                for i, t in _texts(source, set(by_id)):
-                    if i in by_id:
-                        texts.setdefault(by_id[i], t)
-            missing = [store.ids[i] for i in idx if int(i) not in texts]
-            if missing:
-                raise KeyError(f"{len(missing)} candidate texts not found (e.g. {missing[:3]}); texts_folder must hold every signed document")
-            return LazyShingles(_canonical_cps(texts).pop, cfg.n)
-
         with self.track_time():
             decisions = resolve(
-                store.rows,
+                store.meta,
                 store.exact,
                 store.is_ref,
                 store.pairs_for(self.partitions),
-                store.sig_rows,
-                shingles_for,
+                store.sketch_rows,
+                store.codepoints,
                 cfg,
                 self.prefer,
                 stats,

@@ -1,16 +1,18 @@
 """From signatures to decisions: exact groups, candidate pairs, Jaccard check, keepers.
 
 ``resolve`` is the one place where decisions are made; the in-memory ``find_duplicates`` and
-the staged ``NearDupClusters`` only differ in where the arrays and texts come from.
+the staged ``NearDupClusters`` only differ in where the arrays and canonical texts come from.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from curation.dedup.canonical import canonical, canonical_batch, exact_hash, jaccard, ngram_hashes
+from curation.dedup.canonical import canonical_batch, exact_hash, jaccard, ngram_sets
 from curation.dedup.core import (
     Decision,
     DedupConfig,
@@ -20,26 +22,23 @@ from curation.dedup.core import (
     estimated_similarity,
     exact_groups,
     signatures,
+    sketch,
     split_pairs,
 )
 
 Prefer = Callable[[Mapping], object]
 BATCH = 2000  # documents per numpy pass: large enough to amortise, small enough for the cache
+META_SCHEMA = pa.schema([("id", pa.string()), ("length", pa.int64()), ("synthetic", pa.bool_()), ("source", pa.string())])
 
 
-class LazyShingles(dict):
-    """{doc index: n-gram hashes}, computed on first access from ``source(index)`` (canonical
-    code points or text) and cached."""
-
-    def __init__(self, source: Callable[[int], object], n: int):
-        super().__init__()
-        self.source, self.n = source, n
-
-    def __missing__(self, i: int) -> np.ndarray:
-        x = self.source(i)
-        v = ngram_hashes(canonical(x) if isinstance(x, str) else x, self.n)
-        self[i] = v
-        return v
+def shingle_sets(idx: np.ndarray, codepoints_of: Callable[[int], np.ndarray], n: int) -> dict[int, np.ndarray]:
+    """{doc index: sorted unique n-gram hashes} for the documents ``idx``, hashed in batches."""
+    out: dict[int, np.ndarray] = {}
+    keys = [int(i) for i in idx]
+    for s in range(0, len(keys), BATCH):
+        ks = keys[s : s + BATCH]
+        out.update(zip(ks, ngram_sets([codepoints_of(k) for k in ks], n)))
+    return out
 
 
 class CanonicalStore:
@@ -72,37 +71,54 @@ class CanonicalStore:
         return np.fromiter((exact_hash(self.get(i)) for i in range(n)), dtype=np.uint64, count=n)
 
 
-def preference_rank(rows: Sequence[Mapping], is_ref: np.ndarray, prefer: Prefer) -> np.ndarray:
-    """rank[i] = position of doc i when visiting best first (reference docs first, by id)."""
-    keys = [((0, str(r["id"])) if ref else (1, prefer(r))) for r, ref in zip(rows, is_ref)]
-    order = sorted(range(len(rows)), key=keys.__getitem__)
-    rank = np.empty(len(rows), dtype=np.int64)
-    rank[np.asarray(order, dtype=np.int64)] = np.arange(len(rows))
+def preference_rank(meta: pa.Table, is_ref: np.ndarray, prefer: Prefer) -> np.ndarray:
+    """rank[i] = position of doc i when visiting best first (reference docs first, by id).
+
+    ``meta``: one row per doc (``META_SCHEMA``). ``default_prefer`` is computed as one Arrow
+    sort; any other ``prefer`` is called on each row as a dict."""
+    n = meta.num_rows
+    if prefer is default_prefer:
+        ref = pa.array(is_ref)
+        keys = pa.table({
+            "group": pc.if_else(ref, 0, 1),
+            "synthetic": pc.if_else(ref, False, meta.column("synthetic").fill_null(False)),
+            "neg_length": pc.if_else(ref, 0, pc.negate(meta.column("length"))),
+            "id": meta.column("id"),  # UTF-8 byte order = code point order = Python's str order
+        })
+        order = pc.sort_indices(keys, sort_keys=[(c, "ascending") for c in keys.column_names]).to_numpy()
+    else:
+        rows = meta.to_pylist()
+        keys = [((0, str(r["id"])) if ref else (1, prefer(r))) for r, ref in zip(rows, is_ref)]
+        order = np.asarray(sorted(range(n), key=keys.__getitem__), dtype=np.int64)
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
     return rank
 
 
 def resolve(
-    rows: Sequence[Mapping],
+    meta: pa.Table,
     exact: np.ndarray,
     is_ref: np.ndarray,
     pairs_for: Callable[[np.ndarray], Iterable[np.ndarray]],
-    sig_rows: Callable[[np.ndarray], np.ndarray],
-    shingles_for: Callable[[np.ndarray], Mapping[int, np.ndarray]],
+    sketch_rows: Callable[[np.ndarray], np.ndarray],
+    codepoints_of: Callable[[int], np.ndarray],
     cfg: DedupConfig,
     prefer: Prefer = default_prefer,
     stats: dict | None = None,
 ) -> list[Decision]:
     """Decide which documents are duplicates.
 
-    rows[i]       {"id", "length", "synthetic", ...} for doc i (what ``prefer`` sees)
-    exact         uint64 exact hash per doc; is_ref: bool per doc (earlier published version)
-    pairs_for     active mask -> iterable of candidate pair arrays (one per band or partition)
-    sig_rows      doc indices -> their OPH signatures (for the estimate filter)
-    shingles_for  doc indices -> mapping {doc index: sorted unique n-gram hashes}; may be lazy
+    meta           one row per doc: id, length (canonical chars), synthetic, source (``META_SCHEMA``;
+                   what ``prefer`` sees)
+    exact          uint64 exact hash per doc; is_ref: bool per doc (earlier published version)
+    pairs_for      active mask -> iterable of candidate pair arrays (one per band or partition)
+    sketch_rows    doc indices -> their signature sketches (``core.sketch``, for the estimate filter)
+    codepoints_of  doc index -> its canonical code points (read only for candidate documents)
     """
     stats = stats if stats is not None else {}
-    n = len(rows)
-    rank = preference_rank(rows, is_ref, prefer)
+    n = meta.num_rows
+    ids = meta.column("id").to_pylist()
+    rank = preference_rank(meta, is_ref, prefer)
     exact_dup = exact_groups(exact, is_ref, rank) if n else {}
     active = np.ones(n, dtype=bool)
     if exact_dup:
@@ -123,7 +139,7 @@ def resolve(
     sel = []
     for s in range(0, len(a), 200_000):
         aa, bb = a[s : s + 200_000], b[s : s + 200_000]
-        est = estimated_similarity(sig_rows(aa), sig_rows(bb))
+        est = estimated_similarity(sketch_rows(aa), sketch_rows(bb))
         sel.append(est >= cfg.threshold - cfg.est_margin)
     if sel:
         m = np.concatenate(sel)
@@ -131,13 +147,13 @@ def resolve(
     stats["checked_pairs"] = int(len(a))
 
     # greedy best-first clustering; the actual Jaccard of the character-shingle sets is
-    # computed lazily, only against neighbours that are kept (a removed neighbour can never be
-    # a duplicate_of), which in a cluster of m copies checks m-1 pairs instead of m(m-1)/2
+    # computed only against neighbours that are kept (a removed neighbour can never be a
+    # duplicate_of), which in a cluster of m copies checks m-1 pairs instead of m(m-1)/2
     nbrs: dict[int, list[int]] = {}
     for i, j in zip(a.tolist(), b.tolist()):
         nbrs.setdefault(i, []).append(j)
         nbrs.setdefault(j, []).append(i)
-    sh = shingles_for(np.unique(np.concatenate([a, b]))) if len(a) else {}
+    sh = shingle_sets(np.unique(np.concatenate([a, b])), codepoints_of, cfg.n) if len(a) else {}
     order = sorted(nbrs, key=rank.__getitem__)
     kept = np.zeros(n, dtype=bool)
     near: dict[int, tuple[int, float]] = {}
@@ -161,13 +177,13 @@ def resolve(
 
     out = []
     for i, (k, s) in near.items():
-        out.append(Decision(rows[i]["id"], rows[k]["id"], round(float(s), 4), "near"))
+        out.append(Decision(ids[i], ids[k], round(float(s), 4), "near"))
     for i, k in exact_dup.items():
         if k in near:  # the exact keeper itself went: point at the final keeper
             k2, s = near[k]
-            out.append(Decision(rows[i]["id"], rows[k2]["id"], round(float(s), 4), "near"))
+            out.append(Decision(ids[i], ids[k2], round(float(s), 4), "near"))
         else:
-            out.append(Decision(rows[i]["id"], rows[k]["id"], 1.0, "exact"))
+            out.append(Decision(ids[i], ids[k], 1.0, "exact"))
     stats["exact_removed"] = sum(1 for d in out if d.kind == "exact")
     stats["near_removed"] = len(out) - stats["exact_removed"]
     out.sort(key=lambda d: d.id)
@@ -207,13 +223,15 @@ def find_duplicates(
     Returns one ``Decision`` per removed document, sorted by id.
     """
     cfg = DedupConfig(**params)
-    rows, texts, refs = [], [], []
+    ids, synthetic, sources, texts, refs = [], [], [], [], []
     for is_r, it in ((False, docs), (True, reference or ())):
         for d in it:
             i, text, meta = _split_doc(d)
+            ids.append(i)
             texts.append(text)
             refs.append(is_r)
-            rows.append({"id": i, "synthetic": bool(meta.get("synthetic", False)), "source": meta.get("source", "")})
+            synthetic.append(bool(meta.get("synthetic", False)))
+            sources.append(str(meta.get("source", "")))
     is_ref = np.asarray(refs, dtype=bool)
     canon = CanonicalStore()
     sigs = []
@@ -222,18 +240,19 @@ def find_duplicates(
         canon.add(cps, lens)
         sigs.append(signatures(cps, lens, cfg))
     del texts
-    for r, ln in zip(rows, canon.lens.tolist()):
-        r["length"] = ln
+    meta = pa.table([ids, canon.lens, synthetic, sources], schema=META_SCHEMA)
     exact = canon.exact_hashes()
     sig = np.concatenate(sigs) if sigs else np.empty((0, cfg.num_bins), np.uint32)
     bands = band_hashes(sig, cfg)
+    sk = sketch(sig)
+    del sig
     return resolve(
-        rows,
+        meta,
         exact,
         is_ref,
         band_pairs(bands, cfg),
-        lambda idx: sig[idx],
-        lambda idx: LazyShingles(canon.get, cfg.n),
+        lambda idx: sk[idx],
+        canon.get,
         cfg,
         prefer,
         stats,

@@ -61,6 +61,24 @@ def test_vectorised_canonical_matches_the_string_definition():
     assert [len(_slow_canonical(t)) for t in texts] == lens.tolist()
 
 
+
+def test_vectorised_canonical_matches_the_definition_on_random_mixtures():
+    """Random texts mixing what the table maps directly, what it splices in (Roman numerals,
+    unit symbols, astral letters) and what needs the string path (combining marks, jamo)."""
+    import random
+
+    from curation.dedup.canonical import _slow_canonical, canonical_batch
+
+    alphabet = list("高血壓患者應該怎麼辦？，。 \n：ABCabc123ＡＢＣ１２３ⅡⅢⅳ⒙㎎㎡ßﬁ①😀𠀀𝑥𝑇ΣςΩ") + [
+        "e\u0301", "\u0301", "한", "\u1100", "\u1161", "\uf900", "\ufa0a", "ㄱ"]
+    rng = random.Random(0)
+    for _ in range(2000):
+        texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(rng.randint(1, 6))]
+        cps, lens = canonical_batch(texts)
+        want = [_slow_canonical(t) for t in texts]
+        assert cps.tobytes().decode("utf-32-le") == "".join(want), texts
+        assert lens.tolist() == [len(w) for w in want], texts
+
 # ------------------------------------------------------------------ unit cases, inline data
 ANSWER = (
     "您好，根据您的描述，考虑是慢性前列腺炎引起的尿频尿急。建议到正规医院泌尿外科做前列腺液常规检查和B超，"
@@ -176,7 +194,7 @@ def test_staged_datatrove_path_gives_the_same_decisions(planted, tmp_path):
         logging_dir=str(tmp_path / "logs1"),
     ).run()
     LocalPipelineExecutor(
-        pipeline=[NearDupClusters(str(sigs), str(texts), str(dec_dir), reference_folder=str(ref_dir), partitions=3)],
+        pipeline=[NearDupClusters(str(sigs), str(dec_dir), reference_folder=str(ref_dir), partitions=3)],
         tasks=1,
         logging_dir=str(tmp_path / "logs2"),
     ).run()
