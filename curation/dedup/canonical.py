@@ -5,18 +5,19 @@ not care about: script (Traditional vs Simplified), width/compatibility forms, p
 whitespace. ``canonical(text)`` maps all of those away:
 
 1. OpenCC ``t2s`` (Traditional -> Simplified), applied only when the text contains at least one
-   character that t2s would change. The check is one compiled regex (~600 MB/s); t2s itself
-   runs ~150 MB/s on this box, so most Simplified text skips it;
+   character that t2s would change (t2s runs ~150 MB/s on this box; most text skips it);
 2. NFKC: full-width ``ＡＢＣ１２３`` -> ``ABC123``, compatibility ideographs -> unified ones;
 3. casefold, then drop every character that is not a letter or digit (``\\W`` and ``_``):
    punctuation of all widths, whitespace, line breaks, emoji.
 
-Steps 2-3 run as one table lookup per code point in numpy (``canonical_batch``): per-string
-NFKC + regex ran at ~13 MB/s on this box and was the slowest part of dedup, because nearly
-every Chinese text contains full-width punctuation and so is not NFKC-normalised.
+``canonical_batch`` does all three for a batch of texts with one table lookup per code point in
+numpy (the same table flags the texts that need t2s): per-string NFKC + regex ran at ~13 MB/s
+on this box and was the slowest part of dedup, because nearly every Chinese text contains
+full-width punctuation and so is not NFKC-normalised.
 
-``ngram_hashes(canon, n)`` hashes every character n-gram of a canonical text with numpy (a
-polynomial hash of the uint32 code points finished with splitmix64; no Python loop per n-gram).
+``text_window_hashes`` / ``ngram_sets`` hash every character n-gram of many canonical texts at
+once (a polynomial hash of the uint32 code points finished with splitmix64; no Python loop per
+n-gram).
 Character, not word, n-grams: Chinese has no spaces and word tokenisers disagree with each
 other, so word shingles miss Chinese near-duplicates (datatrove with ``zh`` picks a tokenizer
 that splits differently from run to run of edits).
@@ -41,22 +42,32 @@ _P = np.uint64(0x9E3779B97F4A7C15)
 
 @lru_cache(maxsize=1)
 def _t2s():
+    """(OpenCC t2s converter, the sorted code points it changes on their own).
+
+    Every CJK character (BMP blocks) that t2s changes on its own: ~3,800 characters."""
     try:
         import opencc
     except ImportError as e:  # pragma: no cover - opencc is a core dependency
         raise ImportError("cumed dedup needs OpenCC for Traditional->Simplified: pip install opencc") from e
     conv = opencc.OpenCC("t2s")
-    # Every CJK character (BMP blocks) that t2s changes on its own: ~3,800 characters.
     chars = [chr(c) for c in range(0x3400, 0xA000)] + [chr(c) for c in range(0xF900, 0xFB00)]
     out = conv.convert("\n".join(chars)).split("\n")
-    changed = "".join(a for a, b in zip(chars, out) if a != b)
-    return conv, re.compile("[" + re.escape(changed) + "]")
+    return conv, np.array([ord(a) for a, b in zip(chars, out) if a != b], dtype=np.uint32)
+
+
+@lru_cache(maxsize=1)
+def _has_traditional():
+    return re.compile("[" + re.escape("".join(map(chr, _t2s()[1].tolist()))) + "]")
 
 
 def to_simplified(text: str) -> str:
     """OpenCC t2s, skipped (and cheap) when the text has no character that t2s would change."""
-    conv, has_trad = _t2s()
-    return conv.convert(text) if has_trad.search(text) else text
+    return _t2s()[0].convert(text) if _has_traditional().search(text) else text
+
+
+def _fold(text: str) -> str:
+    """NFKC -> casefold -> drop non-word characters (the definition after t2s)."""
+    return _NON_WORD.sub("", unicodedata.normalize("NFKC", text).casefold())
 
 
 def _slow_canonical(text: str) -> str:
@@ -64,21 +75,26 @@ def _slow_canonical(text: str) -> str:
 
     t2s runs once, on the original text: OpenCC's phrase rules depend on the neighbours (e.g.
     ``於`` stays in some contexts), so running it again after NFKC would change them."""
-    text = unicodedata.normalize("NFKC", to_simplified(text))
-    return _NON_WORD.sub("", text.casefold())
+    return _fold(to_simplified(text))
 
 
-# marks a BMP code point whose canonical form needs the string path (see ``_table``)
-SLOW = np.uint32(0xFFFFFFFF)
+# table values that send a text off the vectorised path (see ``_table``)
+SLOW = np.uint32(0xFFFFFFFF)  # needs its expansion spliced in, or the string path
+TRAD = np.uint32(0xFFFFFFFE)  # t2s changes it: the text is converted first
 
 
-@lru_cache(maxsize=1)
-def _table() -> np.ndarray:
+@lru_cache(maxsize=2)
+def _table(simplify: bool = False) -> np.ndarray:
     """Per-BMP-code-point table for the vectorised path: ``TABLE[c]`` is the one character
     ``c`` becomes (0 = dropped), or ``SLOW`` when ``c`` needs the string path, because its
     NFKC/casefold is several characters (``①``, ``㎡``, ``ß``), it composes with neighbours
-    (combining marks, Hangul jamo), or it is a compatibility ideograph.
+    (combining marks, Hangul jamo), or it is a compatibility ideograph. With ``simplify``,
+    characters that t2s changes read ``TRAD``: one lookup finds both kinds of text.
     """
+    if simplify:
+        table = _table().copy()
+        table[_t2s()[1]] = TRAD
+        return table
     codes = [c for c in range(1, 0x10000) if not 0xD800 <= c <= 0xDFFF]  # U+0000 (dropped) separates
     chars = [chr(c) for c in codes]
     # NFKC of the whole "\0"-separated string equals NFKC of each character on its own: U+0000 is
@@ -144,15 +160,19 @@ def _spliced(seg: np.ndarray, text: str, slow_at: np.ndarray) -> np.ndarray | No
 def canonical_batch(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Canonical forms of many texts at once: (concatenated uint32 code points, length per text).
 
-    Same result as ``canonical`` on each text, ~30x faster: t2s only where needed, then one
-    table lookup per code point in numpy instead of NFKC + regex per string; per-text lengths
-    come from the positions of the dropped characters (no per-code-point text index). A text
-    with characters the table cannot map to one character (``_table``; astral-plane ones too)
-    gets their expansions spliced in when those do not depend on neighbours (Roman numerals,
-    unit symbols: the common case), otherwise the string path.
+    Same result as ``canonical`` on each text, ~30x faster: one table lookup per code point in
+    numpy instead of t2s + NFKC + regex per string; per-text lengths come from the positions of
+    the dropped characters (no per-code-point text index). The few texts the table flags take a
+    slower path: those with characters t2s changes are converted with OpenCC first; characters
+    the table cannot map to one character (``_table``; astral-plane ones too) get their
+    expansions spliced in when those do not depend on neighbours (Roman numerals, unit symbols:
+    the common case), otherwise the text takes the string path.
     """
-    table = _table()
-    texts = [to_simplified(t) for t in texts]
+    return _canonical_batch(texts, simplify=True)
+
+
+def _canonical_batch(texts: list[str], simplify: bool) -> tuple[np.ndarray, np.ndarray]:
+    table = _table(simplify)
     lens = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
     bounds = np.concatenate([[0], np.cumsum(lens)])
     cps = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
@@ -162,15 +182,24 @@ def canonical_batch(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         mapped[astral] = SLOW
     else:
         mapped = table[cps]
-    bad_pos = np.flatnonzero(mapped == SLOW)
-    bad_of = np.searchsorted(bounds, bad_pos, side="right") - 1
-    bad_docs, first = np.unique(bad_of, return_index=True)
+    flagged = np.flatnonzero(mapped >= TRAD)
+    flagged_of = np.searchsorted(bounds, flagged, side="right") - 1
+    flagged_docs, first = np.unique(flagged_of, return_index=True)
     special: dict[int, np.ndarray] = {}
-    for d, ps in zip(bad_docs.tolist(), np.split(bad_pos, first[1:])):
+    traditional = []
+    for d, ps in zip(flagged_docs.tolist(), np.split(flagged, first[1:])):
         b0, b1 = bounds[d], bounds[d + 1]
-        c = _spliced(mapped[b0:b1], texts[d], ps - b0) if len(ps) <= 256 else None
-        special[d] = c if c is not None else codepoints(_slow_canonical(texts[d]))
+        if simplify and (mapped[ps] == TRAD).any():
+            traditional.append(d)
+        else:
+            c = _spliced(mapped[b0:b1], texts[d], ps - b0) if len(ps) <= 256 else None
+            special[d] = c if c is not None else codepoints(_fold(texts[d]))
         mapped[b0:b1] = 0  # spliced in below
+    if traditional:  # converted, then canonicalised as a batch of their own
+        conv = _t2s()[0]
+        cps_t, lens_t = _canonical_batch([conv.convert(texts[d]) for d in traditional], simplify=False)
+        special.update(zip(traditional, np.split(cps_t, np.cumsum(lens_t)[:-1])))
+        special = dict(sorted(special.items()))
     keep = mapped != 0
     out = mapped[keep]
     # dropped characters (punctuation, spaces) are the minority: count them per text
@@ -283,18 +312,6 @@ def ngram_sets(texts_cps: list[np.ndarray], n: int) -> list[np.ndarray]:
     h32 = (h >> np.uint64(32)).astype(np.uint32)
     offs = np.concatenate([[0], np.cumsum(counts)])
     return [np.unique(h32[offs[i] : offs[i + 1]]) for i in range(len(texts_cps))]
-
-
-def ngram_hashes(canon: str | np.ndarray, n: int) -> np.ndarray:
-    """Sorted unique uint64 hashes of the character n-grams of one canonical text (or its code
-    points). A text shorter than n has one shingle: the whole text padded with U+0000.
-    """
-    cps = codepoints(canon) if isinstance(canon, str) else canon
-    if len(cps) == 0:
-        return np.empty(0, dtype=np.uint64)
-    if len(cps) < n:
-        cps = np.concatenate([cps, np.zeros(n - len(cps), dtype=np.uint32)])
-    return np.unique(window_hashes(cps, n))
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:

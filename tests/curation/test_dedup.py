@@ -69,7 +69,7 @@ def test_vectorised_canonical_matches_the_definition_on_random_mixtures():
 
     from curation.dedup.canonical import _slow_canonical, canonical_batch
 
-    alphabet = list("高血壓患者應該怎麼辦？，。 \n：ABCabc123ＡＢＣ１２３ⅡⅢⅳ⒙㎎㎡ßﬁ①😀𠀀𝑥𝑇ΣςΩ") + [
+    alphabet = list("高血壓患者應該怎麼辦？，。 \n：ABCabc123ＡＢＣ１２３ⅡⅢⅳ⒙㎎㎡ßﬁ①😀𠀀𝑥𝑇ΣςΩ於于對") + [
         "e\u0301", "\u0301", "한", "\u1100", "\u1161", "\uf900", "\ufa0a", "ㄱ"]
     rng = random.Random(0)
     for _ in range(2000):
