@@ -165,6 +165,7 @@ def run_staged(docs, workers: int = 1):
     from datatrove.pipeline.readers import ParquetReader
 
     from curation.dedup import ApplyDuplicateDecisions, NearDupClusters, NearDupSignatures, read_decisions
+    from curation.build import _quiet_datatrove
     from curation.process import pipeline_gc, reuse_freed_memory
     from curation.rows import DOC_SCHEMA, RankParquetWriter, kept_adapter
 
@@ -178,7 +179,8 @@ def run_staged(docs, workers: int = 1):
         pq.write_table(pa.table({"id": [d[0] for d in part], "text": [d[1] for d in part]}), root / "in" / f"{s:02d}.parquet")
     reader = ParquetReader(str(root / "in"))
     reader.add_file_path = False  # not a constructor argument of ParquetReader in this datatrove
-    reuse_freed_memory()  # as cumed build runs its stages
+    _quiet_datatrove()  # as cumed build runs its stages: task logs to files, errors to stderr
+    reuse_freed_memory()
     with pipeline_gc():
         t0 = time.perf_counter()
         LocalPipelineExecutor(

@@ -217,3 +217,19 @@ def test_staged_datatrove_path_gives_the_same_decisions(planted, tmp_path):
     row = removed.iloc[0]
     meta = row["metadata"]
     assert meta["removed_by"] == "dedup" and meta["duplicate_of"] and meta["reason"].split(":")[0] in ("exact_duplicate", "near_duplicate")
+
+
+def test_stage_two_refuses_signatures_of_another_format(tmp_path):
+    """A signature folder from an older cumed (no canonical texts) is an error that says what to do."""
+    import json
+
+    sigs = tmp_path / "sigs"
+    LocalPipelineExecutor(
+        pipeline=[lambda data, rank=0, world_size=1: (Document(text=ANSWER + str(k), id=f"d{k}") for k in range(5)),
+                  NearDupSignatures(str(sigs))],
+        tasks=1, logging_dir=str(tmp_path / "logs1")).run()
+    cfg = json.loads((sigs / "config.json").read_text())
+    assert cfg.pop("format") == 2
+    (sigs / "config.json").write_text(json.dumps(cfg))  # what the previous format wrote
+    with pytest.raises(ValueError, match="another cumed version.*run NearDupSignatures"):
+        list(NearDupClusters(str(sigs), str(tmp_path / "dec")).run())
