@@ -2,8 +2,10 @@
 
 ``train_classifier(examples, tokenizer="jieba"|"char", seed=0, **fasttext_params)`` returns a
 ``QualityModel`` whose ``score(texts)`` is P(keep) per text. Training is deterministic: one
-thread (``thread=1``), a fixed ``seed`` for fastText, and the training file written in a
-seed-determined order; same examples + same seed -> same model bytes -> same scores.
+thread (``thread=1``), a fixed ``seed`` for fastText, the training file written in a
+seed-determined order, and fastText run in a fresh interpreter (in a process that has trained
+before it gives other models); same examples + same seed -> same model bytes -> same scores,
+however often a process trains.
 
 ``evaluate`` computes precision / recall / F1 (positive class = keep, at the model threshold),
 ROC-AUC (Mann-Whitney, ties averaged), average precision, accuracy and the majority-class
@@ -14,7 +16,10 @@ reaches a target precision (so recall is as high as that precision allows);
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
@@ -114,14 +119,36 @@ class QualityModel:
         return cls(fasttext.load_model(str(path)), tokenizer, params, threshold)
 
 
+_TRAIN = (
+    "import json, sys, fasttext\n"
+    "fasttext.train_supervised(input=sys.argv[1], **json.loads(sys.argv[2])).save_model(sys.argv[3])\n"
+)
+
+
+def _train_in_fresh_process(train_file: Path, args: dict, model_file: Path):
+    """fastText training in a new interpreter, then the saved model loaded here.
+
+    The same file and seed with ``thread=1`` gave the same model in a fresh process every time,
+    but a different one on every later training in the same process (and "Encountered NaN" once
+    the process had freed memory full of random floats): this fastText build depends on the
+    state of the process. A fresh interpreter costs ~0.3 s; saving and loading is exact.
+    """
+    import fasttext
+
+    r = subprocess.run([sys.executable, "-c", _TRAIN, str(train_file), json.dumps(args), str(model_file)],
+                       capture_output=True, text=True)
+    if r.returncode:
+        lines = (r.stderr or "").strip().splitlines()
+        raise RuntimeError(lines[-1] if lines else f"fastText training failed (exit {r.returncode})")
+    return fasttext.load_model(str(model_file))
+
+
 def train_classifier(examples, tokenizer: str = "jieba", seed: int = 0, **params) -> QualityModel:
     """Train on ``examples``: ``(text, label)`` pairs or objects with ``.text``/``.label``.
 
     ``params`` override ``DEFAULT_PARAMS`` (any ``fasttext.train_supervised`` keyword);
     ``thread`` is forced to 1 for determinism unless given explicitly.
     """
-    import fasttext
-
     if tokenizer not in TOKENIZERS:
         raise ValueError(f"unknown tokenizer {tokenizer!r}; use one of {', '.join(TOKENIZERS)}")
     texts, labels = _pairs(examples)
@@ -137,11 +164,11 @@ def train_classifier(examples, tokenizer: str = "jieba", seed: int = 0, **params
                 line = tokenize(texts[i], tokenizer)
                 f.write(f"{LABEL_KEEP if labels[i] else LABEL_DISCARD} {line}\n")
         t1 = time.perf_counter()
-        # fastText's SGD occasionally diverges at lr 0.5 ("Encountered NaN"); halving the rate is
-        # the documented remedy. The rate actually used is recorded in the model's params.
+        # fastText's SGD can diverge ("Encountered NaN"); halving the rate is the documented
+        # remedy. The rate actually used is recorded in the model's params.
         for attempt in range(4):
             try:
-                ft = fasttext.train_supervised(input=str(path), **args)
+                ft = _train_in_fresh_process(path, args, Path(tmp) / "model.bin")
                 break
             except RuntimeError as e:
                 if "NaN" not in str(e) or attempt == 3:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,51 +30,22 @@ from curation.atomic import write_json as _write_json
 from curation.errors import CumedError
 from curation.store import Store, parse_ref
 
+from ..batches import BatchState
 from .config import label_config
 from .importers import RANKINGS_SCHEMA
 from .tasks import MAX_K, MIN_K, Candidate, make_task
 from .validate import Ranking, agreement, latest_per_annotator, parse_tasks
 
-BATCH_RE = re.compile(r"^(?P<dataset>[a-z0-9][a-z0-9._-]*)\.k(?P<n>[0-9]{3,})$")
 PREFERRED = ("doctor", "reference")
 DEFAULT_RANKINGS = "cumed-rm-rankings"
 
 
-class RankState:
-    def __init__(self, store: Store, dataset: str):
-        self.store, self.dataset = store, dataset
-        self.root = store.root / "_ranking" / dataset
-        self.root.mkdir(parents=True, exist_ok=True)
-
-    @classmethod
-    def for_batch(cls, store: Store, batch_id: str) -> "RankState":
-        m = BATCH_RE.match(batch_id or "")
-        if not m:
-            raise CumedError(f"bad ranking batch id {batch_id!r}; they look like disc-rankings.k001 (printed by rank push)")
-        state = cls(store, m.group("dataset"))
-        if not (state.root / batch_id / "batch.json").is_file():
-            raise CumedError(f"no ranking batch {batch_id} in {state.root}; batches: {', '.join(state.batches()) or 'none'}")
-        return state
-
-    def batches(self) -> list[str]:
-        return sorted(p.name for p in self.root.iterdir() if (p / "batch.json").is_file())
-
-    def ledger(self) -> dict[str, str]:
-        p = self.root / "ledger.json"
-        return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
-
-    def batch(self, batch_id: str) -> dict:
-        return json.loads((self.root / batch_id / "batch.json").read_text(encoding="utf-8"))
+class RankState(BatchState):
+    folder, letter, what, push_command = "_ranking", "k", "ranking", "rank push"
+    results_file, result_type = "rankings.jsonl", Ranking
 
     def rankings(self, batch_id: str) -> list[Ranking]:
-        p = self.root / batch_id / "rankings.jsonl"
-        if not p.is_file():
-            return []
-        return [Ranking(**json.loads(line)) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-    def new_batch_id(self) -> str:
-        nums = [int(BATCH_RE.match(b).group("n")) for b in self.batches() if BATCH_RE.match(b)]
-        return f"{self.dataset}.k{(max(nums) + 1 if nums else 1):03d}"
+        return self.results(batch_id)
 
 
 def read_model_answers(paths: dict[str, str | Path]) -> dict[str, dict[str, str]]:
@@ -148,12 +118,12 @@ def push(store: Store, ref: str, n: int, backend_factory, k: int = 4, seed: int 
     info = {"batch": batch_id, "dataset": name, "ref": resolved, "k": k, "seed": seed, "ties": ties,
             "ratings": ratings, "n": len(chosen), "prompts": local, "state": "created",
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    _write_json(state.root / batch_id / "batch.json", info)
+    state.save_batch(info)
     _write_json(state.root / "ledger.json", {**ledger, **{p: batch_id for p in chosen}})
     backend = backend_factory(state.root / batch_id)
     result = backend.push(batch_id, name, tasks, label_config(k, ties=ties, ratings=ratings))
     info.update(state="pushed", backend=backend.name, push=result)
-    _write_json(state.root / batch_id / "batch.json", info)
+    state.save_batch(info)
     return {"batch": batch_id, "ref": resolved, "backend": backend.name, "tasks": len(tasks), "k": k, **result}
 
 

@@ -18,7 +18,6 @@ tasks it already has, so nothing is duplicated.
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime, timezone
 
 import pandas as pd
@@ -27,53 +26,19 @@ from curation.atomic import write_json as _write_json
 from curation.errors import CumedError
 from curation.store import Store, parse_ref
 
+from ..batches import BatchState
 from .backend import ReviewBackend
 from .config import LABEL_CONFIG, meta_line
 from .decisions import Decision, Problem, parse_tasks
 from .sampling import sample
 
-BATCH_RE = re.compile(r"^(?P<dataset>[a-z0-9][a-z0-9._-]*)\.r(?P<n>[0-9]{3,})$")
 
-
-class ReviewState:
-    def __init__(self, store: Store, dataset: str):
-        self.store, self.dataset = store, dataset
-        self.root = store.root / "_review" / dataset
-        self.root.mkdir(parents=True, exist_ok=True)
-
-    @classmethod
-    def for_batch(cls, store: Store, batch_id: str) -> "ReviewState":
-        m = BATCH_RE.match(batch_id or "")
-        if not m:
-            raise CumedError(f"bad batch id {batch_id!r}; batch ids look like cumed-pretrain.r001 (printed by review push)")
-        state = cls(store, m.group("dataset"))
-        if not (state.root / batch_id / "batch.json").is_file():
-            known = ", ".join(state.batches()) or "none"
-            raise CumedError(f"no review batch {batch_id} in {state.root}; batches: {known}")
-        return state
-
-    def batches(self) -> list[str]:
-        return sorted(p.name for p in self.root.iterdir() if (p / "batch.json").is_file())
-
-    def ledger(self) -> dict[str, str]:
-        p = self.root / "ledger.json"
-        return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
-
-    def batch(self, batch_id: str) -> dict:
-        return json.loads((self.root / batch_id / "batch.json").read_text(encoding="utf-8"))
-
-    def save_batch(self, info: dict) -> None:
-        _write_json(self.root / info["batch"] / "batch.json", info)
+class ReviewState(BatchState):
+    folder, letter, what, push_command = "_review", "r", "review", "review push"
+    results_file, result_type = "annotations.jsonl", Decision
 
     def decisions(self, batch_id: str) -> list[Decision]:
-        p = self.root / batch_id / "annotations.jsonl"
-        if not p.is_file():
-            return []
-        return [Decision(**json.loads(line)) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-    def new_batch_id(self) -> str:
-        nums = [int(BATCH_RE.match(b).group("n")) for b in self.batches() if BATCH_RE.match(b)]
-        return f"{self.dataset}.r{(max(nums) + 1 if nums else 1):03d}"
+        return self.results(batch_id)
 
 
 def _candidates(store: Store, ref: str) -> tuple[str, pd.DataFrame]:
