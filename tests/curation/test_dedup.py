@@ -233,3 +233,34 @@ def test_stage_two_refuses_signatures_of_another_format(tmp_path):
     (sigs / "config.json").write_text(json.dumps(cfg))  # what the previous format wrote
     with pytest.raises(ValueError, match="another cumed version.*run NearDupSignatures"):
         list(NearDupClusters(str(sigs), str(tmp_path / "dec")).run())
+
+
+def test_staged_path_reads_back_texts_with_astral_characters(tmp_path):
+    """Stage 1 stores canonical texts as UTF-16 (astral characters take two units); stage 2 must
+    read every document back exactly, whatever sits before it in the shard."""
+    import numpy as np
+
+    from curation.dedup.canonical import canonical_batch
+    from curation.dedup.near import _codepoints, _utf16
+
+    texts = ["𠀀𠀁" + ANSWER, ANSWER.replace("尿频", "尿𠀂频"), "短", "", "𝑥" * 7 + ANSWER[:40]]
+    cps, lens = canonical_batch(texts)
+    units, unit_lens = _utf16(cps, lens)
+    ends = np.cumsum(unit_lens)
+    back = [_codepoints(units[(ends[i - 1] if i else 0):ends[i]]) for i in range(len(texts))]
+    offs = np.concatenate([[0], np.cumsum(lens)])
+    assert all(np.array_equal(b, cps[offs[i]:offs[i + 1]]) for i, b in enumerate(back))
+
+    docs = [(f"d{k}", t) for k, t in enumerate(texts + [texts[0] + "。", texts[1] + "谢谢"])]
+    sigs, dec = tmp_path / "sigs", tmp_path / "dec"
+    LocalPipelineExecutor(
+        pipeline=[lambda data, rank=0, world_size=1: (Document(text=t, id=i) for i, t in docs),
+                  NearDupSignatures(str(sigs), batch_size=3)],
+        tasks=1, logging_dir=str(tmp_path / "logs1")).run()
+    list(NearDupClusters(str(sigs), str(dec)).run())
+    staged = sorted(read_decisions(str(dec)))
+    assert staged == sorted(find_duplicates(docs))
+    # d0, d1, d5 (= d0 plus punctuation) and d6 (= d1 plus two characters) are all ANSWER with a
+    # few astral characters: one cluster, the longest (d6) stays
+    assert {(d.id, d.duplicate_of, d.kind) for d in staged} == {("d0", "d6", "near"), ("d1", "d6", "near"),
+                                                                ("d5", "d6", "near")}
