@@ -15,7 +15,7 @@ from curation.store import Store
 
 from .data import cached_table, load_version, split_table
 from .packing import IGNORE, collate_packed, pack_documents
-from .run import Run, build_model, cap_steps, dataset_record, fit, init_distributed, load_config
+from .run import build_model, fit, init_distributed, open_run
 from .tokenizer import resolve_tokenizer, tokenizer_hash
 
 
@@ -64,12 +64,7 @@ def train_pretrain(store: Store | str, ref: str, config: str | Path | None = Non
     # 1. config and run folder (init_distributed joins a torchrun group; no-op otherwise)
     init_distributed()
     dv = load_version(store, ref, "pretrain")
-    if resume:
-        run = Run.resume(resume)
-        cfg = run.config
-    else:
-        cfg = cap_steps(load_config("pretrain", config, **overrides), max_steps)
-        run = Run.start("pretrain", cfg, {"train": dataset_record(dv)}, runs_dir or cfg["runs_dir"])
+    run, cfg = open_run("pretrain", dv, config, max_steps, runs_dir, resume, **overrides)
 
     # 2. tokenizer: named, this run's own (resume), the model's, or trained on the documents
     tok = resolve_tokenizer(cfg, dv, run)

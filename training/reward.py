@@ -23,7 +23,7 @@ from curation.errors import CumedError
 from curation.store import Store
 
 from .data import cached_table, load_version, split_table
-from .run import Run, build_model, cap_steps, dataset_record, fit, init_distributed, load_config
+from .run import build_model, fit, init_distributed, open_run
 from .tokenizer import resolve_tokenizer, tokenizer_hash
 
 
@@ -118,12 +118,7 @@ def train_rm(store: Store | str, ref: str, config: str | Path | None = None, max
     # 1. config, dataset and run folder (init_distributed joins a torchrun group; no-op otherwise)
     init_distributed()
     dv = load_version(store, ref, "rm")
-    if resume:
-        run = Run.resume(resume)
-        cfg = run.config
-    else:
-        cfg = cap_steps(load_config("rm", config, **overrides), max_steps)
-        run = Run.start("rm", cfg, {"train": dataset_record(dv)}, runs_dir or cfg["runs_dir"])
+    run, cfg = open_run("rm", dv, config, max_steps, runs_dir, resume, **overrides)
 
     # 2. tokenizer: named, this run's own (resume), the model's (the SFT checkpoint), or trained here
     tok = resolve_tokenizer(cfg, dv, run)

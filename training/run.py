@@ -113,6 +113,19 @@ def init_distributed() -> tuple[int, int]:
 # --------------------------------------------------------------------------- the run folder
 
 
+def open_run(stage: str, dv, config=None, max_steps: int | None = None, runs_dir=None, resume=None,
+             extra_datasets: dict | None = None, **overrides) -> tuple["Run", dict]:
+    """The run to train in, and its config: ``resume`` continues a run folder with the config it
+    saved; otherwise the stage's preset with ``config``/``overrides`` (steps capped at
+    ``max_steps``) starts a new run that records ``dv`` (and ``extra_datasets``) as its data."""
+    if resume:
+        run = Run.resume(resume)
+        return run, run.config
+    cfg = cap_steps(load_config(stage, config, **overrides), max_steps)
+    run = Run.start(stage, cfg, {"train": dataset_record(dv), **(extra_datasets or {})}, runs_dir or cfg["runs_dir"])
+    return run, cfg
+
+
 class Run:
     def __init__(self, path: str | Path):
         self.path = Path(path)

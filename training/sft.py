@@ -27,7 +27,7 @@ from curation.store import Store
 from .data import cached_table, load_version, split_table
 from .packing import IGNORE, pack_sequences, pad_batch
 from .pretrain import count_items, lm_loss, micro_batches
-from .run import Run, build_model, cap_steps, dataset_record, fit, init_distributed, load_config
+from .run import build_model, fit, init_distributed, open_run
 from .tokenizer import resolve_tokenizer, tokenizer_hash
 
 GENERATION_RE = re.compile(r"\{%-?\s*generation\s*-?%\}")
@@ -110,13 +110,7 @@ def train_sft(store: Store | str, ref: str, config: str | Path | None = None, ma
     # 1. config, dataset and run folder (init_distributed joins a torchrun group; no-op otherwise)
     init_distributed()
     dv = load_version(store, ref, "sft")
-    if resume:
-        run = Run.resume(resume)
-        cfg = run.config
-    else:
-        cfg = cap_steps(load_config(stage, config, **overrides), max_steps)
-        run = Run.start(stage, cfg, {"train": dataset_record(dv), **(extra_datasets or {})},
-                        runs_dir or cfg["runs_dir"])
+    run, cfg = open_run(stage, dv, config, max_steps, runs_dir, resume, extra_datasets, **overrides)
 
     # 2. tokenizer: named, this run's own (resume), the model's, or trained on the dialogues
     tok = resolve_tokenizer(cfg, dv, run)
