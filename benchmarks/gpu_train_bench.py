@@ -23,7 +23,8 @@ template, repeated to fill the steps. Layouts, same model, same optimizer (AdamW
   packed   training.packing.pack_sequences rows of --block tokens, position_ids reset per dialogue,
            attention_mask=None (transformers derives the per-dialogue mask from the position ids)
 
-One JSON line per config: real tokens/s (non-padding tokens processed per second), positions/s,
+``--param-dtype bf16`` keeps the weights in bf16 (no autocast) for the upper bound. One JSON
+line per config: real tokens/s (non-padding tokens processed per second), positions/s,
 MFU = 6 * n_params * real tokens/s / peak bf16 FLOP/s (attention FLOPs ignored; --peak-tflops,
 default 989 = H100/H200 SXM dense bf16), peak memory. Target (issue 8): >= 40 % MFU packed;
 anchor on one H100: plain transformers + sdpa, packed 8,192-token rows, 24.6 %; padded, 2.9 %.
@@ -87,7 +88,8 @@ def run(a) -> None:
         cfg = LlamaConfig(vocab_size=vocab, hidden_size=a.hidden, num_hidden_layers=a.layers,
                           num_attention_heads=a.heads, num_key_value_heads=a.kv_heads, intermediate_size=a.intermediate,
                           max_position_embeddings=a.block, pad_token_id=pad_id, attn_implementation=attn)
-        return LlamaForCausalLM(cfg).to(a.device)
+        model = LlamaForCausalLM(cfg).to(a.device)
+        return model.to(torch.bfloat16) if a.param_dtype == "bf16" else model
 
     rows = pack_sequences(samples, a.block, pad_id)
     layouts = {"packed": [collate_packed(rows[i:i + a.micro]) for i in range(0, len(rows), a.micro)]}
@@ -111,7 +113,7 @@ def run(a) -> None:
                     torch.cuda.synchronize()
                 t0, real, positions = time.perf_counter(), 0, 0
             b = {k: v.to(a.device, non_blocking=True) for k, v in batches[i % len(batches)].items() if torch.is_tensor(v)}
-            with torch.autocast(a.device, dtype=torch.bfloat16, enabled=cuda):
+            with torch.autocast(a.device, dtype=torch.bfloat16, enabled=cuda and a.param_dtype == "fp32"):
                 loss, _ = lm_loss(step_model, b)
                 n = (b["labels"][:, 1:] != IGNORE).sum().clamp(min=1)
             (loss / n).backward()
@@ -123,7 +125,8 @@ def run(a) -> None:
             torch.cuda.synchronize()
         dt = time.perf_counter() - t0
         tps = real / dt
-        res = {"layout": layout, "attn": attn, "compile": a.compile, "device": a.device, "params": n_params,
+        res = {"layout": layout, "attn": attn, "compile": a.compile, "param_dtype": a.param_dtype, "device": a.device,
+               "params": n_params,
                "block": a.block, "rows_per_step": a.micro if layout == "packed" else per, "steps": a.steps,
                "real_tokens_per_s": round(tps), "positions_per_s": round(positions / dt),
                "real_fraction": round(real / positions, 4), "final_loss": round((loss / n).item(), 4),
@@ -160,6 +163,8 @@ def main() -> None:
     pr.add_argument("--configs", default="padded:sdpa,packed:sdpa", help="layout:attn_implementation, comma separated")
     pr.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     pr.add_argument("--compile", action="store_true", help="torch.compile the model")
+    pr.add_argument("--param-dtype", default="fp32", choices=["fp32", "bf16"],
+                    help="fp32 weights under bf16 autocast (default, what the recipes do on GPU) or bf16 weights")
     pr.add_argument("--steps", type=int, default=20)
     pr.add_argument("--warmup", type=int, default=3)
     pr.add_argument("--block", type=int, default=4096)
