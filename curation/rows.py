@@ -14,9 +14,9 @@ import pyarrow as pa
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.writers import ParquetWriter
 from datatrove.utils.batching import batched
-from datatrove.utils.stats import MetricStats
 from datatrove.utils.typeshelper import StatHints
 
+from .metrics import batch_metric, count_metric
 from .schemas import schema_for
 
 COLUMNS = ("source", "category", "department")
@@ -92,17 +92,6 @@ def rows_table(docs: list[Document], removed: bool = False) -> pa.Table:
     return pa.table(cols, schema=REMOVED_SCHEMA if removed else DOC_SCHEMA)
 
 
-def batch_metric(values: np.ndarray, unit: str = "doc") -> MetricStats:
-    """One datatrove MetricStats for many values at once (same total, mean, variance, min and
-    max as calling ``update`` per value; integer values keep integer totals)."""
-    values = np.asarray(values)
-    if not len(values):
-        return MetricStats(unit=unit)
-    mean = float(values.mean())
-    return MetricStats(total=values.sum().item(), n=len(values), mean=mean, min=values.min().item(),
-                       max=values.max().item(), _running_variance=float(((values - mean) ** 2).sum()), unit=unit)
-
-
 class RankParquetWriter(ParquetWriter):
     """datatrove's ParquetWriter for file names that depend on the rank only (the default
     ``${rank}.parquet``), writing a batch of documents at a time.
@@ -149,10 +138,9 @@ class RankParquetWriter(ParquetWriter):
                 write_page_index=self.write_page_index)
         self._writers[name].write_table(table, row_group_size=self.batch_size)
         lengths = np.fromiter((len(d.text) for d in docs), dtype=np.int64, count=len(docs))
-        ones = np.ones(len(docs), dtype=np.int64)
-        for label, values in ((self._get_output_filename(docs[0], "XXXXX"), ones), (StatHints.total, ones),
-                              ("doc_len", lengths)):
-            self.stats[label] = self.stats[label] + batch_metric(values)
+        for label, metric in ((self._get_output_filename(docs[0], "XXXXX"), count_metric(len(docs))),
+                              (StatHints.total, count_metric(len(docs))), ("doc_len", batch_metric(lengths))):
+            self.stats[label] = self.stats[label] + metric
         tokens = [d.metadata["token_count"] for d in docs if d.metadata.get("token_count")]
         if tokens:
             self.stats["doc_len_tokens"] = self.stats["doc_len_tokens"] + batch_metric(np.array(tokens))

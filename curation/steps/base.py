@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import contextlib
 from abc import abstractmethod
+from collections import Counter
 
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.filters.base_filter import BaseFilter, get_filter_result
 from datatrove.utils.batching import batched
 from datatrove.utils.typeshelper import StatHints
+
+from curation.metrics import add_counts
+
+CHUNK = 256  # documents per timing/counter update of a step that works one document at a time
 
 
 def mark_removed(doc: Document, step: str, reason: str, **extra) -> Document:
@@ -44,21 +49,27 @@ class CumedFilter(BaseFilter):
         raise NotImplementedError
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        # Documents go through in chunks (``batch_size`` when a filter batches, else CHUNK) so
+        # that timing and counters are updated once per chunk, not per document.
+        chunk = self.batch_size if self.batch_size > 1 else CHUNK
         with self.exclusion_writer if self.exclusion_writer else contextlib.nullcontext() as writer:
-            for batch in batched(data, self.batch_size):
-                with self.track_time("batch" if self.batch_size > 1 else None):
-                    results = self.filter_batch(batch)
-                for doc, res in zip(batch, results):
-                    self.stat_update(StatHints.total)
-                    keep, reason = get_filter_result(res)
+            for batch in batched(data, chunk):
+                with self.track_time("batch"):
+                    results = [get_filter_result(r) for r in self.filter_batch(batch)]
+                counts = Counter({StatHints.total: len(batch)})
+                for doc, (keep, reason) in zip(batch, results):
                     if keep:
-                        self.stat_update(StatHints.forwarded)
-                        yield doc
+                        counts[StatHints.forwarded] += 1
                         continue
                     reason = reason or self.name
-                    self.stat_update(StatHints.dropped, f"dropped_{reason.split(':')[0]}")
+                    counts[StatHints.dropped] += 1
+                    counts[f"dropped_{reason.split(':')[0]}"] += 1
                     mark_removed(doc, self.name, reason)
-                    if writer is not None:
+                add_counts(self, counts)
+                for doc, (keep, _) in zip(batch, results):
+                    if keep:
+                        yield doc
+                    elif writer is not None:
                         writer.write(doc, rank)
 
 
@@ -77,14 +88,16 @@ class CumedTransform(PipelineStep):
         raise NotImplementedError
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        for doc in data:
-            self.stat_update(StatHints.total)
-            with self.track_time():
-                new = self.transform(doc.text)
-            if new != doc.text:
-                self.stat_update("changed")
-                doc.text = new
-            yield doc
+        for batch in batched(data, CHUNK):
+            changed = 0
+            with self.track_time("batch"):
+                for doc in batch:
+                    new = self.transform(doc.text)
+                    if new != doc.text:
+                        changed += 1
+                        doc.text = new
+            add_counts(self, {StatHints.total: len(batch), "changed": changed})
+            yield from batch
 
 
 class DropReadErrors(CumedFilter):

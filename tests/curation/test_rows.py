@@ -11,7 +11,8 @@ from datatrove.data import Document
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.writers import ParquetWriter
 
-from curation.rows import DOC_SCHEMA, REMOVED_SCHEMA, RankParquetWriter, batch_metric, kept_adapter, removed_adapter
+from curation.metrics import batch_metric, count_metric
+from curation.rows import DOC_SCHEMA, REMOVED_SCHEMA, RankParquetWriter, kept_adapter, removed_adapter
 
 
 def _docs(n: int):
@@ -69,3 +70,7 @@ def test_batch_metric_equals_per_value_updates():
     assert (both.total, both.n, both.min, both.max) == (one.total, one.n, one.min, one.max)
     assert isinstance(both.total, int)
     assert math.isclose(both.mean, one.mean) and math.isclose(both.variance, one.variance)
+    ones = MetricStats()
+    for _ in range(5):
+        ones.update(1)
+    assert count_metric(5).to_dict() == ones.to_dict() == 5

@@ -15,7 +15,7 @@ import re
 import numpy as np
 from datatrove.data import Document
 
-from curation.steps.base import CumedFilter
+from curation.steps.base import CHUNK, CumedFilter
 
 # CJK Unified Ideographs + Extension A + Compatibility Ideographs (+ Ext. B-F in the SIP plane).
 CJK_CLASS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef"
@@ -143,7 +143,7 @@ class Features:
 
 
 _CACHE: dict[int, Features] = {}
-_CACHE_SIZE = 64
+_CACHE_SIZE = 2 * CHUNK  # steps pass documents on a chunk at a time: the next filter must still find them
 
 
 def features(text: str) -> Features:

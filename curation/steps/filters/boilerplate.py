@@ -49,6 +49,8 @@ _ANCHORS = None
 
 
 def _anchor_tables():
+    """(per-code-point flags: 1 = first character of an anchor pair, 2 = an anchor character;
+    pair table: row = which first character, column = the BMP second character)."""
     global _ANCHORS
     if _ANCHORS is None:
         t = np.zeros(0x110000, dtype=np.uint8)
@@ -56,8 +58,13 @@ def _anchor_tables():
             t[ord(a)] |= 1
         for c in _ANCHOR_CHARS:
             t[ord(c)] |= 2
-        keys = np.array(sorted((ord(a) << 21) | ord(b) for a, b in _ANCHOR_PAIRS), dtype=np.uint64)
-        _ANCHORS = (t, keys)
+        firsts = sorted({a for a, _ in _ANCHOR_PAIRS})
+        row = np.zeros(0x110000, dtype=np.uint8)
+        row[[ord(a) for a in firsts]] = np.arange(len(firsts), dtype=np.uint8)
+        pairs = np.zeros((len(firsts), 0x10000), dtype=bool)
+        for a, b in _ANCHOR_PAIRS:
+            pairs[row[ord(a)], ord(b)] = True
+        _ANCHORS = (t, row, pairs)
     return _ANCHORS
 
 
@@ -66,7 +73,7 @@ def may_match(text: str) -> bool:
     cp = features(text).cp
     if cp is None:
         return True
-    t, keys = _ANCHORS or _anchor_tables()
+    t, row, pairs = _ANCHORS or _anchor_tables()
     m = t[cp]
     if not m.any():
         return False
@@ -75,9 +82,8 @@ def may_match(text: str) -> bool:
     pos = np.flatnonzero(m[:-1])
     if not len(pos):
         return False
-    k = (cp[pos].astype(np.uint64) << np.uint64(21)) | cp[pos + 1]
-    i = np.minimum(np.searchsorted(keys, k), len(keys) - 1)
-    return bool((keys[i] == k).any())
+    # a two-character table lookup per candidate position (astral second characters: no pair)
+    return bool(pairs[row[cp[pos]], np.minimum(cp[pos + 1], 0xFFFF)].any())
 
 
 def boilerplate_lines(text: str, max_line_chars: int) -> tuple[int, int, int, int]:
