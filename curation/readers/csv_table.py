@@ -106,8 +106,9 @@ class CsvReader(CumedReader):
                 first_line, last_line = last_line + 1, reader.line_num
                 if not fields:  # a blank line is not a record
                     continue
-                with self.track_time():
-                    yield self._row_document(fields, header, named, filepath, relpath, index, first_line, last_line, bad)
+                with self.track_time():  # the document, not what downstream steps do with it
+                    doc = self._row_document(fields, header, named, filepath, relpath, index, first_line, last_line, bad)
+                yield doc
                 index += 1
 
     def _row_document(self, fields, header, named, filepath, relpath, index, first, last, bad) -> Document:

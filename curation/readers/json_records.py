@@ -264,8 +264,9 @@ class JsonReader(CumedReader):
         with self.data_folder.open(filepath, "rt", encoding=self.encoding, newline="") as f:
             try:
                 for record, line in iter_json_array(f):
-                    with self.track_time():
-                        yield self.record_document(record, filepath, index, line)
+                    with self.track_time():  # the document, not what downstream steps do with it
+                        doc = self.record_document(record, filepath, index, line)
+                    yield doc
                     index += 1
             except ArrayBroken as e:
                 if index == 0 and e.message.startswith("not a JSON array"):

@@ -118,8 +118,9 @@ class KgTriplesReader(CumedReader):
                         filepath, index, line=lineno,
                     )
                 else:
-                    with self.track_time():
-                        yield self.subject_document(subject, relations, filepath, index, lineno)
+                    with self.track_time():  # the document, not what downstream steps do with it
+                        doc = self.subject_document(subject, relations, filepath, index, lineno)
+                    yield doc
                 index += 1
 
     # -- tsv triples ---------------------------------------------------------------------------
@@ -179,8 +180,9 @@ class KgTriplesReader(CumedReader):
                 yield self.error(msg, filepath, f"line{lineno}", line=lineno)
                 index += 1
             errors.clear()
-            with self.track_time():
-                yield self.subject_document(subject, relations, filepath, index, first_line)
+            with self.track_time():  # the document, not what downstream steps do with it
+                doc = self.subject_document(subject, relations, filepath, index, first_line)
+            yield doc
             index += 1
         for lineno, msg in errors:
             yield self.error(msg, filepath, f"line{lineno}", line=lineno)

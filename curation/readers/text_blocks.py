@@ -54,8 +54,9 @@ class TextBlocksReader(CumedReader):
                     block.append(item)
                     continue
                 if block:
-                    with self.track_time():
-                        yield self._block_document(block, filepath, index)
+                    with self.track_time():  # the document, not what downstream steps do with it
+                        doc = self._block_document(block, filepath, index)
+                    yield doc
                     index += 1
                     block = []
             if block:
