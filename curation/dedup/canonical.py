@@ -103,16 +103,7 @@ def _table(simplify: bool = False) -> np.ndarray:
     table = np.zeros(0x10000, dtype=np.uint32)
     for c, ch, out in zip(codes, chars, outs):
         out = out if len(out) == 1 and out.isalnum() else _NON_WORD.sub("", out)
-        if (
-            len(out) > 1
-            or unicodedata.category(ch).startswith("M")
-            or 0x1100 <= c <= 0x11FF
-            or 0x3130 <= c <= 0x318F
-            or 0xA960 <= c <= 0xA97F
-            or 0xD7B0 <= c <= 0xD7FF
-            or 0xFFA0 <= c <= 0xFFDC
-            or 0xF900 <= c <= 0xFAFF
-        ):
+        if len(out) > 1 or _context_dependent(ch) or 0xF900 <= c <= 0xFAFF:
             table[c] = SLOW
         elif out:
             table[c] = ord(out)
