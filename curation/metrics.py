@@ -29,8 +29,13 @@ def count_metric(n: int) -> MetricStats:
     return MetricStats(total=n, n=n, mean=1.0, min=1, max=1)
 
 
+def add_metric(step, label: str, metric: MetricStats) -> None:
+    """Merge ``metric`` into the step's ``label`` (MetricStats' parallel merge of mean and variance)."""
+    step.stats[label] = step.stats[label] + metric
+
+
 def add_counts(step, counts: Mapping[str, int]) -> None:
     """``stat_update(label)`` ``counts[label]`` times, for every label, as one update each."""
     for label, n in counts.items():
         if n:
-            step.stats[label] = step.stats[label] + count_metric(n)
+            add_metric(step, label, count_metric(n))

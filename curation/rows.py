@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pyarrow as pa
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.writers import ParquetWriter
 from datatrove.utils.batching import batched
 from datatrove.utils.typeshelper import StatHints
 
-from .metrics import batch_metric, count_metric
+from .metrics import add_counts, add_metric, batch_metric
 from .schemas import schema_for
 
 COLUMNS = ("source", "category", "department")
@@ -36,21 +35,24 @@ def _extras(meta: dict) -> str:
     return _JSON.encode(extras) if extras else "{}"
 
 
+# column -> value of a document; one definition for a row (adapters) and a batch (``rows_table``)
+_KEPT_FIELDS = (
+    ("id", lambda d: d.id),
+    ("text", lambda d: d.text),
+    ("source", lambda d: str(d.metadata.get("source", ""))),
+    ("category", lambda d: str(d.metadata.get("category", ""))),
+    ("department", lambda d: str(d.metadata.get("department", "") or "")),
+    ("n_chars", lambda d: len(d.text)),
+    ("metadata", lambda d: _extras(d.metadata)),
+)
+_REMOVED_FIELDS = _KEPT_FIELDS + (
+    ("removed_by", lambda d: str(d.metadata.get("removed_by", "unknown"))),
+    ("reason", lambda d: str(d.metadata.get("reason", "") or d.metadata.get("removed_by", "unknown"))),
+)
+
+
 def doc_to_row(doc: Document, removed: bool = False) -> dict:
-    meta = doc.metadata
-    row = {
-        "id": doc.id,
-        "text": doc.text,
-        "source": str(meta.get("source", "")),
-        "category": str(meta.get("category", "")),
-        "department": str(meta.get("department", "") or ""),
-        "n_chars": len(doc.text),
-        "metadata": _extras(meta),
-    }
-    if removed:
-        row["removed_by"] = str(meta.get("removed_by", "unknown"))
-        row["reason"] = str(meta.get("reason", "") or meta.get("removed_by", "unknown"))
-    return row
+    return {col: get(doc) for col, get in (_REMOVED_FIELDS if removed else _KEPT_FIELDS)}
 
 
 def kept_adapter(self, doc: Document) -> dict:  # datatrove binds adapters as methods
@@ -75,21 +77,8 @@ def empty_table(removed: bool = False) -> pa.Table:
 
 def rows_table(docs: list[Document], removed: bool = False) -> pa.Table:
     """``doc_to_row`` for a batch, column by column (what the Parquet writer needs anyway)."""
-    metas = [d.metadata for d in docs]
-    texts = [d.text for d in docs]
-    cols = {
-        "id": [d.id for d in docs],
-        "text": texts,
-        "source": [str(m.get("source", "")) for m in metas],
-        "category": [str(m.get("category", "")) for m in metas],
-        "department": [str(m.get("department", "") or "") for m in metas],
-        "n_chars": [len(t) for t in texts],
-        "metadata": [_extras(m) for m in metas],
-    }
-    if removed:
-        cols["removed_by"] = [str(m.get("removed_by", "unknown")) for m in metas]
-        cols["reason"] = [str(m.get("reason", "") or m.get("removed_by", "unknown")) for m in metas]
-    return pa.table(cols, schema=REMOVED_SCHEMA if removed else DOC_SCHEMA)
+    fields = _REMOVED_FIELDS if removed else _KEPT_FIELDS
+    return pa.table({col: [get(d) for d in docs] for col, get in fields}, schema=REMOVED_SCHEMA if removed else DOC_SCHEMA)
 
 
 class RankParquetWriter(ParquetWriter):
@@ -137,10 +126,9 @@ class RankParquetWriter(ParquetWriter):
                 compression=self.compression, use_content_defined_chunking=self.use_content_defined_chunking,
                 write_page_index=self.write_page_index)
         self._writers[name].write_table(table, row_group_size=self.batch_size)
-        lengths = np.fromiter((len(d.text) for d in docs), dtype=np.int64, count=len(docs))
-        for label, metric in ((self._get_output_filename(docs[0], "XXXXX"), count_metric(len(docs))),
-                              (StatHints.total, count_metric(len(docs))), ("doc_len", batch_metric(lengths))):
-            self.stats[label] = self.stats[label] + metric
+        # what datatrove's write records per document: the file counter, total, doc_len(_tokens)
+        add_counts(self, {self._get_output_filename(docs[0], "XXXXX"): len(docs), StatHints.total: len(docs)})
+        add_metric(self, "doc_len", batch_metric([len(d.text) for d in docs]))
         tokens = [d.metadata["token_count"] for d in docs if d.metadata.get("token_count")]
         if tokens:
-            self.stats["doc_len_tokens"] = self.stats["doc_len_tokens"] + batch_metric(np.array(tokens))
+            add_metric(self, "doc_len_tokens", batch_metric(tokens))
