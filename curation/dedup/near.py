@@ -220,10 +220,6 @@ class _SignatureStore:
             for mf in sorted(Path(folder).glob("*.meta.parquet")):
                 tag = mf.name.split(".")[0]
                 t = pq.read_table(mf)
-                if "canon_end" not in t.column_names or not (Path(folder) / f"{tag}.canon.u16").exists():
-                    raise FileNotFoundError(
-                        f"{mf}: signatures written by an older cumed (no canonical texts); delete {folder} "
-                        "and run NearDupSignatures (stage 1) again")
                 self.parts.append((Path(folder), tag, off, t.num_rows, is_ref))
                 metas.append((t, is_ref))
                 off += t.num_rows
