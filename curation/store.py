@@ -72,6 +72,20 @@ def open_store(root: str | os.PathLike | None = None, create: bool = True) -> "S
     return Store(root, create=create)
 
 
+def open_ref(ref: str, store: str | os.PathLike | None = None) -> tuple[Store, str]:
+    """The store a reference lives in, and the reference within it.
+
+    A full ``s3://BUCKET/PREFIX/NAME@N`` names its own store, so a trainer can paste the address
+    a teammate sent without also passing ``--store``; a plain ``NAME@N`` is looked up in ``store``.
+    """
+    if str(ref).startswith("s3://"):
+        from .remote_store import split_remote_ref
+
+        root, ref = split_remote_ref(ref)
+        return Store(root, create=False), ref
+    return Store(store, create=False), ref
+
+
 # --------------------------------------------------------------------------- references
 
 

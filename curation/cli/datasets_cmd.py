@@ -10,7 +10,7 @@ from rich.table import Table
 
 from ..errors import CumedError
 from ..exports import export as run_export
-from ..store import Store
+from ..store import Store, open_ref
 from .app import JsonOpt, StoreOpt, datasets_app, emit, out
 
 
@@ -36,7 +36,8 @@ def list_cmd(store: str = StoreOpt, as_json: bool = JsonOpt):
 @datasets_app.command("show")
 def show_cmd(ref: str, store: str = StoreOpt, as_json: bool = JsonOpt):
     """Manifest summary and per-source stats.  Example: cumed datasets show cumed-pretrain@1"""
-    dv = _open(store).get(ref)
+    st, ref = open_ref(ref, store)
+    dv = st.get(ref)
     m = dv.manifest
 
     def human():
@@ -67,7 +68,8 @@ def show_cmd(ref: str, store: str = StoreOpt, as_json: bool = JsonOpt):
 @datasets_app.command("verify")
 def verify_cmd(ref: str, store: str = StoreOpt, as_json: bool = JsonOpt):
     """Recompute every sha256 and row count.  Example: cumed datasets verify cumed-pretrain@latest"""
-    res = _open(store).verify(ref)
+    st, ref = open_ref(ref, store)
+    res = st.verify(ref)
     emit(res.to_dict(), as_json, lambda: out.print(
         f"{res.ref}: ok ({res.checked} files)" if res.ok else f"{res.ref}: FAILED: {res.file}: {res.problem}"))
     if not res.ok:
@@ -92,7 +94,7 @@ def export_cmd(
     as_json: bool = JsonOpt,
 ):
     """Export a version.  Example: cumed datasets export cumed-pretrain@1 --format jsonl --out exports/"""
-    st = _open(store)
+    st, ref = open_ref(ref, store)
     dv = st.get(ref)
     if getattr(dv, "fs", None) is not None:  # a remote version: exporters read local files, pull it first
         pulled = st.pull(ref, progress=not as_json)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..report import write_report
-from ..store import Store
+from ..store import open_ref
 from .app import JsonOpt, StoreOpt, app, emit, out
 
 
@@ -22,6 +22,7 @@ def report_cmd(
 
     Example: cumed report cumed-pretrain@latest --out reports/pretrain.html
     """
-    dv = Store(store, create=False).get(ref)
+    st, ref = open_ref(ref, store)
+    dv = st.get(ref)
     path = write_report(dv, out_path or Path("reports") / f"{dv.name}-v{dv.version}.html")
     emit({"ref": dv.ref, "report": str(path)}, as_json, lambda: out.print(f"report for {dv.ref}: {path}"))

@@ -11,14 +11,15 @@ from pathlib import Path
 import typer
 
 from ..errors import CumedError
-from ..store import Store
+from ..store import open_ref
 from .app import JsonOpt, StoreOpt, app, emit, out
 
 train_app = typer.Typer(help="Train on published versions: tokenizer, pretrain, sft, rm (reward model), rs "
                              "(rejection sampling).", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 
-DatasetOpt = typer.Option(..., "--dataset", help="Dataset reference NAME@N (or NAME for the latest).")
+DatasetOpt = typer.Option(..., "--dataset", help="Dataset reference NAME@N (or NAME for the latest), or a full "
+                                                  "s3://BUCKET/PREFIX/NAME@N read from that store.")
 ConfigOpt = typer.Option(None, "--config", help="YAML overriding the stage preset (training/configs/<stage>.yaml).")
 StepsOpt = typer.Option(None, "--max-steps", help="Stop after N optimizer steps.")
 TokOpt = typer.Option(None, "--tokenizer", help="Tokenizer folder (default: the model's, else one trained on the data).")
@@ -68,7 +69,8 @@ def tokenizer_cmd(dataset: str = DatasetOpt, vocab_size: int = typer.Option(8000
     _need_training()
     from training.tokenizer import train_tokenizer_from_version
 
-    res = train_tokenizer_from_version(Store(store, create=False).get(dataset), vocab_size, out_dir)
+    st, dataset = open_ref(dataset, store)
+    res = train_tokenizer_from_version(st.get(dataset), vocab_size, out_dir)
     emit(res, as_json, lambda: out.print(f"tokenizer of {res['vocab_size']} tokens trained on {res['dataset']} -> {res['tokenizer']}"))
 
 
@@ -83,7 +85,8 @@ def pretrain_cmd(dataset: str = DatasetOpt, config: Path = ConfigOpt, max_steps:
     _need_training()
     from training.pretrain import train_pretrain
 
-    _report(train_pretrain(Store(store, create=False), dataset, config, max_steps, runs_dir, resume, progress=not as_json,
+    st, dataset = open_ref(dataset, store)
+    _report(train_pretrain(st, dataset, config, max_steps, runs_dir, resume, progress=not as_json,
                            tokenizer=tokenizer, model=model), as_json)
 
 
@@ -98,7 +101,8 @@ def sft_cmd(dataset: str = DatasetOpt, config: Path = ConfigOpt, max_steps: int 
     _need_training()
     from training.sft import train_sft
 
-    _report(train_sft(Store(store, create=False), dataset, config, max_steps, runs_dir, resume, progress=not as_json,
+    st, dataset = open_ref(dataset, store)
+    _report(train_sft(st, dataset, config, max_steps, runs_dir, resume, progress=not as_json,
                       tokenizer=tokenizer, model=model), as_json)
 
 
@@ -113,7 +117,8 @@ def rm_cmd(dataset: str = DatasetOpt, config: Path = ConfigOpt, max_steps: int =
     _need_training()
     from training.reward import train_rm
 
-    _report(train_rm(Store(store, create=False), dataset, config, max_steps, runs_dir, resume, progress=not as_json,
+    st, dataset = open_ref(dataset, store)
+    _report(train_rm(st, dataset, config, max_steps, runs_dir, resume, progress=not as_json,
                      tokenizer=tokenizer, model=model), as_json)
 
 
@@ -129,5 +134,6 @@ def rs_cmd(dataset: str = DatasetOpt, policy: Path = typer.Option(..., "--policy
     _need_training()
     from training.rejection import train_rs
 
-    _report(train_rs(Store(store, create=False), dataset, policy, reward, config, max_steps, runs_dir,
+    st, dataset = open_ref(dataset, store)
+    _report(train_rs(st, dataset, policy, reward, config, max_steps, runs_dir,
                      progress=not as_json), as_json)

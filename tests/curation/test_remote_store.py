@@ -253,3 +253,27 @@ def test_hf_export_loads_with_splits(bucket, tmp_path):
     assert sorted(ds2) == ["test", "train", "validation"]
     assert ds2["train"].num_rows == 40 and ds2["test"].num_rows + ds2["validation"].num_rows == 20
     assert ds2["train"][0]["messages"][0]["role"] == "user"
+
+
+def test_full_s3_reference_is_read_from_its_own_store(bucket, tmp_path):
+    """A trainer pastes ``s3://BUCKET/PREFIX/NAME@N`` without --store: show, verify and train read that store."""
+    pytest.importorskip("torch")
+    from tests.training.conftest import conversations
+
+    root = f"s3://{bucket}/teamA"
+    dv = Store(root).publish("toy-sft", conversations(), kind="conversations")
+    env = _env(CUMED_STORE=str(tmp_path / "no-local-store"), CUMED_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
+    r = cli("datasets", "show", f"{root}/toy-sft@1", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["content_hash"] == dv.content_hash
+    assert cli("datasets", "verify", f"{root}/toy-sft", "--json", env=env).returncode == 0
+    r = cli("train", "sft", "--dataset", f"{root}/toy-sft@1", "--max-steps", "2", "--runs-dir", str(tmp_path / "runs"),
+            "--json", env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["steps"] == 2 and res["dataset"] == "toy-sft@1"
+    record = json.loads((Path(res["run"]) / "datasets.json").read_text())["train"]
+    assert record["content_hash"] == dv.content_hash and record["path"] == f"{root}/toy-sft/v1"
+    # a plain reference still goes to --store / CUMED_STORE, and says so when that store is missing
+    r = cli("train", "sft", "--dataset", "toy-sft@1", "--max-steps", "1", "--json", env=env, timeout=300)
+    assert r.returncode == 1 and "no-local-store" in r.stderr and "does not exist" in r.stderr
