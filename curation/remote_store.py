@@ -22,6 +22,14 @@ Object stores have no atomic rename, so publishing is:
 Claims are never deleted from committed versions: deleting one would let a late publisher
 claim a committed number and overwrite its files.
 
+Publishing rows identical to the latest version returns that version, as the local store does
+under its lock. Here the claim order stands in for the lock: each claim records the content
+hash, and a publisher whose claim sits right above an identical one still in flight waits for
+it to commit, then withdraws its own (uncommitted, still empty) claim and returns that version.
+A publisher in flight keeps a ``.alive`` heartbeat; one whose heartbeat stops for
+``CUMED_REMOTE_STALE_S`` seconds (or whose process is gone, on the same host) is presumed dead
+and the waiter publishes its own version.
+
 Credentials, endpoint and region come from the standard AWS environment (``AWS_ENDPOINT_URL``,
 ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``, ``AWS_REGION`` ...); they are
 never logged nor written into a manifest. Data files are read through fsspec/s3fs; control
@@ -68,6 +76,10 @@ S3_RE = re.compile(r"^s3://([^/]+)/?(.*)$")
 VERSION_KEY_RE = re.compile(r"^v([1-9][0-9]*)/(.*)$")
 DEFAULT_GRACE_S = 3600.0
 CHUNK = 8 << 20
+# A live publisher rewrites v<N>/.alive this often; a waiter presumes it dead after STALE_S
+# seconds without a change (its own clock, so skew between hosts does not matter).
+HEARTBEAT_S = 20.0
+STALE_S = 120.0
 
 # Fault-injection for the crash tests: SIGKILL the process after this many files.
 CRASH_AFTER_UPLOADS = "CUMED_REMOTE_CRASH_AFTER_UPLOADS"
@@ -314,7 +326,8 @@ class RemoteStore(Store):
                 return prev
         n = max(existing, default=0) + 1
         owner = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "id": uuid.uuid4().hex,
-                            "t": datetime.now(timezone.utc).isoformat(timespec="seconds")}).encode()
+                            "t": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                            "content_hash": src.get("content_hash")}).encode()
         while True:
             try:
                 self.client.put_object(Bucket=self.bucket, Key=self._key(name, f"v{n}", ".claim"), Body=owner,
@@ -327,7 +340,13 @@ class RemoteStore(Store):
                     continue
                 raise self._explain(e) from e
         manifest = {**src, "name": name, "version": n}
+        heartbeat = _Heartbeat(self, name, n)
         try:
+            twin = self._identical_in_flight(name, n, src.get("content_hash"))
+            if twin is not None:
+                heartbeat.stop()
+                self._withdraw_claim(name, n)
+                return twin
             self._upload_files(local, name, n, progress, workers)
             card = (Path(local.path) / "README.md")
             text = card.read_text(encoding="utf-8") if card.is_file() else ""
@@ -340,9 +359,60 @@ class RemoteStore(Store):
             self._call(self.client.put_object, Bucket=self.bucket, Key=self._key(name, f"v{n}", "manifest.json"),
                        Body=body, IfNoneMatch="*", ContentType="application/json")
         except BaseException:
+            heartbeat.stop()
             self._delete_prefix(self._key(name, f"v{n}") + "/", keep_manifest=True)
             raise
+        heartbeat.stop()
         return RemoteDatasetVersion(self._url(name, f"v{n}"), manifest, self.fs)
+
+    def _identical_in_flight(self, name: str, n: int, content_hash: str | None,
+                             poll_s: float = 0.5) -> RemoteDatasetVersion | None:
+        """The version just below claim ``n`` when it holds the same content, once committed.
+
+        Looks only at the nearest claim below: that is the version a serial publish would have
+        compared with. Returns None (publish ours) when it differs, or when its publisher
+        looks dead; waits while it is alive and still uploading.
+        """
+        stale_s = float(os.environ.get("CUMED_REMOTE_STALE_S", STALE_S))
+        last: tuple[int, object, float] | None = None  # (version, newest object time, first seen here)
+        while True:
+            objs = self._version_objects(name)
+            below = [m for m in objs if m < n]
+            if not below:
+                return None
+            m = max(below)
+            if "manifest.json" in objs[m]:
+                prev = self.get(f"{name}@{m}")
+                return prev if prev.content_hash == content_hash else None
+            claim = self._read_claim(name, m)
+            if claim is None:  # withdrawn or cleaned up between the listing and the read
+                continue
+            if claim.get("content_hash") != content_hash or _dead_on_this_host(claim):
+                return None
+            newest = max(o["LastModified"] for o in objs[m].values())
+            now = time.monotonic()
+            if last is None or last[:2] != (m, newest):
+                last = (m, newest, now)
+            elif now - last[2] > stale_s:
+                return None
+            time.sleep(poll_s)
+
+    def _read_claim(self, name: str, n: int) -> dict | None:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(name, f"v{n}", ".claim"))["Body"].read()
+        except Exception as e:  # noqa: BLE001
+            if str(getattr(e, "response", {}).get("Error", {}).get("Code", "")) in ("NoSuchKey", "404"):
+                return None
+            raise self._explain(e) from e
+        try:
+            return json.loads(body)
+        except ValueError:
+            return {}
+
+    def _withdraw_claim(self, name: str, n: int) -> None:
+        """Give back an uncommitted, empty claim: heartbeat first, so the number frees last."""
+        for obj in (".alive", ".claim"):
+            self._call(self.client.delete_object, Bucket=self.bucket, Key=self._key(name, f"v{n}", obj))
 
     def _upload_files(self, local: DatasetVersion, name: str, n: int, progress: bool, workers: int) -> None:
         from boto3.s3.transfer import TransferConfig
@@ -520,6 +590,44 @@ class RemoteStore(Store):
                 self._delete_prefix(self._key(name, f"v{n}") + "/", keep_manifest=True)
                 removed.append(f"{name}/v{n}")
         return removed
+
+
+class _Heartbeat:
+    """Rewrites ``v<N>/.alive`` every HEARTBEAT_S seconds while a publisher holds claim N."""
+
+    def __init__(self, store: RemoteStore, name: str, n: int):
+        self._put = lambda: store.client.put_object(Bucket=store.bucket, Key=store._key(name, f"v{n}", ".alive"),
+                                                    Body=b"")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True, name=f"heartbeat {name}@{n}")
+        self._thread.start()
+
+    def _beat(self) -> None:
+        interval = float(os.environ.get("CUMED_REMOTE_HEARTBEAT_S", HEARTBEAT_S))
+        while not self._stop.wait(interval):
+            try:
+                self._put()
+            except Exception:  # noqa: BLE001 - a missed beat only makes waiters give up sooner
+                pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _dead_on_this_host(claim: dict) -> bool:
+    """True when the claim's publisher ran on this machine and its process is gone."""
+    if claim.get("host") != socket.gethostname() or not isinstance(claim.get("pid"), int):
+        return False
+    if claim["pid"] == os.getpid():
+        return False
+    try:
+        os.kill(claim["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def split_remote_ref(ref: str) -> tuple[str | None, str]:

@@ -163,6 +163,56 @@ def test_concurrent_publishers_get_distinct_complete_versions(bucket):
         assert dv.content_hash == o["hash"] and st.verify(dv.ref).ok
 
 
+def _keys(bucket, prefix):
+    import boto3
+
+    return sorted(o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []))
+
+
+def test_concurrent_identical_publishers_share_one_version(bucket):
+    """As under the local lock: identical rows published at once give one version, not twins."""
+    root = f"s3://{bucket}/same"
+    start = time.time() + 4
+    procs = [_publisher(root, 3000, 7, start) for _ in range(3)]
+    outs = []
+    for p in procs:
+        o, e = p.communicate(timeout=120)
+        assert p.returncode == 0, e
+        outs.append(json.loads(o))
+    assert [o["version"] for o in outs] == [1, 1, 1]
+    assert Store(root).versions("corpus") == [1]
+    # the withdrawn claims leave nothing behind
+    assert {k.split("/")[2] for k in _keys(bucket, "same/")} == {"v1"}
+
+
+def test_identical_publish_after_a_dead_publisher_does_not_wait_for_it(bucket, tmp_path):
+    import boto3
+
+    root = f"s3://{bucket}/dead"
+    # the same host: the killed publisher's pid is gone, so the next one goes ahead at once
+    p = _publisher(root, 2000, 9, env=_env(CUMED_REMOTE_CRASH_AFTER_UPLOADS="1"))
+    p.communicate(timeout=60)
+    assert p.returncode == -9
+    p = _publisher(root, 2000, 9)  # would wait STALE_S (120 s) if it could not tell
+    o, e = p.communicate(timeout=60)
+    assert p.returncode == 0, e
+    assert json.loads(o)["version"] == 2 and Store(root).versions("corpus") == [2]
+    # another host's claim with the same content and no heartbeat: presumed dead after STALE_S
+    root2 = f"s3://{bucket}/other"
+    want = Store(tmp_path / "l").publish("corpus", docs_table(500, seed=4)).content_hash
+    boto3.client("s3").put_object(Bucket=bucket, Key="other/corpus/v1/.claim",
+                                  Body=json.dumps({"host": "elsewhere", "pid": 1, "content_hash": want}).encode())
+    os.environ["CUMED_REMOTE_STALE_S"] = "1.5"
+    try:
+        t0 = time.monotonic()
+        dv = Store(root2).publish("corpus", docs_table(500, seed=4))
+        waited = time.monotonic() - t0
+    finally:
+        del os.environ["CUMED_REMOTE_STALE_S"]
+    assert dv.version == 2 and dv.content_hash == want
+    assert waited >= 1.5  # it did wait for the other host before going ahead
+
+
 def test_killed_publisher_leaves_no_version_and_gc_cleans(bucket):
     import boto3
 
