@@ -33,7 +33,7 @@ def test_rank_round_trip_on_label_studio(backend_factory, dataset, tmp_path):
     assert all(MODELS.index(r["chosen_model"]) < MODELS.index(r["rejected_model"]) for r in prefs.to_pylist())
 
 
-def test_cli_rank_push_and_pull_on_labelstudio(ls_server, raw_root, tmp_path):
+def test_cli_rank_push_and_pull_on_labelstudio(ls_server, raw_root, tmp_path, dataset):
     """`cumed rank push/pull --backend labelstudio` reach the real server through the CLI."""
     import json as _json
     import subprocess
@@ -43,7 +43,9 @@ def test_cli_rank_push_and_pull_on_labelstudio(ls_server, raw_root, tmp_path):
     from curation.store import Store
 
     st = Store(tmp_path / "store")
-    rv, _ = import_medicalgpt(raw_root, st)
+    # a name of its own: the session server's data folder outlives a run, and a project that
+    # already holds these tasks would (rightly) take none of them again
+    rv, _ = import_medicalgpt(raw_root, st, name=dataset)
     common = ["--store", str(st.root), "--backend", "labelstudio", "--ls-token-file", str(ls_server.env_file), "--json"]
     run = lambda *a: subprocess.run([sys.executable, "-c", "from curation.cli import main; main()", *a],  # noqa: E731
                                     capture_output=True, text=True, timeout=300)
