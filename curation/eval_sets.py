@@ -22,8 +22,17 @@ def _load(raw: Path, rel: str):
     path = Path(raw) / rel
     if not path.exists():
         raise FileNotFoundError(f"evaluation set file {path} not found; pass the raw data folder (e.g. ../shared/data/raw)")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    raw_bytes = path.read_bytes()
+    try:
+        return json.loads(raw_bytes.decode("utf-8-sig"))
+    except UnicodeDecodeError as e:
+        problem = (f"it ends inside a character at byte {e.start} (the file was cut)" if e.reason == "unexpected end of data"
+                   else f"bytes {e.object[e.start:e.end]!r} at byte {e.start} are not valid utf-8")
+    except json.JSONDecodeError as e:
+        problem = f"invalid JSON at line {e.lineno}, column {e.colno} ({e.msg})"
+    # Decontaminating against part of a set would let the rest leak into training: refuse.
+    raise ValueError(f"evaluation set file {path}: {problem}; fix: restore the file, or drop the set from the "
+                     f"eval_sets of the recipe's decontaminate step")
 
 
 def huatuo26m_test(raw: str | Path) -> EvalItems:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.readers.base import BaseDiskReader
@@ -178,6 +179,16 @@ class CumedReader(BaseDiskReader):
                 "check --raw (or CUMED_RAW) and the recipe path"
             )
         yield from super().run(data, rank, world_size)
+
+
+def lookup_lines(path: str | Path, encoding: str = "utf-8") -> Iterator[str]:
+    """The decodable lines of a side file that only feeds a lookup (a term list, a lexicon);
+    a line with bad bytes is skipped, not fatal: the reader of the same file, where there is
+    one, reports that line as a read error of its document."""
+    with open(path, "rb") as f:
+        for _, _, text, err in decoded_lines(f, encoding):
+            if err is None:
+                yield text
 
 
 def decoded_lines(f, encoding: str) -> Iterator[tuple[int, bytes, str, UnicodeDecodeError | None]]:

@@ -42,7 +42,7 @@ from collections.abc import Iterator
 from datatrove.data import Document
 
 from curation.document import CORE_KEYS
-from curation.readers.base import CumedReader, check_choice
+from curation.readers.base import CumedReader, check_choice, decoded_lines
 
 MATH_MODES = ("text", "keep", "drop")
 
@@ -208,8 +208,12 @@ class MarkdownReader(CumedReader):
         if self._index is None:
             self._index = {}
             if self.index:
-                with self.data_folder.open(self.index, "rt", encoding="utf-8") as f:
-                    for lineno, line in enumerate(f, 1):
+                with self.data_folder.open(self.index, "rb") as f:
+                    for lineno, _, line, err in decoded_lines(f, "utf-8"):
+                        if err is not None:
+                            raise ValueError(f"source {self.source}: index {self.index} line {lineno}: bytes "
+                                             f"{err.object[err.start:err.end]!r} are not valid utf-8; fix: repair "
+                                             f"the line (the index is read as UTF-8 JSON lines)")
                         if not line.strip():
                             continue
                         try:

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 
+from curation.readers.base import lookup_lines
+
 PRESETS: dict[str, dict] = {
     "urology_andrology": {
         "departments": ["泌尿外科", "男科", "泌尿内科"],
@@ -53,20 +55,22 @@ def build_department_lexicon(raw: str | Path, departments, min_target_share: flo
     path = raw / KG_TRIPLES
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: the department lexicon is built from CMeKG; pass the raw data folder")
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if "\t就诊科室\t" not in line:
-                continue
-            subj, _, obj = line.rstrip("\n").split("\t", 2)
-            depts.setdefault(subj.strip(), set()).add(obj.strip())
+    # Both files only feed a lookup: a damaged line is skipped (the pretraining build's reader
+    # reports it), it must not stop an SFT build.
+    for line in lookup_lines(path):
+        if "\t就诊科室\t" not in line:
+            continue
+        subj, _, obj = line.rstrip("\r\n").split("\t", 2)
+        depts.setdefault(subj.strip(), set()).add(obj.strip())
     extra = raw / KG_SUBJECTS
     if extra.is_file():
-        with open(extra, encoding="utf-8") as f:
-            for line in f:
-                if line.strip():
-                    rec = json.loads(line)
-                    d = set((rec.get("relations") or {}).get("就诊科室") or [])
-                    depts.setdefault(rec["subject"].strip(), set()).update(d)
+        for line in lookup_lines(extra):
+            try:
+                rec = json.loads(line)
+                d = set((rec.get("relations") or {}).get("就诊科室") or [])
+                depts.setdefault(rec["subject"].strip(), set()).update(d)
+            except (ValueError, AttributeError, KeyError, TypeError):
+                continue
     terms = set()
     for subj, ds in depts.items():
         hit = ds & targets

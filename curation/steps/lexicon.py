@@ -22,6 +22,8 @@ import os
 import re
 from pathlib import Path
 
+from curation.readers.base import lookup_lines
+
 MEDICAL_PREDICATES = frozenset(
     """不良反应 成份 常见症状 适应症 相关药物 主治 功能主治 相关疾病 常见病因 相关症状 别称 检查 并发症
     就诊科室 禁忌 商品名 通用名 临床症状及体征 治疗 常见发病部位 病因 多发群体 药物治疗 高危因素
@@ -85,19 +87,19 @@ def collect_terms(raw_dir: str | Path) -> set[str]:
     raw_dir = Path(raw_dir)
     cmekg, *vocabs = _inputs(raw_dir)
     terms: set[str] = set()
-    with open(cmekg, encoding="utf-8") as f:
-        next(f, None)  # header: subject predicate object
-        for line in f:
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) != 3:
-                continue
-            subj, pred, obj = parts
-            if _ok(subj):
-                terms.add(subj.strip())
-            if pred in MEDICAL_PREDICATES and _ok(obj):
-                terms.add(obj.strip())
+    lines = lookup_lines(cmekg)
+    next(lines, None)  # header: subject predicate object
+    for line in lines:
+        parts = line.rstrip("\r\n").split("\t")
+        if len(parts) != 3:
+            continue
+        subj, pred, obj = parts
+        if _ok(subj):
+            terms.add(subj.strip())
+        if pred in MEDICAL_PREDICATES and _ok(obj):
+            terms.add(obj.strip())
     for p in vocabs:
-        for line in p.read_text(encoding="utf-8-sig").splitlines():
+        for line in lookup_lines(p):
             if _ok(line):
                 terms.add(line.strip())
     return terms

@@ -90,3 +90,16 @@ def test_run_in_batches_matches_single_documents(step, toyhom):
     assert "300" in {d.id for d in removed}
     assert next(d for d in removed if d.id == "300").metadata["eval_item"] == "huatuo26m_test:42"
     assert [step.contaminating_item(t) for t in texts] == step.contaminating_items(texts)
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda b: b[: b.index(b"}", len(b) // 2)], "invalid JSON at line"),
+    (lambda b: b[: b.index("右".encode()) + 1], "ends inside a character"),
+    (lambda b: b[:100] + "腰痛".encode("gb18030") + b[100:], "are not valid utf-8"),
+])
+def test_a_damaged_eval_set_is_refused_naming_the_file(tmp_path, damage, problem):
+    rel = "DISC_MedLLM_eval/eval/samples/CMB-cases.json"
+    (tmp_path / rel).parent.mkdir(parents=True)
+    (tmp_path / rel).write_bytes(damage((RAW / rel).read_bytes()))
+    with pytest.raises(ValueError, match=f"evaluation set file {tmp_path / rel}: .*{problem}.*fix: restore the file"):
+        list(cmb_clin(tmp_path))

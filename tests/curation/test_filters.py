@@ -186,3 +186,17 @@ def test_removed_documents_carry_reason():
     out = list(f.run(iter([doc("谢谢"), doc(CLEAN)])))
     assert len(out) == 1
     assert f.stats["dropped_too_short"].total == 1
+
+
+def test_lexicon_skips_lines_with_bad_bytes_instead_of_failing(tmp_path):
+    from curation.steps.lexicon import collect_terms
+
+    kg = tmp_path / "CMeKG_pycmekg"
+    kg.mkdir()
+    (kg / "cmekg_triples.tsv").write_bytes(
+        "subject\tpredicate\tobject\n前列腺增生\t常见症状\t尿频\n".encode() + b"\xe8\xa1\tbad\tbytes\n"
+        + "膀胱结石\t临床症状及体征\t血尿\r\n".encode())
+    vocab = tmp_path / "QASystemOnMedicalGraph_39health" / "data"
+    vocab.mkdir(parents=True)
+    (vocab / "disease_vocab.txt").write_bytes("\ufeff肾结石\n".encode() + b"\xff\xfe\n" + "尿道炎\n".encode())
+    assert collect_terms(tmp_path) == {"前列腺增生", "尿频", "膀胱结石", "血尿", "肾结石", "尿道炎"}
