@@ -137,6 +137,10 @@ class CsvReader(CumedReader):
             )
             return self.error(msg, filepath, index, line=first)
         row = {header[i]: fields[i] for i in named}
+        if sum(row[h].strip() == h for h in row) * 2 > len(row):
+            msg = (f"{where}: the row repeats the header ({', '.join(list(row)[:3])}, ...), as where two CSV exports "
+                   "were concatenated; fix: delete the line")
+            return self.error(msg, filepath, index, line=first)
         try:
             text = self.row_text(row)
         except templates.MissingField as e:  # cannot happen after check_header, but stay explicit

@@ -35,6 +35,7 @@ break plus one read-error record naming the line and character offset where it b
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 
 from datatrove.data import Document
@@ -44,6 +45,7 @@ from curation.readers.base import CumedReader, check_choice, decoded_lines, sugg
 
 FORMATS = ("auto", "json", "jsonl")
 _WS = " \t\r\n"
+_SURROGATE = re.compile("[\udc80-\udcff]+")
 
 
 class ArrayBroken(Exception):
@@ -261,11 +263,23 @@ class JsonReader(CumedReader):
     def _read_array(self, filepath: str) -> Iterator[Document]:
         relpath = self.relpath(filepath)
         index = 0
-        with self.data_folder.open(filepath, "rt", encoding=self.encoding, newline="") as f:
+        # surrogateescape: bad bytes cost only the record that holds them (they come back as lone
+        # surrogates, which valid text never contains); a file cut inside a character then reads
+        # as a truncated array whose complete records are kept
+        with self.data_folder.open(filepath, "rt", encoding=self.encoding, errors="surrogateescape", newline="") as f:
             try:
                 for record, line in iter_json_array(f):
                     with self.track_time():  # the document, not what downstream steps do with it
-                        doc = self.record_document(record, filepath, index, line)
+                        bad = _undecoded(record)
+                        if bad is not None:
+                            run = _SURROGATE.search(bad).group()
+                            doc = self.error(
+                                f"{relpath} line {line} (record {index}): bytes {bytes(ord(c) - 0xDC00 for c in run)!r} "
+                                f"are not valid {self.encoding}; fix: "
+                                f"{suggest_encoding(bad.encode(self.encoding, 'surrogateescape'), self.encoding)}",
+                                filepath, index, line=line)
+                        else:
+                            doc = self.record_document(record, filepath, index, line)
                     yield doc
                     index += 1
             except ArrayBroken as e:
@@ -277,21 +291,33 @@ class JsonReader(CumedReader):
                     f"{index} complete records before it were read; fix: restore the complete file",
                     filepath, index, line=e.line,
                 )
-            except UnicodeDecodeError as e:
-                yield self.error(
-                    f"{relpath}: bytes {e.object[e.start:e.end]!r} are not valid {self.encoding} after record {index}; "
-                    f"{index} records before it were read; fix: set options.encoding to the file's encoding",
-                    filepath, index,
-                )
 
     def _read_single(self, filepath: str) -> Iterator[Document]:
         """``format: json`` on a file holding one top-level value: one record."""
         relpath = self.relpath(filepath)
-        with self.data_folder.open(filepath, "rt", encoding=self.encoding) as f:
-            text = f.read()
+        with self.data_folder.open(filepath, "rb") as f:
+            raw = f.read()
         try:
-            record = json.loads(text)
+            record = json.loads(raw.decode(self.encoding))
+        except UnicodeDecodeError as e:
+            yield self.error(f"{relpath}: bytes {e.object[e.start:e.end]!r} at byte {e.start} are not valid {self.encoding}; "
+                             f"fix: {suggest_encoding(raw, self.encoding)}", filepath, 0)
+            return
         except json.JSONDecodeError as e:
             yield self.error(f"{relpath} line {e.lineno}, column {e.colno}: invalid JSON ({e.msg}); fix: repair the file", filepath, 0, line=e.lineno)
             return
         yield self.record_document(record, filepath, 0, 1)
+
+
+def _undecoded(value) -> str | None:
+    """The first string in ``value`` that holds undecodable bytes (lone surrogates left by
+    ``errors="surrogateescape"``), else None."""
+    if isinstance(value, str):
+        return value if _SURROGATE.search(value) else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for k, v in items:
+        for x in ((k, v) if isinstance(k, str) else (v,)):
+            bad = _undecoded(x)
+            if bad is not None:
+                return bad
+    return None

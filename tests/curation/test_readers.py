@@ -278,3 +278,40 @@ def test_recipe_sources_build(tmp_path):
         make_reader(src, str(tmp_path))  # options valid for their reader
     synthetic = [s for s in recipe["sources"] if (s.get("options") or {}).get("synthetic")]
     assert [s["name"] for s in synthetic] == ["huatuo_llama_synthetic"] and synthetic[0]["enabled"] is False
+
+
+def test_csv_row_repeating_the_header_is_a_row_error(tmp_path):
+    # two exports concatenated: the second header is not a record
+    name = write(tmp_path, "cat.csv", "title,ask,answer\n标题一,问一,答一\ntitle,ask,answer\n标题二,问二,答二\n", encoding="utf-8")
+    docs = read(tmp_path, "csv", name, encoding="utf-8", template="{title}\n{ask}\n{answer}")
+    assert [d.text for d in docs if not d.metadata.get("read_error")] == ["标题一\n问一\n答一", "标题二\n问二\n答二"]
+    [msg] = errors(docs)
+    assert msg.startswith("cat.csv line 3: the row repeats the header") and "fix: delete the line" in msg
+
+
+def test_json_array_cut_inside_a_character_keeps_its_complete_records(tmp_path):
+    records = [f"第{i}段：前列腺增生的药物治疗。" for i in range(6)]
+    raw = json.dumps(records, ensure_ascii=False).encode("utf-8")
+    cut = raw[: raw.index("第4段".encode()) + 1]  # ends inside the 3-byte 第
+    assert cut[-1:] == "第".encode()[:1]
+    name = write(tmp_path, "cut.json", cut)
+    docs = read(tmp_path, "json", name, format="json")
+    assert [d.text for d in docs[:4]] == records[:4]
+    [msg] = errors(docs)
+    assert msg.startswith("cut.json: JSON array broken") and "4 complete records before it were read" in msg
+
+
+def test_json_array_bad_bytes_cost_only_their_record(tmp_path):
+    raw = '[{"q": "尿频"}, {"q": "BAD"}, {"q": "血尿"}]'.encode("utf-8").replace(b"BAD", "腰痛".encode("gb18030"))
+    name = write(tmp_path, "mixed.json", raw)
+    docs = read(tmp_path, "json", name, format="json", template="{q}")
+    assert [d.text for d in docs] == ["尿频", "", "血尿"]
+    [msg] = errors(docs)
+    assert msg.startswith("mixed.json line 1 (record 1): bytes b'\\xd1\\xfc' are not valid utf-8")
+    assert "encoding: gb18030" in msg
+
+
+def test_single_json_value_with_bad_bytes_is_one_error(tmp_path):
+    name = write(tmp_path, "one.json", '{"q": "BAD"}'.encode().replace(b"BAD", "腰痛".encode("gb18030")))
+    [doc] = read(tmp_path, "json", name, format="json", template="{q}")
+    assert doc.metadata["read_error"].startswith("one.json: bytes b'\\xd1' at byte 7 are not valid utf-8")
