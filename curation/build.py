@@ -1,7 +1,7 @@
 """``cumed build``: a recipe becomes datatrove pipelines, then a published store version.
 
 Three datatrove stages, each resumable (completed ranks are skipped on a re-run because the
-work folder is keyed by the recipe, the code version and the raw files' hashes):
+work folder is keyed by the recipe, the code (a hash of its sources) and the raw files' hashes):
 
 A. per shard: read -> drop read errors -> normalise -> mojibake -> PII -> filters ->
    decontaminate -> near-dup signatures -> Parquet (``filtered/``)
@@ -16,6 +16,8 @@ yielded before anything is published. The shard count is fixed by the recipe (no
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import re
@@ -213,16 +215,19 @@ class _Progress:
 
 def _run(executor) -> None:
     reuse_freed_memory()
-    with pipeline_gc():
-        executor.run()
+    try:
+        with pipeline_gc():
+            executor.run()
+    except (ValueError, OSError) as e:  # the Ray executor's tasks raise through (local ones: see LocalExecutor)
+        raise CumedError(f"{e} (task logs: {executor.logging_dir.path})") from e
 
 
 def _executor(kind: str, pipeline: list, tasks: int, workers: int, logging_dir: Path):
     if kind == "local":
-        from datatrove.executor import LocalPipelineExecutor
+        from .executor import LocalExecutor
 
-        return LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=workers, logging_dir=str(logging_dir),
-                                     start_method="fork")
+        return LocalExecutor(pipeline=pipeline, tasks=tasks, workers=workers, logging_dir=str(logging_dir),
+                             start_method="fork")
     if kind == "ray":
         try:
             import ray
@@ -251,18 +256,23 @@ def _quiet_datatrove(level: str = "ERROR") -> None:
         return
     fmt = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name}:{function}:{line} - {message}"
 
+    def one_line(record) -> str:
+        # a callable format gets no traceback appended: the task log file keeps the traceback,
+        # the terminal gets the message (and cumed's own one-line error after it)
+        return "{level: <8} | {name}:{function}:{line} - {message}\n"
+
     def add_task_logger(logging_dir, rank, local_rank=0, node_rank=-1):
         # Same files as datatrove's own (logs/task_XXXXX.log, DEBUG); stderr only for errors.
         logger.remove()
         logfile = logging_dir.open(f"logs/task_{rank:05d}.log", "w")
-        logger.add(sys.stderr, level=level, format=fmt)
+        logger.add(sys.stderr, level=level, format=one_line)
         logger.add(logfile, level="DEBUG", format=fmt, colorize=False)
         logger.info(f"Launching pipeline for {rank=}")
         return logfile
 
     def setup_default_logger():
         logger.remove()
-        logger.add(sys.stderr, level=level)
+        logger.add(sys.stderr, level=level, format=one_line)
 
     dt_logging.add_task_logger = executor_base.add_task_logger = add_task_logger
     try:
@@ -281,8 +291,6 @@ def _cache_loguru_lib_dirs() -> None:
     """loguru lists the interpreter's library folders (sysconfig, ~4 ms) on every ``logger.add``,
     and datatrove adds sinks for every task: 0.15 s of a 3.5 s near-duplicate stage at 8 shards.
     The list only marks library frames in tracebacks; compute it once."""
-    import functools
-
     try:
         from loguru._better_exceptions import ExceptionFormatter
     except ImportError:  # pragma: no cover - loguru's internals moved; only slower
@@ -316,11 +324,9 @@ def build(
     parents = [store.get(dedup_cfg["against"]).ref] if dedup_cfg and dedup_cfg.get("against") else []
     models = _models(recipe, store)
     # The key includes resolved references (dedup parent, classifier), so "@latest" re-runs when they move.
-    key = {"inputs": [i["sha256"] for i in inputs], "parents": parents, "models": models}
-    if dedup_cfg:  # a resumed build must not find stage-1 files of another format
-        from .dedup.near import SIGNATURE_FORMAT
-
-        key["dedup_format"] = SIGNATURE_FORMAT
+    # The code's own hash too: a resumed build must never mix stage outputs of two code states
+    # (the version string does not change between releases).
+    key = {"inputs": [i["sha256"] for i in inputs], "parents": parents, "models": models, "code": code_fingerprint()}
     config_hash = recipe.config_hash(key)
     work = Path(work_root) / f"{recipe.name}-{config_hash[:16]}"
     work.mkdir(parents=True, exist_ok=True)
@@ -367,6 +373,7 @@ def build(
         "recipe": {"path": str(recipe.path), "sha256": recipe.sha256},
         "config_hash": config_hash,
         "code_version": __version__,
+        "code_sha256": code_fingerprint(),
         "inputs": inputs,
         "annotations": [],
         "models": models,
@@ -378,6 +385,16 @@ def build(
     if not keep_work:
         shutil.rmtree(work, ignore_errors=True)
     return dv, stats
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """sha256 over the Python sources of ``curation`` (paths and bytes): what produced a build."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def _models(recipe: Recipe, store: Store) -> list[dict]:

@@ -108,6 +108,38 @@ def test_same_version_whatever_the_workers(tiny, tmp_path):
     assert again.version == a.version == 1
 
 
+def test_changed_code_never_resumes_from_the_old_code_work(tiny, tmp_path, monkeypatch):
+    import curation.build as build_mod
+
+    raw, recipe = tiny
+    a, _ = build(recipe, raw, Store(tmp_path / "s"), work_root=tmp_path / "w", progress=False)
+    assert a.manifest["lineage"]["code_sha256"] == build_mod.code_fingerprint()
+    assert len(list((tmp_path / "w").iterdir())) == 1
+    # the same sources, recipe and version string, but other code: a new work folder
+    monkeypatch.setattr(build_mod, "code_fingerprint", lambda: "0" * 64)
+    b, _ = build(recipe, raw, Store(tmp_path / "s"), work_root=tmp_path / "w", progress=False)
+    assert len(list((tmp_path / "w").iterdir())) == 2
+    assert b.content_hash == a.content_hash
+
+
+def test_a_task_that_raises_fails_the_build_in_one_line_and_resumes_once_fixed(tiny, tmp_path):
+    """A source unusable as a whole (here: a header that does not decode) stops the build with the
+    reader's own message, from a pool of workers, without hanging; fixing it resumes the build."""
+    raw, recipe = tiny
+    good = (raw / "good.csv").read_bytes()
+    (raw / "good.csv").write_bytes(b"\xff\xfe\xff" + good)
+    for _ in range(2):  # the second run resumes: only the failed (and skipped) ranks run again
+        with pytest.raises(CumedError, match=r"cannot decode the header of good.csv .*\(task \d of 3; its log: .*task_0000\d.log\)"):
+            build(recipe, raw, Store(tmp_path / "s"), workers=2, work_root=tmp_path / "w", progress=False)
+        [work] = (tmp_path / "w").iterdir()
+        failures = sorted((work / "logs" / "a" / "failures").iterdir())
+        assert len(failures) == 1 and json.loads(failures[0].read_text())["input_error"]
+        assert failures[0].stem not in {p.name for p in (work / "logs" / "a" / "completions").iterdir()}
+    (raw / "good.csv").write_bytes(good)
+    dv, stats = build(recipe, raw, Store(tmp_path / "s"), workers=2, work_root=tmp_path / "w", progress=False)
+    assert stats["sources"]["good"]["kept"] == 3 and dv.version == 1
+
+
 def test_recipe_errors_name_the_place(tiny, tmp_path):
     raw, recipe = tiny
     data = yaml.safe_load(recipe.read_text(encoding="utf-8"))
