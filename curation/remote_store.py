@@ -205,7 +205,7 @@ class RemoteStore(Store):
 
         where = f"store {self.url} (endpoint {self.endpoint})"
         if isinstance(e, ClientError):
-            code = str(e.response.get("Error", {}).get("Code", ""))
+            code = _error_code(e)
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidClientTokenId", "ExpiredToken",
                         "InvalidToken", "AccessDenied", "AuthorizationHeaderMalformed", "403") or status == 403:
@@ -334,7 +334,7 @@ class RemoteStore(Store):
                                        IfNoneMatch="*")
                 break
             except Exception as e:  # noqa: BLE001
-                code = str(getattr(e, "response", {}).get("Error", {}).get("Code", ""))
+                code = _error_code(e)
                 if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
                     n += 1
                     continue
@@ -401,7 +401,7 @@ class RemoteStore(Store):
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=self._key(name, f"v{n}", ".claim"))["Body"].read()
         except Exception as e:  # noqa: BLE001
-            if str(getattr(e, "response", {}).get("Error", {}).get("Code", "")) in ("NoSuchKey", "404"):
+            if _error_code(e) in ("NoSuchKey", "404"):
                 return None
             raise self._explain(e) from e
         try:
@@ -590,6 +590,11 @@ class RemoteStore(Store):
                 self._delete_prefix(self._key(name, f"v{n}") + "/", keep_manifest=True)
                 removed.append(f"{name}/v{n}")
         return removed
+
+
+def _error_code(e: Exception) -> str:
+    """The S3 error code of a botocore ClientError ("" for anything else)."""
+    return str(getattr(e, "response", {}).get("Error", {}).get("Code", ""))
 
 
 class _Heartbeat:

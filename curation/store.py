@@ -78,12 +78,11 @@ def open_ref(ref: str, store: str | os.PathLike | None = None) -> tuple[Store, s
     A full ``s3://BUCKET/PREFIX/NAME@N`` names its own store, so a trainer can paste the address
     a teammate sent without also passing ``--store``; a plain ``NAME@N`` is looked up in ``store``.
     """
-    if str(ref).startswith("s3://"):
-        from .remote_store import split_remote_ref
+    # a local import (remote_store imports this module); it loads boto3 only for a remote store
+    from .remote_store import split_remote_ref
 
-        root, ref = split_remote_ref(ref)
-        return Store(root, create=False), ref
-    return Store(store, create=False), ref
+    root, ref = split_remote_ref(ref)
+    return Store(root or store, create=False), ref
 
 
 # --------------------------------------------------------------------------- references

@@ -139,10 +139,10 @@ def publish_cmd(
     emit(res, as_json, lambda: out.print(f"published {dv.ref} ({dv.rows:,} rows) -> {dv.path}"))
 
 
-def _remote(store: str | None, what: str):
+def _remote(store: str | Store | None, what: str):
     from ..remote_store import RemoteStore
 
-    st = _open(store)
+    st = store if isinstance(store, Store) else _open(store)
     if not isinstance(st, RemoteStore):
         raise CumedError(f"{what} needs an s3:// store; pass --store s3://BUCKET/PREFIX or a full s3://BUCKET/PREFIX/NAME@N reference")
     return st
@@ -159,10 +159,8 @@ def pull_cmd(
 
     Example: cumed datasets pull cumed-pretrain@3 --store s3://team-bucket/store --to ./store
     """
-    from ..remote_store import split_remote_ref
-
-    root, ref = split_remote_ref(ref)
-    res = _remote(root or store, "pull").pull(ref, to, progress=not as_json)
+    st, ref = open_ref(ref, store)
+    res = _remote(st, "pull").pull(ref, to, progress=not as_json)
     emit(res, as_json, lambda: out.print(
         f"pulled {res['ref']} -> {res['path']} ({res['downloaded']} file(s) downloaded, {res['skipped']} already present, all sha256 verified)"))
 
