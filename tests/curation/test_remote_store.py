@@ -185,7 +185,7 @@ def test_concurrent_identical_publishers_share_one_version(bucket):
     assert {k.split("/")[2] for k in _keys(bucket, "same/")} == {"v1"}
 
 
-def test_identical_publish_after_a_dead_publisher_does_not_wait_for_it(bucket, tmp_path):
+def test_identical_publish_after_a_dead_publisher_does_not_wait_for_it(bucket, tmp_path, monkeypatch):
     import boto3
 
     root = f"s3://{bucket}/dead"
@@ -202,13 +202,10 @@ def test_identical_publish_after_a_dead_publisher_does_not_wait_for_it(bucket, t
     want = Store(tmp_path / "l").publish("corpus", docs_table(500, seed=4)).content_hash
     boto3.client("s3").put_object(Bucket=bucket, Key="other/corpus/v1/.claim",
                                   Body=json.dumps({"host": "elsewhere", "pid": 1, "content_hash": want}).encode())
-    os.environ["CUMED_REMOTE_STALE_S"] = "1.5"
-    try:
-        t0 = time.monotonic()
-        dv = Store(root2).publish("corpus", docs_table(500, seed=4))
-        waited = time.monotonic() - t0
-    finally:
-        del os.environ["CUMED_REMOTE_STALE_S"]
+    monkeypatch.setenv("CUMED_REMOTE_STALE_S", "1.5")
+    t0 = time.monotonic()
+    dv = Store(root2).publish("corpus", docs_table(500, seed=4))
+    waited = time.monotonic() - t0
     assert dv.version == 2 and dv.content_hash == want
     assert waited >= 1.5  # it did wait for the other host before going ahead
 
