@@ -215,11 +215,8 @@ class _Progress:
 
 def _run(executor) -> None:
     reuse_freed_memory()
-    try:
-        with pipeline_gc():
-            executor.run()
-    except (ValueError, OSError) as e:  # the Ray executor's tasks raise through (local ones: see LocalExecutor)
-        raise CumedError(f"{e} (task logs: {executor.logging_dir.path})") from e
+    with pipeline_gc():
+        executor.run()
 
 
 def _executor(kind: str, pipeline: list, tasks: int, workers: int, logging_dir: Path):
