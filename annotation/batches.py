@@ -13,9 +13,9 @@ import re
 from pathlib import Path
 from typing import Any, ClassVar
 
-from curation.atomic import write_json
-from curation.errors import CumedError
-from curation.store import Store
+from cumed.atomic import write_json
+from cumed.errors import CumedError
+from cumed.store import Store
 
 
 class BatchState:

@@ -166,7 +166,7 @@ def run_staged(docs, workers: int = 1):
 
     from curation.dedup import ApplyDuplicateDecisions, NearDupClusters, NearDupSignatures, read_decisions
     from curation.build import _quiet_datatrove
-    from curation.process import pipeline_gc, reuse_freed_memory
+    from cumed.process import pipeline_gc, reuse_freed_memory
     from curation.rows import DOC_SCHEMA, RankParquetWriter, kept_adapter
 
     t_fixture = time.perf_counter()

@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def prepare(a) -> None:
-    from curation.store import Store
+    from cumed.store import Store
     from training.sft import tokenize_conversations
     from training.tokenizer import load_tokenizer, train_tokenizer_from_version
 

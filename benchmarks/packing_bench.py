@@ -18,7 +18,7 @@ import argparse
 import tempfile
 import time
 
-from curation.store import Store
+from cumed.store import Store
 from training.packing import IGNORE, collate_packed, pack_sequences, pad_batch, real_token_fraction
 from training.pretrain import count_items, lm_loss
 from training.run import build_model, load_config

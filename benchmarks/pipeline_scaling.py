@@ -89,7 +89,7 @@ def transform(text: str, reader: str, options: dict, tab) -> str:
 
 def replicate(raw: Path, out: Path, scale: int) -> tuple[Path, float]:
     """Write the replicated raw folder and recipe; returns (recipe path, input MB)."""
-    from curation.eval_sets import EVAL_FILES
+    from cumed.eval_sets import EVAL_FILES
     from curation.recipe import load_recipe
     from dedup_bench import replica_table
 
@@ -177,7 +177,7 @@ def run_sampled(cmd: list[str], env: dict) -> tuple[float, int, str]:
 
 def child_build(recipe: str, raw: str, work: str, store: str, workers: int) -> None:
     from curation.build import build
-    from curation.store import Store
+    from cumed.store import Store
 
     t0 = time.perf_counter()
     dv, stats = build(recipe, raw, Store(store), workers=workers, work_root=work, progress=False)

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from annotation.quality.tokenize import TOKENIZERS, tokenize  # noqa: E402
+from curation.quality.tokenize import TOKENIZERS, tokenize  # noqa: E402
 from annotation.quality.train import (  # noqa: E402
     DEFAULT_PARAMS, binary_metrics, choose_threshold, evaluate, pr_curve_plot, roc_auc, average_precision,
     train_classifier,

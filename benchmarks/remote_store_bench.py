@@ -73,7 +73,7 @@ def main() -> None:
         import boto3
         import s3fs
 
-        from curation.store import Store
+        from cumed.store import Store
 
         boto3.client("s3").create_bucket(Bucket="bench")
         res = {}

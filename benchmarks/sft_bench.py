@@ -111,7 +111,7 @@ def transform(text: str, reader: str, options: dict, tab) -> str:
 
 def replicate(raw: Path, out: Path, scale: int, select: str | None = None) -> tuple[Path, float, int]:
     """Write the replicated raw folder and recipe; returns (recipe path, input MB, files)."""
-    from curation.eval_sets import EVAL_FILES
+    from cumed.eval_sets import EVAL_FILES
     from curation.recipe import load_recipe
     from curation.sft.department import KG_SUBJECTS, KG_TRIPLES
     from dedup_bench import replica_table
@@ -171,7 +171,7 @@ def replicate(raw: Path, out: Path, scale: int, select: str | None = None) -> tu
 
 def child_build(recipe: str, raw: str, store: str) -> None:
     from curation.sft.build import build_conversations
-    from curation.store import Store
+    from cumed.store import Store
 
     t0 = time.perf_counter()
     dv, stats = build_conversations(recipe, raw, Store(store), progress=False)

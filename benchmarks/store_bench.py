@@ -34,7 +34,7 @@ print("ELAPSED", time.perf_counter() - t0)
 """
 OPS = {
     "publish": PRE + r"""
-from curation.store import Store
+from cumed.store import Store
 Store(sys.argv[1] + "/store").publish("bench", batches())
 """ + POST,
     "pyarrow_write": PRE + r"""
@@ -42,11 +42,11 @@ import pyarrow.parquet as pq
 pq.write_table(src.read_all(), sys.argv[1] + "/plain.parquet", compression="zstd", row_group_size=8192)
 """ + POST,
     "verify": PRE + r"""
-from curation.store import Store
+from cumed.store import Store
 assert Store(sys.argv[1] + "/store").verify("bench@1").ok
 """ + POST,
     "scan": PRE + r"""
-from curation.store import Store
+from cumed.store import Store
 n = sum(b.num_rows for b in Store(sys.argv[1] + "/store").get("bench@1").iter_batches())
 """ + POST,
     "pyarrow_read": PRE + r"""

@@ -1,3 +1,1 @@
-"""cumed curation: readers, cleaning steps, deduplication and the versioned dataset store."""
-
-__version__ = "0.1.0"
+"""cumed curation: readers, cleaning steps, deduplication and the recipe build (datatrove pipelines)."""

@@ -34,15 +34,15 @@ from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.writers import ParquetWriter
 
-from . import __version__
-from .errors import CumedError
-from .metrics import add_counts
-from .process import pipeline_gc, reuse_freed_memory
-from .recipe import Recipe, load_recipe
-from .rows import DOC_SCHEMA, REMOVED_SCHEMA, RankParquetWriter, kept_adapter, removed_adapter
-from .steps.base import DropReadErrors
-from .store import DatasetVersion, Store
-from .tokens import TokenCounter
+from cumed import __version__
+from cumed.errors import CumedError
+from curation.metrics import add_counts
+from cumed.process import pipeline_gc, reuse_freed_memory
+from curation.recipe import Recipe, load_recipe
+from curation.rows import DOC_SCHEMA, REMOVED_SCHEMA, RankParquetWriter, kept_adapter, removed_adapter
+from curation.steps.base import DropReadErrors
+from cumed.store import DatasetVersion, Store
+from curation.tokens import TokenCounter
 
 
 class RecipeReader(PipelineStep):
@@ -57,7 +57,7 @@ class RecipeReader(PipelineStep):
 
     def __init__(self, recipe: Recipe, counts_dir: str):
         super().__init__()
-        from .readers import make_reader
+        from curation.readers import make_reader
 
         self.counts_dir = counts_dir
         self.raw = str(Path(recipe.raw).resolve())
@@ -133,9 +133,9 @@ def build_steps(recipe: Recipe, work: Path, store: Store | None = None) -> list:
     ``filters`` mapping means every filter with its defaults); ``decontaminate`` and ``dedup``
     run only when the recipe configures them. Every filter gets an exclusion writer.
     """
-    from .steps.filters import FILTERS
-    from .steps.normalize import Normalize
-    from .steps.pii import PIIRedactor
+    from curation.steps.filters import FILTERS
+    from curation.steps.normalize import Normalize
+    from curation.steps.pii import PIIRedactor
 
     cfg = dict(recipe.steps)
     unknown = set(cfg) - set(STEP_NAMES)
@@ -161,14 +161,14 @@ def build_steps(recipe: Recipe, work: Path, store: Store | None = None) -> list:
                 steps.append(FILTERS[fname](exclusion_writer=_removed_writer(work, order, fname), **kwargs))
         quality = cfg.get("quality")
         if quality:
-            # {artifact: quality@latest | path, threshold: optional override} (annotation.quality)
-            from annotation.quality.filter import QualityFilter
+            # {artifact: quality@latest | path, threshold: optional override} (trained by annotation.quality)
+            from curation.steps.quality import QualityFilter
 
             steps.append(QualityFilter(exclusion_writer=_removed_writer(work, 70, "quality"),
                                        store=str(store.root) if store is not None else None, **quality))
         decon = cfg.get("decontaminate")
         if decon:
-            from .steps.decontaminate import Decontaminate
+            from curation.steps.decontaminate import Decontaminate
 
             steps.append(Decontaminate(exclusion_writer=_removed_writer(work, 80, "decontaminate"),
                                        raw=str(recipe.raw), **(decon if isinstance(decon, dict) else {})))
@@ -221,7 +221,7 @@ def _run(executor) -> None:
 
 def _executor(kind: str, pipeline: list, tasks: int, workers: int, logging_dir: Path):
     if kind == "local":
-        from .executor import LocalExecutor
+        from curation.executor import LocalExecutor
 
         return LocalExecutor(pipeline=pipeline, tasks=tasks, workers=workers, logging_dir=str(logging_dir),
                              start_method="fork")
@@ -310,7 +310,7 @@ def build(
 ) -> tuple[DatasetVersion, dict]:
     recipe = load_recipe(recipe_path, raw)
     if recipe.kind == "conversations":
-        from .sft.build import build_conversations
+        from curation.sft.build import build_conversations
 
         return build_conversations(recipe_path, raw, store, workers=workers, progress=progress)
     if recipe.kind != "documents":
@@ -334,7 +334,7 @@ def build(
     reader = RecipeReader(recipe, str(work / "counts"))
     pipeline_a = [reader, *build_steps(recipe, work, store)]
     if dedup_cfg:
-        from .dedup import NearDupSignatures
+        from curation.dedup import NearDupSignatures
 
         pipeline_a.append(NearDupSignatures(str(work / "signatures"), **_sig_kwargs(dedup_cfg)))
     pipeline_a.append(RankParquetWriter(str(work / "filtered"), adapter=kept_adapter, schema=DOC_SCHEMA,
@@ -345,7 +345,7 @@ def build(
 
     final_dir = work / "filtered"
     if dedup_cfg:
-        from .dedup import ApplyDuplicateDecisions, NearDupClusters
+        from curation.dedup import ApplyDuplicateDecisions, NearDupClusters
 
         with _Progress(f"{recipe.name}: find duplicates", work / "logs" / "b", 1, progress):
             _run(_executor(executor, [NearDupClusters(str(work / "signatures"), str(work / "dedup"), **cluster_kwargs)],
@@ -399,9 +399,9 @@ def _models(recipe: Recipe, store: Store) -> list[dict]:
     q = recipe.steps.get("quality")
     if not q:
         return []
-    from annotation.quality.artifact import read_meta, resolve_artifact
+    from curation.quality.artifact import read_meta, resolve_artifact
 
-    path = resolve_artifact(q.get("artifact", "quality@latest"), str(store.root))
+    path = resolve_artifact(q.get("artifact", "quality@latest"), store)
     meta = read_meta(path)
     return [{"name": meta.get("name", "quality"), "version": meta.get("version"), "path": str(path),
              "sha256": meta["files"]["model.bin"]["sha256"]}]

@@ -1,7 +1,7 @@
 """The document contract shared by readers, steps and the store.
 
 A datatrove ``Document`` travels through every pipeline. cumed adds a few metadata keys that
-the store turns into columns (see the ``documents`` schema in ``curation.schemas``):
+the store turns into columns (see the ``documents`` schema in ``cumed.schemas``):
 
 - ``source``      recipe source name, e.g. ``toyhom_csv``
 - ``category``    Table-1 category: encyclopedia | qa | knowledge_graph | medical_case | textbook
@@ -16,21 +16,8 @@ dedup references and decontamination hits survive rebuilds.
 
 from __future__ import annotations
 
-import hashlib
 
 CORE_KEYS = ("source", "category", "department")
 REMOVAL_KEYS = ("removed_by", "reason")
 CATEGORIES = ("encyclopedia", "qa", "knowledge_graph", "medical_case", "textbook", "guideline", "dialogue", "other")
 
-
-def stable_id(source: str, *key: object) -> str:
-    """Id of a record from its source name and a key that is stable within the source.
-
-    The key is usually (relative file path, record index) or a native id from the source.
-    16 hex chars of sha1 keep ids short while collisions stay negligible (2^64 space).
-    """
-    h = hashlib.sha1(source.encode("utf-8"))
-    for part in key:
-        h.update(b"\x1f")
-        h.update(str(part).encode("utf-8"))
-    return f"{source}-{h.hexdigest()[:16]}"

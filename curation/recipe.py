@@ -16,8 +16,9 @@ from pathlib import Path
 
 import yaml
 
-from .errors import CumedError
-from .store import sha256_file, validate_name
+from cumed.errors import CumedError
+from cumed.hashing import sha256_file
+from cumed.store import validate_name
 
 TOP_KEYS = {"name", "kind", "description", "card", "shards", "tokenizer", "sources", "steps", "license"}
 SOURCE_KEYS = {"name", "reader", "path", "category", "department", "license", "options", "enabled", "description", "note"}
@@ -58,7 +59,7 @@ class Recipe:
 
     def config_hash(self, extra: dict | None = None) -> str:
         """Hash of everything that decides the output: recipe content, enabled sources, code version."""
-        from . import __version__
+        from cumed import __version__
 
         payload = {
             "recipe": yaml.safe_load(self.text),

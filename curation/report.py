@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from .store import DatasetVersion
+from cumed.store import DatasetVersion
 
 
 def _png(fig) -> str:

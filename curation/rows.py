@@ -15,8 +15,8 @@ from datatrove.pipeline.writers import ParquetWriter
 from datatrove.utils.batching import batched
 from datatrove.utils.typeshelper import StatHints
 
-from .metrics import add_counts, add_metric, batch_metric
-from .schemas import schema_for
+from curation.metrics import add_counts, add_metric, batch_metric
+from cumed.schemas import schema_for
 
 COLUMNS = ("source", "category", "department")
 # Keys that become their own columns on removed rows, or are bookkeeping only.

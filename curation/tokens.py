@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .errors import CumedError
+from cumed.errors import CumedError
 
 APPROX_NAME = "cumed-approx-v1 (1 token per CJK char, Latin/digit run, or other symbol)"
 _TOKEN_RE = re.compile(r"[A-Za-z0-9]+|[^\sA-Za-z0-9]")

@@ -24,8 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curation.errors import CumedError
-from curation.store import DatasetVersion, Store
+from cumed.errors import CumedError
+from cumed.store import DatasetVersion, Store
 
 STAGE_KINDS = {"pretrain": "documents", "sft": "conversations", "rm": "preferences", "rs": "conversations"}
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from curation.store import Store
+from cumed.store import Store
 
-from .data import load_version
-from .run import set_seed
+from training.data import load_version
+from training.run import set_seed
 
 
 def _quiet() -> None:
@@ -30,11 +30,11 @@ def _quiet() -> None:
 def demo_training(store: Store | str, pretrain_ref: str, sft_ref: str, pref_ref: str | None = None, steps: int = 5,
                   runs_dir: str | Path = "runs", vocab_size: int = 1000, max_documents: int = 2000,
                   progress: bool = False) -> dict:
-    from .pretrain import train_pretrain
-    from .rejection import train_rs
-    from .reward import train_rm
-    from .sft import encode_conversation, train_sft
-    from .tokenizer import load_tokenizer, train_tokenizer_from_version
+    from training.pretrain import train_pretrain
+    from training.rejection import train_rs
+    from training.reward import train_rm
+    from training.sft import encode_conversation, train_sft
+    from training.tokenizer import load_tokenizer, train_tokenizer_from_version
 
     _quiet()
     set_seed(0)
@@ -74,6 +74,6 @@ def _summary(res: dict) -> dict:
 
 
 def _metrics(run_dir: str) -> list[dict]:
-    from .run import Run
+    from training.run import Run
 
     return Run(run_dir).metrics()

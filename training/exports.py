@@ -1,6 +1,6 @@
-"""Exporters for training frameworks, registered in ``curation.exports.EXPORTERS``.
+"""Exporters for training frameworks, registered in ``cumed.exports.EXPORTERS``.
 
-``curation.exports`` imports this module lazily (``cumed datasets export REF --format F``).
+Registered into ``cumed.exports`` when imported; the CLI imports it (``cumed datasets export REF --format F``).
 
 ``llamafactory``  ``conversations`` -> one ShareGPT-style JSON file per split
                   (``[{"messages": [{"role", "content"}], "id", "source", "department"}]``) and a
@@ -37,9 +37,9 @@ import hashlib
 import json
 from pathlib import Path
 
-from curation.errors import CumedError
-from curation.exports import exporter
-from curation.store import DatasetVersion
+from cumed.errors import CumedError
+from cumed.exports import exporter
+from cumed.store import DatasetVersion
 
 SPLITS = ("train", "validation", "test")
 LF_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant",

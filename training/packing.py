@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from curation.errors import CumedError
+from cumed.errors import CumedError
 
 IGNORE = -100
 

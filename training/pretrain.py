@@ -11,12 +11,12 @@ import pyarrow as pa
 import torch
 import torch.nn.functional as F
 
-from curation.store import Store
+from cumed.store import Store
 
-from .data import cached_table, load_version, split_table
-from .packing import IGNORE, collate_packed, pack_documents
-from .run import build_model, fit, init_distributed, open_run
-from .tokenizer import resolve_tokenizer, tokenizer_hash
+from training.data import cached_table, load_version, split_table
+from training.packing import IGNORE, collate_packed, pack_documents
+from training.run import build_model, fit, init_distributed, open_run
+from training.tokenizer import resolve_tokenizer, tokenizer_hash
 
 
 def lm_loss(model, batch) -> tuple[torch.Tensor, dict]:

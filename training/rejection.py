@@ -23,15 +23,16 @@ from pathlib import Path
 import pyarrow as pa
 import torch
 
-from curation.document import stable_id
-from curation.errors import CumedError
-from curation.store import Store, sha256_file
+from cumed.ids import stable_id
+from cumed.errors import CumedError
+from cumed.hashing import sha256_file
+from cumed.store import Store
 
-from .data import load_version, split_table
-from .reward import score
-from .run import init_distributed, load_config, set_seed
-from .sft import train_sft
-from .tokenizer import load_tokenizer
+from training.data import load_version, split_table
+from training.reward import score
+from training.run import init_distributed, load_config, set_seed
+from training.sft import train_sft
+from training.tokenizer import load_tokenizer
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".json")
 

@@ -19,12 +19,12 @@ import pyarrow as pa
 import torch
 import torch.nn.functional as F
 
-from curation.errors import CumedError
-from curation.store import Store
+from cumed.errors import CumedError
+from cumed.store import Store
 
-from .data import cached_table, load_version, split_table
-from .run import build_model, fit, init_distributed, open_run
-from .tokenizer import resolve_tokenizer, tokenizer_hash
+from training.data import cached_table, load_version, split_table
+from training.run import build_model, fit, init_distributed, open_run
+from training.tokenizer import resolve_tokenizer, tokenizer_hash
 
 
 def encode_pair_side(tok, prompt: str, response: str, block_size: int) -> list[int]:

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import yaml
 
-from curation.errors import CumedError
+from cumed.errors import CumedError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 KILL_ENV = "CUMED_TRAIN_KILL_AT"  # fault injection for the resume test: SIGKILL after this step's checkpoint

@@ -21,14 +21,14 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from curation.errors import CumedError
-from curation.store import Store
+from cumed.errors import CumedError
+from cumed.store import Store
 
-from .data import cached_table, load_version, split_table
-from .packing import IGNORE, pack_sequences, pad_batch
-from .pretrain import count_items, lm_loss, micro_batches
-from .run import build_model, fit, init_distributed, open_run
-from .tokenizer import resolve_tokenizer, tokenizer_hash
+from training.data import cached_table, load_version, split_table
+from training.packing import IGNORE, pack_sequences, pad_batch
+from training.pretrain import count_items, lm_loss, micro_batches
+from training.run import build_model, fit, init_distributed, open_run
+from training.tokenizer import resolve_tokenizer, tokenizer_hash
 
 GENERATION_RE = re.compile(r"\{%-?\s*generation\s*-?%\}")
 

@@ -22,8 +22,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from curation.errors import CumedError
-from curation.store import DatasetVersion
+from cumed.errors import CumedError
+from cumed.store import DatasetVersion
 
 BOS, EOS, PAD = "<s>", "</s>", "<pad>"
 ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]

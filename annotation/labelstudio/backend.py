@@ -26,10 +26,10 @@ import os
 import re
 from pathlib import Path
 
-from curation.atomic import write_text
-from curation.errors import CumedError
+from cumed.atomic import write_text
+from cumed.errors import CumedError
 
-from ..review.backend import ReviewBackend
+from annotation.review.backend import ReviewBackend
 
 DEFAULT_CACHE = Path(".cache") / "labelstudio"
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -63,7 +63,7 @@ def _token_from_file(path: str | Path) -> tuple[str | None, str | None]:
         raise CumedError(f"cannot read Label Studio token file {p}: {e.strerror}; "
                          f"pass the env file `cumed labelstudio start` wrote, or a file holding the token")
     if "=" in text:
-        from .server import read_env_file
+        from annotation.labelstudio.server import read_env_file
         env = read_env_file(p)
         return env.get("LABEL_STUDIO_API_KEY"), env.get("LABEL_STUDIO_URL")
     return text.strip() or None, None
@@ -318,7 +318,7 @@ class LabelStudioBackend(ReviewBackend):
         return self._with_annotator_emails(state["tasks"])
 
     def _pull_file(self, batch_id: str, source: str) -> list[dict]:
-        from ..review.file_backend import read_export
+        from annotation.review.file_backend import read_export
         return clean_text(read_export(Path(source)))
 
 

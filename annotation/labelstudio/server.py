@@ -45,8 +45,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from curation.errors import CumedError
-from curation.process import pid_alive as _pid_alive
+from cumed.errors import CumedError
+from cumed.process import pid_alive as _pid_alive
 
 LS_VERSION = "1.23.2"
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -8,10 +8,10 @@ validated decisions (ties are left out). Weak labels named by the user
 
 from __future__ import annotations
 
-from curation.errors import CumedError
-from curation.store import Store
+from cumed.errors import CumedError
+from cumed.store import Store
 
-from .weak_labels import KEEP, DISCARD, LabeledText
+from annotation.quality.weak_labels import KEEP, DISCARD, LabeledText
 
 
 def review_examples(store: Store, batches: list[str]) -> tuple[list[LabeledText], dict]:

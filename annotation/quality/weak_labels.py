@@ -112,7 +112,7 @@ def load_weak_labels(raw: str | Path, sources=None, min_chars: int = 2) -> list[
 
 def source_lineage(raw: str | Path, sources=None) -> list[dict]:
     """What the weak labels came from, for the artifact's lineage (path, label, sha256)."""
-    from curation.store import sha256_file
+    from cumed.hashing import sha256_file
 
     out = []
     for s in WEAK_SOURCES:

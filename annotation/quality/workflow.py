@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifact import save_artifact
-from .train import binary_metrics, choose_threshold, evaluate, pr_curve_plot, train_classifier
-from .weak_labels import split
+from annotation.quality.artifact import save_artifact
+from annotation.quality.train import binary_metrics, choose_threshold, evaluate, pr_curve_plot, train_classifier
+from annotation.quality.weak_labels import split
 
 
 def train_and_publish(store, examples, *, lineage: dict | None = None, tokenizer: str = "jieba", seed: int = 0,

@@ -6,11 +6,11 @@ import hashlib
 import json
 from pathlib import Path
 
-from curation.errors import CumedError
-from curation.store import DatasetVersion, Store
+from cumed.errors import CumedError
+from cumed.store import DatasetVersion, Store
 
-from .importers import DISC_SOURCE_ORDER, read_disc, read_medicalgpt_reward
-from .pairs import build_pairs, mix_general
+from annotation.ranking.importers import DISC_SOURCE_ORDER, read_disc, read_medicalgpt_reward
+from annotation.ranking.pairs import build_pairs, mix_general
 
 RECIPE = Path(__file__).resolve().parents[2] / "datasets" / "cumed-rm.yaml"
 

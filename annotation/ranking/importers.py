@@ -29,10 +29,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from curation.errors import CumedError
-from curation.schemas import RESPONSE
+from cumed.errors import CumedError
+from cumed.schemas import RESPONSE
 
-from .tasks import response_id, task_seed
+from annotation.ranking.tasks import response_id, task_seed
 
 DISC_DIR = "DISC_MedLLM_eval/eval"
 DISC_SETS = {  # set -> (samples file, prompt field)

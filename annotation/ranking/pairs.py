@@ -29,9 +29,9 @@ from collections import defaultdict
 
 import pyarrow as pa
 
-from curation.errors import CumedError
+from cumed.errors import CumedError
 
-from .validate import Ranking, consensus
+from annotation.ranking.validate import Ranking, consensus
 
 PAIR_MODES = ("adjacent", "all")
 MARGIN_MODES = ("auto", "rank", "score")

@@ -26,15 +26,15 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from curation.atomic import write_json as _write_json
-from curation.errors import CumedError
-from curation.store import Store, parse_ref
+from cumed.atomic import write_json as _write_json
+from cumed.errors import CumedError
+from cumed.store import Store, parse_ref
 
-from ..batches import BatchState
-from .config import label_config
-from .importers import RANKINGS_SCHEMA
-from .tasks import MAX_K, MIN_K, Candidate, make_task
-from .validate import Ranking, agreement, latest_per_annotator, parse_tasks
+from annotation.batches import BatchState
+from annotation.ranking.config import label_config
+from annotation.ranking.importers import RANKINGS_SCHEMA
+from annotation.ranking.tasks import MAX_K, MIN_K, Candidate, make_task
+from annotation.ranking.validate import Ranking, agreement, latest_per_annotator, parse_tasks
 
 PREFERRED = ("doctor", "reference")
 DEFAULT_RANKINGS = "cumed-rm-rankings"

@@ -12,9 +12,9 @@ import hashlib
 import random
 from dataclasses import dataclass, field
 
-from curation.errors import CumedError
+from cumed.errors import CumedError
 
-from .config import rubric_html
+from annotation.ranking.config import rubric_html
 
 MIN_K, MAX_K = 2, 8
 

@@ -12,11 +12,11 @@ import json
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curation.errors import CumedError
-from curation.store import DatasetVersion, Store, parse_ref
+from cumed.errors import CumedError
+from cumed.store import DatasetVersion, Store, parse_ref
 
-from .decisions import cohen_kappa_pairs, krippendorff_alpha_nominal, majority
-from .queue import ReviewState
+from annotation.review.decisions import cohen_kappa_pairs, krippendorff_alpha_nominal, majority
+from annotation.review.queue import ReviewState
 
 
 def apply(store: Store, ref: str, batches: list[str]) -> tuple[DatasetVersion, dict]:

@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from itertools import combinations
 
-from .config import DECISION_CODES, REASON_CODES
+from annotation.review.config import DECISION_CODES, REASON_CODES
 
 
 @dataclass(frozen=True)

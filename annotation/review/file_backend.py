@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from curation.atomic import write_text as _write_atomic
-from curation.errors import CumedError
+from cumed.atomic import write_text as _write_atomic
+from cumed.errors import CumedError
 
-from .backend import ReviewBackend
+from annotation.review.backend import ReviewBackend
 
 
 class FileBackend(ReviewBackend):

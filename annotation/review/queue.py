@@ -22,15 +22,15 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
-from curation.atomic import write_json as _write_json
-from curation.errors import CumedError
-from curation.store import Store, parse_ref
+from cumed.atomic import write_json as _write_json
+from cumed.errors import CumedError
+from cumed.store import Store, parse_ref
 
-from ..batches import BatchState
-from .backend import ReviewBackend
-from .config import LABEL_CONFIG, meta_line
-from .decisions import Decision, Problem, parse_tasks
-from .sampling import sample
+from annotation.batches import BatchState
+from annotation.review.backend import ReviewBackend
+from annotation.review.config import LABEL_CONFIG, meta_line
+from annotation.review.decisions import Decision, Problem, parse_tasks
+from annotation.review.sampling import sample
 
 
 class ReviewState(BatchState):

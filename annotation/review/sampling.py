@@ -19,7 +19,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from curation.errors import CumedError
+from cumed.errors import CumedError
 
 STRATEGIES = ("stratified", "score_band", "uncertainty")
 

@@ -29,7 +29,8 @@ from pathlib import Path
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.readers.base import BaseDiskReader
 
-from curation.document import CATEGORIES, stable_id
+from curation.document import CATEGORIES
+from cumed.ids import stable_id
 
 # Encodings seen in the raw data. GB18030 (not GBK: strict GBK fails on two sources) for the
 # Toyhom and 39health files; utf-8-sig for files written with a BOM.

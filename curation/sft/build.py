@@ -44,18 +44,18 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from curation import __version__
+from cumed import __version__
 from curation.dedup import find_duplicates
-from curation.errors import CumedError
-from curation.eval_sets import load_eval_set
+from cumed.errors import CumedError
+from cumed.eval_sets import load_eval_set
 from curation.recipe import load_recipe
-from curation.schemas import MESSAGE
+from cumed.schemas import MESSAGE
 from curation.sft.department import DepartmentSelector, selection_stats
 from curation.sft.pack import pack_single_turn
 from curation.sft.readers import make_conversation_reader
 from curation.sft.roles import dialogue_text, user_text, validate
 from curation.sft.splits import SPLITS, clusters, split_of
-from curation.store import DatasetVersion, Store
+from cumed.store import DatasetVersion, Store
 from curation.tokens import TokenCounter
 
 STEP_KEYS = {"normalize", "pii", "department", "pack", "decontaminate", "dedup", "splits"}

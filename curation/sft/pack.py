@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
-from curation.document import stable_id
+from cumed.ids import stable_id
 from curation.tokens import TokenCounter
 
 

@@ -50,7 +50,7 @@ import numpy as np
 from datatrove.data import Document
 
 from curation.dedup.canonical import canonical, canonical_batch, codepoints, window_hashes
-from curation.eval_sets import eval_set_files, load_eval_set
+from cumed.eval_sets import eval_set_files, load_eval_set
 from curation.steps.base import CumedFilter
 
 DEFAULT_SETS = ("huatuo26m_test", "cmb_clin", "disc_eval")
@@ -84,7 +84,7 @@ class Decontaminate(CumedFilter):
         batch_size: int = 512,
         cache: bool = True,
     ):
-        """``eval_sets``: names of sets in ``curation.eval_sets`` (read from ``raw``), or a mapping
+        """``eval_sets``: names of sets in ``cumed.eval_sets`` (read from ``raw``), or a mapping
         name -> iterable of (item id, text). ``min_spans`` / ``min_coverage``: see the module doc;
         ``None`` disables that rule (both ``None``: one shared span is enough)."""
         super().__init__(exclusion_writer=exclusion_writer, batch_size=batch_size)

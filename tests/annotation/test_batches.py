@@ -6,8 +6,8 @@ import pytest
 
 from annotation.ranking.queue import RankState
 from annotation.review.queue import ReviewState
-from curation.errors import CumedError
-from curation.store import Store
+from cumed.errors import CumedError
+from cumed.store import Store
 
 
 def test_batch_ids_count_per_dataset_and_kind(tmp_path):

@@ -16,7 +16,7 @@ from annotation.labelstudio.backend import LabelStudioBackend, write_tasks
 from annotation.labelstudio.server import free_port
 from annotation.review.config import LABEL_CONFIG, result_items
 from annotation.review.decisions import parse_tasks
-from curation.errors import CumedError
+from cumed.errors import CumedError
 
 
 def tasks_for(n: int, prefix: str = "d", text=None) -> list[dict]:
@@ -25,7 +25,7 @@ def tasks_for(n: int, prefix: str = "d", text=None) -> list[dict]:
 
 
 def cumed(*args):
-    p = subprocess.run([sys.executable, "-c", "from curation.cli import main; main()", *args],
+    p = subprocess.run([sys.executable, "-c", "from cumed.cli import main; main()", *args],
                        capture_output=True, text=True, timeout=300)
     return p
 

@@ -14,9 +14,10 @@ from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.readers import ParquetReader
 from datatrove.pipeline.writers import ParquetWriter
 
-from annotation.quality.artifact import load_artifact, resolve_artifact, save_artifact
-from annotation.quality.filter import QualityFilter
-from annotation.quality.tokenize import tokenize
+from annotation.quality.artifact import save_artifact
+from curation.quality.artifact import load_artifact, resolve_artifact
+from curation.quality.tokenize import tokenize
+from curation.steps.quality import QualityFilter
 from annotation.quality.train import (
     choose_threshold, evaluate, pr_curve_plot, precision_recall_curve, roc_auc, train_classifier,
 )
@@ -81,7 +82,7 @@ def test_beats_majority_baseline_on_real_held_out_labels(metrics):
 def test_training_is_deterministic(data):
     """Also after the process has freed memory full of other numbers (as a build in the same
     process leaves it): fastText reads memory it does not initialise."""
-    from curation.process import reuse_freed_memory
+    from cumed.process import reuse_freed_memory
 
     train, held = data
     sub = train[::5]
@@ -161,7 +162,7 @@ def test_artifact_round_trips_with_lineage(model, metrics, data, raw_root, tmp_p
     assert resolve_artifact("quality@latest", tmp_path / "store") == p2
     assert resolve_artifact("quality@1", tmp_path / "store") == p1
     # a damaged model file is refused
-    (p2 / "model.bin").write_bytes(b"garbage")
+    (p2 / "data" / "model.bin").write_bytes(b"garbage")
     with pytest.raises(Exception, match="sha256"):
         load_artifact(p2)
 
@@ -210,7 +211,7 @@ def test_review_labels_plus_weak_labels_train_with_lineage(data, tmp_path):
     from annotation.review.config import result_items
     from annotation.review.file_backend import FileBackend
     from annotation.review.queue import pull, push
-    from curation.store import Store
+    from cumed.store import Store
     from tests.annotation.test_review import annotate
     from tests.curation.test_store import docs_table
 

@@ -14,7 +14,7 @@ from annotation.ranking.pairs import assign_splits, build_pairs, mix_general, ra
 from annotation.ranking.queue import pull, push
 from annotation.ranking.validate import kendall_tau_b, pairwise_agreement
 from annotation.review.file_backend import FileBackend
-from curation.store import Store
+from cumed.store import Store
 
 MODELS = ["doctor", "gpt-4", "gpt-3.5-turbo", "deepseek"]
 
@@ -242,7 +242,7 @@ def test_label_config_parses_as_xml():
 
 
 def test_cli_push_pull_pairs_json(store, tmp_path, capsys):
-    from curation.cli import main
+    from cumed.cli import main
 
     def run(*args):
         capsys.readouterr()

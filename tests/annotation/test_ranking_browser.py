@@ -19,7 +19,7 @@ from annotation.labelstudio.server import read_env_file
 from annotation.ranking.importers import RANKINGS_SCHEMA
 from annotation.ranking.queue import pull, push
 from annotation.ranking.validate import parse_tasks
-from curation.store import Store
+from cumed.store import Store
 from tests.browser import assert_not_blank, browser, cjk_font_installed
 
 PROMPT = "医生您好，我最近尿频尿急，晚上起夜三四次，需要做什么检查？"

@@ -6,7 +6,7 @@ import json
 
 from annotation.ranking.build import build_preferences_from_disc, import_medicalgpt
 from annotation.ranking.importers import parse_scores, read_disc
-from curation.store import Store
+from cumed.store import Store
 
 
 def test_parse_scores_free_text():

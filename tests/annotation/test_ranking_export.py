@@ -8,8 +8,8 @@ import json
 import pytest
 
 from annotation.ranking.pairs import build_pairs
-from curation.exports import export
-from curation.store import Store
+from cumed.exports import export
+from cumed.store import Store
 from tests.annotation.test_ranking import candidates_table
 
 

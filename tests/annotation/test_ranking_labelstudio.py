@@ -9,7 +9,7 @@ import json
 from annotation.ranking.config import result_items
 from annotation.ranking.pairs import build_pairs
 from annotation.ranking.queue import pull, push
-from curation.store import Store
+from cumed.store import Store
 from tests.annotation.test_ranking import MODELS, candidates_table
 
 
@@ -40,14 +40,14 @@ def test_cli_rank_push_and_pull_on_labelstudio(ls_server, raw_root, tmp_path, da
     import sys
 
     from annotation.ranking.build import import_medicalgpt
-    from curation.store import Store
+    from cumed.store import Store
 
     st = Store(tmp_path / "store")
     # a name of its own: the session server's data folder outlives a run, and a project that
     # already holds these tasks would (rightly) take none of them again
     rv, _ = import_medicalgpt(raw_root, st, name=dataset)
     common = ["--store", str(st.root), "--backend", "labelstudio", "--ls-token-file", str(ls_server.env_file), "--json"]
-    run = lambda *a: subprocess.run([sys.executable, "-c", "from curation.cli import main; main()", *a],  # noqa: E731
+    run = lambda *a: subprocess.run([sys.executable, "-c", "from cumed.cli import main; main()", *a],  # noqa: E731
                                     capture_output=True, text=True, timeout=300)
     p = run("rank", "push", rv.ref, "--n", "3", "--k", "2", *common)
     assert p.returncode == 0, p.stderr

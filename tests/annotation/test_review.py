@@ -15,8 +15,8 @@ from annotation.review.decisions import Decision, cohen_kappa_pairs, krippendorf
 from annotation.review.file_backend import FileBackend
 from annotation.review.queue import ReviewState, pull, push
 from annotation.review.sampling import sample
-from curation.errors import CumedError
-from curation.store import Store
+from cumed.errors import CumedError
+from cumed.store import Store
 from tests.curation.test_store import docs_table
 
 
@@ -171,7 +171,7 @@ def test_majority_ties_and_agreement():
 
 
 def test_cli_push_json_prints_batch_backend_and_paths(store):
-    p = subprocess.run([sys.executable, "-c", "from curation.cli import main; main()", "review", "push", "corpus@1",
+    p = subprocess.run([sys.executable, "-c", "from cumed.cli import main; main()", "review", "push", "corpus@1",
                         "--n", "4", "--store", str(store.root), "--json"], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     res = json.loads(p.stdout)

@@ -9,7 +9,7 @@ from annotation.review.apply import apply
 from annotation.review.config import result_items
 from annotation.review.file_backend import FileBackend
 from annotation.review.queue import ReviewState, pull, push
-from curation.store import Store
+from cumed.store import Store
 from tests.curation.test_store import docs_table
 
 

@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from curation.build import build
-from curation.errors import CumedError
+from cumed.errors import CumedError
 from curation.steps.filters import FILTERS
-from curation.store import Store
+from cumed.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -163,7 +163,7 @@ def test_recipe_errors_name_the_place(tiny, tmp_path):
 def test_cli_build_json(tiny, tmp_path):
     raw, recipe = tiny
     p = subprocess.run(
-        [sys.executable, "-c", "from curation.cli import main; main()", "build", str(recipe), "--raw", str(raw),
+        [sys.executable, "-c", "from cumed.cli import main; main()", "build", str(recipe), "--raw", str(raw),
          "--store", str(tmp_path / "store"), "--work-dir", str(tmp_path / "work"), "--json"],
         capture_output=True, text=True, timeout=300,
     )
@@ -188,7 +188,7 @@ def test_killed_build_resumes_to_the_same_version(raw_root, tmp_path):
     recipe = subset_recipe(tmp_path)
     reference, _ = build(recipe, raw_root, Store(tmp_path / "ref"), work_root=tmp_path / "w-ref", progress=False)
 
-    cmd = [sys.executable, "-c", "from curation.cli import main; main()", "build", str(recipe), "--raw", str(raw_root),
+    cmd = [sys.executable, "-c", "from cumed.cli import main; main()", "build", str(recipe), "--raw", str(raw_root),
            "--store", str(tmp_path / "st"), "--work-dir", str(tmp_path / "w"), "--workers", "1", "--json"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.time() + 300

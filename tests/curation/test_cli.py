@@ -10,7 +10,7 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from curation.store import Store
+from cumed.store import Store
 from tests.curation.test_store import docs_table
 
 
@@ -18,7 +18,7 @@ def cumed(*args, store=None, check=None):
     env = {**os.environ}
     if store is not None:
         env["CUMED_STORE"] = str(store)
-    p = subprocess.run([sys.executable, "-c", "from curation.cli import main; main()", *args],
+    p = subprocess.run([sys.executable, "-c", "from cumed.cli import main; main()", *args],
                        capture_output=True, text=True, env=env, timeout=300)
     if check is not None:
         assert p.returncode == check, (p.stdout, p.stderr)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from datatrove.data import Document
 
-from curation.eval_sets import EVAL_SETS, cmb_clin, disc_eval, huatuo26m_test, load_eval_set
+from cumed.eval_sets import EVAL_SETS, cmb_clin, disc_eval, huatuo26m_test, load_eval_set
 from curation.steps.decontaminate import Decontaminate
 
 RAW = Path(__file__).resolve().parents[3] / "shared" / "data" / "raw"

@@ -20,7 +20,7 @@ from curation.dedup import (
     read_decisions,
 )
 from curation.dedup.plant import plant, score
-from curation.document import stable_id
+from cumed.ids import stable_id
 
 RAW = Path(__file__).resolve().parents[3] / "shared" / "data" / "raw"
 TOYHOM = RAW / "Toyhom_Chinese_medical_dialogue" / "样例_内科5000-6000.csv"

@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 import pytest
 
 from curation.build import build
-from curation.store import Store
+from cumed.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ import pytest
 
 from curation.build import build
 from curation.report import write_report
-from curation.store import Store
+from cumed.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
 

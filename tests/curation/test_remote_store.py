@@ -22,12 +22,12 @@ MOTO = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_s
 if not Path(MOTO).exists():  # pragma: no cover
     pytest.skip("moto[server] not installed (pip install 'cumed[test]')", allow_module_level=True)
 
-from curation.remote_store import RemoteStore  # noqa: E402
-from curation.store import Store  # noqa: E402
+from cumed.store.s3 import RemoteStore  # noqa: E402
+from cumed.store import Store  # noqa: E402
 from tests.curation.test_store import docs_table, removed_table  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-c", "import sys; from curation.cli import main; sys.argv[0] = 'cumed'; main()"]
+CLI = [sys.executable, "-c", "import sys; from cumed.cli import main; sys.argv[0] = 'cumed'; main()"]
 
 
 def _free_port() -> int:
@@ -130,7 +130,7 @@ PUBLISHER = textwrap.dedent(
     """
     import sys, time, json
     from tests.curation.test_store import docs_table, removed_table
-    from curation.store import Store
+    from cumed.store import Store
     start = float(sys.argv[4])
     while time.time() < start:
         time.sleep(0.001)
@@ -282,7 +282,7 @@ def test_hf_export_loads_with_splits(bucket, tmp_path):
         "source": ["s"] * n, "department": ["d"] * n, "n_turns": [2] * n,
         "split": ["train" if i % 3 else ("test" if i % 2 else "validation") for i in range(n)],
     })
-    from curation.store import Store as LocalStore
+    from cumed.store import LocalStore
 
     LocalStore(tmp_path / "l").publish("sft", conv, kind="conversations")
     out = tmp_path / "hf-docs"

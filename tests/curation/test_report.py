@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from curation.report import render
-from curation.store import Store
+from cumed.store import Store
 from tests.curation.test_store import docs_table
 
 

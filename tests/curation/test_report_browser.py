@@ -4,7 +4,7 @@ via Playwright): it renders, its Chinese and its plots show, and the screenshot 
 from __future__ import annotations
 
 from curation.report import write_report
-from curation.store import Store
+from cumed.store import Store
 from tests.browser import assert_not_blank, browser
 from tests.curation.test_store import docs_table
 

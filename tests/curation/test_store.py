@@ -15,8 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curation.errors import CumedError
-from curation.store import CRASH_POINTS, ROW_GROUP_ROWS, Store, parse_ref
+from cumed.errors import CumedError
+from cumed.store import CRASH_POINTS, Store, parse_ref
+from cumed.store.parts import ROW_GROUP_ROWS
 
 
 def docs_table(n: int, seed: int = 0) -> pa.Table:
@@ -47,7 +48,7 @@ PUBLISHER = textwrap.dedent(
     import sys, time, json
     sys.path.insert(0, {tests!r})
     from tests.curation.test_store import docs_table
-    from curation.store import Store
+    from cumed.store import Store
     start = float(sys.argv[3])
     while time.time() < start:
         time.sleep(0.001)
@@ -134,7 +135,7 @@ def test_schema_mismatch_names_column_and_type(tmp_path):
 
 
 def test_large_versions_roll_over_into_several_files(tmp_path, monkeypatch):
-    import curation.store as store_mod
+    import cumed.store.parts as store_mod
 
     monkeypatch.setattr(store_mod, "FILE_ROWS", ROW_GROUP_ROWS * 2)
     n = ROW_GROUP_ROWS * 5 + 11

@@ -6,7 +6,7 @@ import torch
 
 
 def batches_and_model(store_root, ref, tok_path, cfg, cache):
-    from curation.store import Store
+    from cumed.store import Store
     from training.packing import pack_documents
     from training.pretrain import micro_batches, tokenize_documents
     from training.run import build_model

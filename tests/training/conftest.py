@@ -3,7 +3,7 @@
 import pyarrow as pa
 import pytest
 
-from curation.store import Store
+from cumed.store import Store
 
 SYMPTOMS = ["尿频", "尿急", "尿痛", "血尿", "腰痛", "排尿困难", "夜尿增多", "阴囊肿痛"]
 ADVICE = ["建议多饮水，及时就医。", "需要做B超和尿常规检查。", "可能是前列腺增生，请泌尿外科就诊。",

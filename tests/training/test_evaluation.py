@@ -319,7 +319,7 @@ def test_real_benchmarks_load():
 
 
 def test_cli_judge_metrics_report(server, tmp_path, monkeypatch, capsys):
-    from curation.cli import main
+    from cumed.cli import main
 
     srv = server(prefers_good)
     raw = fake_raw(tmp_path)

@@ -6,8 +6,8 @@ import struct
 import numpy as np
 import pytest
 
-from curation.cli import main
-from curation.exports import export
+from cumed.cli import main
+from cumed.exports import export
 
 
 def read_megatron(prefix):

@@ -42,9 +42,9 @@ def exported_rows(path: Path) -> int:
 @pytest.fixture(scope="module")
 def exports(raw_root, tmp_path_factory):
     from annotation.ranking.build import build_preferences_from_disc
-    from curation.exports import export
+    from cumed.exports import export
     from curation.sft.build import build_conversations
-    from curation.store import Store
+    from cumed.store import Store
 
     lf_python()  # fail first, before building anything
     tmp = tmp_path_factory.mktemp("lf")

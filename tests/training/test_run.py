@@ -44,7 +44,7 @@ def test_seeded_runs_match_and_kill_resume_gives_the_same_weights(toy_store, toy
     assert same(weights(a["run"]), weights(b["run"]))
 
     # a real kill: SIGKILL right after the step-3 checkpoint, in a separate process
-    code = ("import sys, json; from curation.store import Store; from training.pretrain import train_pretrain; "
+    code = ("import sys, json; from cumed.store import Store; from training.pretrain import train_pretrain; "
             f"kw = json.loads(sys.argv[1]); train_pretrain(Store({str(st.root)!r}), {refs['docs']!r}, "
             f"runs_dir={str(tmp_path / 'c')!r}, **kw)")
     env = {**os.environ, "CUMED_TRAIN_KILL_AT": "3"}

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from curation.errors import CumedError
+from cumed.errors import CumedError
 from training.packing import IGNORE
 from training.pretrain import lm_loss
 from training.run import Run, build_model, fit

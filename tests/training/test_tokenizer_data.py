@@ -2,7 +2,7 @@
 
 import pytest
 
-from curation.errors import CumedError
+from cumed.errors import CumedError
 from training.data import load_version, split_table
 from training.sft import tokenize_conversations
 from training.tokenizer import BOUNDARY, tokenizer_hash

@@ -1,6 +1,6 @@
 """Benchmark prompts for evaluation, and model answers read as JSONL ``{id, answer}``.
 
-Sets (``name`` for ``load_benchmark``), with the same item ids as ``curation.eval_sets`` (which
+Sets (``name`` for ``load_benchmark``), with the same item ids as ``cumed.eval_sets`` (which
 reads the same files for decontamination):
 
 * ``huatuo26m_test``: 6,000 items; the file's ids are empty, so the id is the position ``0..5999``;
@@ -21,8 +21,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from curation.errors import CumedError
-from curation.eval_sets import EVAL_FILES
+from cumed.errors import CumedError
+from cumed.eval_sets import EVAL_FILES
 
 UROLOGY_KEYWORDS = ("泌尿", "男科", "前列腺", "膀胱", "肾结石", "输尿管", "尿道", "睾丸", "附睾", "阴茎", "包皮",
                     "早泄", "阳痿", "勃起", "精液", "不育")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .benchmarks import load_benchmark
-from .metrics import compute_metrics
+from training.evaluation.benchmarks import load_benchmark
+from training.evaluation.metrics import compute_metrics
 
 
 def generate_answers(model_dir: str | Path, tokenizer_dir: str | Path, items, max_new_tokens: int = 48,

@@ -36,7 +36,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from curation.errors import CumedError
+from cumed.errors import CumedError
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ import io
 import json
 from pathlib import Path
 
-from curation.errors import CumedError
+from cumed.errors import CumedError
 
-from .judge import DIMENSIONS
+from training.evaluation.judge import DIMENSIONS
 
 
 def _ascii(s) -> str:

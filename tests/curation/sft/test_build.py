@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from curation.dedup import find_duplicates
-from curation.errors import CumedError
-from curation.eval_sets import load_eval_set
+from cumed.errors import CumedError
+from cumed.eval_sets import load_eval_set
 from curation.sft.build import build_conversations
 from curation.sft.roles import dialogue_text, user_text
 from curation.steps.decontaminate import Decontaminate

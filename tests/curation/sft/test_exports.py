@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from curation.exports import export
+from cumed.exports import export
 
 
 def test_llamafactory_export(default_build, tmp_path):

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 
-from ..report import write_report
-from ..store import open_ref
-from .app import JsonOpt, StoreOpt, app, emit, out
+from curation.report import write_report
+from cumed.store import open_ref
+from cumed.cli.app import JsonOpt, StoreOpt, app, emit, out
 
 
 @app.command("report")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from ..store import Store
-from .app import JsonOpt, StoreOpt, app, default_raw, emit, out
+from cumed.store import Store
+from cumed.cli.app import JsonOpt, StoreOpt, app, default_raw, emit, out
 
 quality_app = typer.Typer(help="The fastText document-quality classifier.", no_args_is_help=True)
 app.add_typer(quality_app, name="quality")
@@ -31,7 +31,7 @@ def train_cmd(
     from annotation.quality.weak_labels import load_weak_labels, source_lineage
     from annotation.quality.workflow import train_and_publish
 
-    from ..errors import CumedError
+    from cumed.errors import CumedError
 
     st = Store(store)
     examples, lineage = [], {}

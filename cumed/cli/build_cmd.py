@@ -5,9 +5,9 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from ..build import build
-from ..store import Store
-from .app import JsonOpt, StoreOpt, app, default_raw, emit, out
+from curation.build import build
+from cumed.store import Store
+from cumed.cli.app import JsonOpt, StoreOpt, app, default_raw, emit, out
 
 
 @app.command("build")

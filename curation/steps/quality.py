@@ -1,6 +1,7 @@
 """``QualityFilter``: the quality classifier as a datatrove filter step.
 
-Scores every document with a published quality model (``annotation.quality.artifact``), stores
+Scores every document with a published quality model (``curation.quality.artifact``; trained and
+published by ``annotation.quality``), stores
 the score in ``doc.metadata["quality_score"]`` and removes documents below the threshold with
 reason ``quality: 0.12 < 0.40`` (``removed_by = "quality"``). The threshold defaults to the one
 recorded in the artifact (chosen for a target precision on held-out labels); pass
@@ -12,7 +13,7 @@ the fastText model on first use (and checks its sha256). Documents are scored in
 
 Recipe (``steps.quality``)::
 
-    quality: {artifact: _models/quality/v1, threshold: 0.4}   # path relative to the store, or NAME@N
+    quality: {artifact: quality@latest, threshold: 0.4}   # NAME@N in the store's models, or a version folder
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from datatrove.data import Document
 
 from curation.steps.base import CumedFilter
 
-from .tokenize import tokenize
+from curation.quality.artifact import load_artifact, read_meta, resolve_artifact
+from curation.quality.tokenize import tokenize
 
 
 class QualityFilter(CumedFilter):
@@ -30,8 +32,6 @@ class QualityFilter(CumedFilter):
     def __init__(self, artifact: str, threshold: float | None = None, *, store: str | None = None,
                  score_only: bool = False, batch_size: int = 512, verify: bool = True, exclusion_writer=None):
         super().__init__(exclusion_writer=exclusion_writer, batch_size=batch_size)
-        from .artifact import read_meta, resolve_artifact
-
         self.artifact = str(resolve_artifact(artifact, store))  # fail early, in the driver
         meta = read_meta(self.artifact)
         self.model_ref = f"{meta.get('name', 'quality')}@{meta.get('version', '?')}"
@@ -48,8 +48,6 @@ class QualityFilter(CumedFilter):
     @property
     def model(self):
         if self._model is None:
-            from .artifact import load_artifact
-
             self._model, _ = load_artifact(self.artifact, verify=self.verify)
         return self._model
 

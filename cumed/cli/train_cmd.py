@@ -10,9 +10,9 @@ from pathlib import Path
 
 import typer
 
-from ..errors import CumedError
-from ..store import open_ref
-from .app import JsonOpt, StoreOpt, app, emit, out
+from cumed.errors import CumedError
+from cumed.store import open_ref
+from cumed.cli.app import JsonOpt, StoreOpt, app, emit, out
 
 train_app = typer.Typer(help="Train on published versions: tokenizer, pretrain, sft, rm (reward model), rs "
                              "(rejection sampling).", no_args_is_help=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from ..errors import CumedError
-from ..store import Store
-from .review_cmd import BackendOpt, TokenOpt, UrlOpt, _backend
-from .app import JsonOpt, StoreOpt, app, default_raw, emit, out
+from cumed.errors import CumedError
+from cumed.store import Store
+from cumed.cli.review_cmd import BackendOpt, TokenOpt, UrlOpt, _backend
+from cumed.cli.app import JsonOpt, StoreOpt, app, default_raw, emit, out
 
 rank_app = typer.Typer(help="Rank K responses per prompt (Label Studio Ranker) and build reward pairs.",
                        no_args_is_help=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from .app import JsonOpt, app, emit, err, out
+from cumed.cli.app import JsonOpt, app, emit, err, out
 
 labelstudio_app = typer.Typer(help="Run a local Label Studio server for manual review.", no_args_is_help=True)
 app.add_typer(labelstudio_app, name="labelstudio")

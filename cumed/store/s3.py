@@ -1,6 +1,6 @@
 """The versioned store on S3-compatible object storage (``s3://bucket/prefix``).
 
-Same layout and public API as the local :class:`curation.store.Store`::
+Same layout and public API as the local :class:`cumed.store.Store`::
 
     s3://bucket/prefix/<name>/v<N>/.claim              who claimed N (conditional put)
     s3://bucket/prefix/<name>/v<N>/data/*.parquet
@@ -56,23 +56,16 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import CumedError
-from .store import (
-    NAME_RE,
-    TMP_PREFIX,
-    DatasetVersion,
-    Store,
-    VerifyResult,
-    _fsync_dir,
-    _write_json_durable,
-    default_card,
-    default_store,
-    parse_ref,
-    sha256_file,
-    validate_name,
-)
+from cumed.errors import CumedError
+from cumed.atomic import fsync_dir
+from cumed.hashing import sha256_file
+from cumed.schemas import FILE_KINDS
+from cumed.store.base import Store
+from cumed.store.local import LocalStore, _write_json_durable
+from cumed.store.refs import (MODELS_PREFIX, NAME_RE, S3_RE, TMP_PREFIX, default_store, parse_ref,
+                              validate_name)
+from cumed.store.version import DatasetVersion, VerifyResult, default_card
 
-S3_RE = re.compile(r"^s3://([^/]+)/?(.*)$")
 VERSION_KEY_RE = re.compile(r"^v([1-9][0-9]*)/(.*)$")
 DEFAULT_GRACE_S = 3600.0
 CHUNK = 8 << 20
@@ -85,9 +78,6 @@ STALE_S = 120.0
 CRASH_AFTER_UPLOADS = "CUMED_REMOTE_CRASH_AFTER_UPLOADS"
 CRASH_AFTER_DOWNLOADS = "CUMED_REMOTE_CRASH_AFTER_DOWNLOADS"
 
-
-def is_remote(root) -> bool:
-    return isinstance(root, str) and root.startswith("s3://")
 
 
 def default_cache() -> Path:
@@ -160,7 +150,7 @@ class RemoteDatasetVersion(DatasetVersion):
             return ""
 
 
-class RemoteStore(Store):
+class RemoteStore(Store, scheme="s3"):
     """A store root on S3-compatible object storage. See the module docstring."""
 
     def __init__(self, root: str | None = None, create: bool = True):
@@ -274,7 +264,13 @@ class RemoteStore(Store):
         """Complete versions only: those whose manifest.json (the commit) exists."""
         return sorted(n for n, objs in self._version_objects(name).items() if "manifest.json" in objs)
 
+    def _subroot(self, folder: str) -> str:
+        return f"{self.url}/{folder}"
+
     def get(self, ref: str) -> RemoteDatasetVersion:
+        st, ref = self.route(ref)
+        if st is not self:
+            return st.get(ref)
         name, version = parse_ref(ref)
         versions = self.versions(name)
         if not versions:
@@ -303,14 +299,26 @@ class RemoteStore(Store):
         validate_name(name)
         stage = tempfile.mkdtemp(prefix="cumed-stage-", dir=os.environ.get("CUMED_STAGE_DIR"))
         try:
-            local = Store(stage).publish(name, data, **kw)
+            local = LocalStore(stage).publish(name, data, **kw)
             return self.push(local, progress=progress)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+
+    def publish_files(self, name: str, files: dict, **kw) -> RemoteDatasetVersion:
+        """Stage the files with the local store (same manifest and hashes), then :meth:`push` them."""
+        validate_name(name)
+        stage = tempfile.mkdtemp(prefix="cumed-stage-", dir=os.environ.get("CUMED_STAGE_DIR"))
+        try:
+            return self.push(LocalStore(stage).publish_files(name, files, **kw))
         finally:
             shutil.rmtree(stage, ignore_errors=True)
 
     def push(self, local: DatasetVersion, *, name: str | None = None, progress: bool = False,
              workers: int = 4) -> RemoteDatasetVersion:
-        """Promote a local version: same files, same sha256, next free remote version number."""
+        """Promote a local version: same files, same sha256, next free remote version number.
+        A model artifact goes to the remote models store, as it sits in the local one."""
+        if local.kind in FILE_KINDS and not self.url.endswith("/" + MODELS_PREFIX.rstrip("/")):
+            return self.models().push(local, name=name, progress=progress, workers=workers)
         name = validate_name(name or local.name)
         src = dict(local.manifest)
         # Every local file must match its manifest hash before it is promoted.
@@ -465,6 +473,10 @@ class RemoteStore(Store):
         """
         from boto3.s3.transfer import TransferConfig
 
+        st, ref = self.route(ref)
+        if st is not self:  # a model artifact: pulled into the models store of ``to``
+            return st.pull(ref, None if to is None else Path(to) / MODELS_PREFIX.rstrip("/"), progress=progress,
+                           workers=workers)
         dv = self.get(ref)
         root = Path(to) if to is not None else default_cache() / self.bucket / self.prefix.rstrip("/")
         folder = root / dv.name
@@ -515,13 +527,13 @@ class RemoteStore(Store):
             _write_json_durable(work / "manifest.json", dv.manifest)
             (work / ".owner").unlink(missing_ok=True)
             for sub in ("data", "removed"):
-                _fsync_dir(work / sub)
-            _fsync_dir(work)
+                fsync_dir(work / sub)
+            fsync_dir(work)
             try:
                 os.rename(work, final)
             except OSError:  # another pull finished first; its copy is verified too
                 shutil.rmtree(work, ignore_errors=True)
-            _fsync_dir(folder)
+            fsync_dir(folder)
         return {"ref": dv.ref, "from": dv.path, "store": str(root), "path": str(final), "files": len(files),
                 "downloaded": len(todo), "skipped": skipped, "bytes_downloaded": sum(f["bytes"] for f in todo),
                 "seconds": round(time.perf_counter() - t0, 3)}
@@ -530,6 +542,9 @@ class RemoteStore(Store):
 
     def verify(self, ref: str) -> VerifyResult:
         """Stream every object, recompute sha256, sizes and Parquet row counts."""
+        st, ref = self.route(ref)
+        if st is not self:
+            return st.verify(ref)
         dv = self.get(ref)
         objs = self._version_objects(dv.name).get(dv.version, {})
         listed = {f["path"] for f in dv.manifest["files"]}
@@ -546,6 +561,8 @@ class RemoteStore(Store):
                 h.update(chunk)
             if h.hexdigest() != f["sha256"]:
                 return VerifyResult(dv.ref, False, i, "sha256 differs", f["path"])
+            if f.get("rows") is None:  # a file version (a model): no rows to count
+                continue
             try:
                 with self.fs.open(f"{dv.path}/{f['path']}", "rb") as fh:
                     rows = pq.ParquetFile(fh).metadata.num_rows
@@ -556,7 +573,7 @@ class RemoteStore(Store):
         for rel in sorted(objs):
             if rel.startswith(("data/", "removed/")) and rel not in listed:
                 return VerifyResult(dv.ref, False, len(listed), "file not in manifest", rel)
-        total = sum(f["rows"] for f in dv.manifest["files"] if f["path"].startswith("data/"))
+        total = sum(f["rows"] or 0 for f in dv.manifest["files"] if f["path"].startswith("data/"))
         if total != dv.rows:
             return VerifyResult(dv.ref, False, len(listed), f"data rows {total} != manifest rows {dv.rows}",
                                 "manifest.json")
@@ -634,12 +651,3 @@ def _dead_on_this_host(claim: dict) -> bool:
         return False
     return False
 
-
-def split_remote_ref(ref: str) -> tuple[str | None, str]:
-    """``s3://bucket/prefix/name@3`` -> (``s3://bucket/prefix``, ``name@3``); plain refs -> (None, ref)."""
-    if is_remote(ref):
-        root, _, tail = ref.rstrip("/").rpartition("/")
-        if not root or root == "s3:/":
-            raise CumedError(f"bad reference {ref!r}; use s3://BUCKET[/PREFIX]/NAME[@N]")
-        return root, tail
-    return None, ref

@@ -8,10 +8,11 @@ import sys
 import typer
 from rich.table import Table
 
-from ..errors import CumedError
-from ..exports import export as run_export
-from ..store import Store, open_ref
-from .app import JsonOpt, StoreOpt, datasets_app, emit, out
+from cumed.errors import CumedError
+from cumed.exports import export as run_export
+import training.exports  # noqa: F401 - registers the training engines' formats (llamafactory, trl, megatron)
+from cumed.store import Store, open_ref
+from cumed.cli.app import JsonOpt, StoreOpt, datasets_app, emit, out
 
 
 def _open(store: str | None) -> Store:
@@ -140,7 +141,7 @@ def publish_cmd(
 
 
 def _remote(store: str | Store | None, what: str):
-    from ..remote_store import RemoteStore
+    from cumed.store.s3 import RemoteStore
 
     st = store if isinstance(store, Store) else _open(store)
     if not isinstance(st, RemoteStore):

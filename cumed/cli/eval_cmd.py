@@ -11,8 +11,8 @@ from typing import Optional
 
 import typer
 
-from ..errors import CumedError
-from .app import JsonOpt, app, default_raw, emit, out
+from cumed.errors import CumedError
+from cumed.cli.app import JsonOpt, app, default_raw, emit, out
 
 eval_app = typer.Typer(help="Evaluate models: pairwise judge (Table 2 rubric), BLEU/ROUGE-L, HTML report.",
                        no_args_is_help=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from ..errors import CumedError
-from ..store import Store
-from .app import JsonOpt, StoreOpt, app, emit, out
+from cumed.errors import CumedError
+from cumed.store import Store
+from cumed.cli.app import JsonOpt, StoreOpt, app, emit, out
 
 review_app = typer.Typer(help="Manual review: sample documents, queue them, pull decisions, publish.", no_args_is_help=True)
 app.add_typer(review_app, name="review")

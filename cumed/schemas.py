@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from .errors import CumedError
+from cumed.errors import CumedError
 
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 RESPONSE = pa.struct([("response_id", pa.string()), ("text", pa.string()), ("model", pa.string())])
@@ -61,6 +61,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     ),
 }
 KINDS = tuple(SCHEMAS)
+# Versions of files rather than rows (a model artifact): same protocol, no schema.
+FILE_KINDS = ("model",)
 REMOVAL_FIELDS = [pa.field("removed_by", pa.string()), pa.field("reason", pa.string())]
 # The first column is the row key: dedup, diff and review decisions refer to rows by it.
 KEY_COLUMN = {"documents": "id", "conversations": "id", "rankings": "prompt_id", "preferences": "prompt_id"}
@@ -69,6 +71,12 @@ KEY_COLUMN = {"documents": "id", "conversations": "id", "rankings": "prompt_id",
 def check_kind(kind: str) -> str:
     if kind not in SCHEMAS:
         raise CumedError(f"unknown dataset kind {kind!r}; use one of {', '.join(KINDS)}")
+    return kind
+
+
+def check_file_kind(kind: str) -> str:
+    if kind not in FILE_KINDS:
+        raise CumedError(f"unknown file-version kind {kind!r}; use one of {', '.join(FILE_KINDS)}")
     return kind
 
 

@@ -1,7 +1,8 @@
 """Export a store version to the formats its consumers read.
 
-A registry maps ``--format`` names to functions ``(version, out_dir) -> dict``; the training
-package registers LLaMA-Factory, TRL and Megatron exporters here. Every exporter streams batch
+A registry maps ``--format`` names to functions ``(version, out_dir) -> dict``. The formats of
+any consumer live here; those of the training engines (LLaMA-Factory, TRL, Megatron) register
+themselves from ``training.exports``, which the CLI imports (the foundation names no wing). Every exporter streams batch
 by batch, so an export never needs the dataset in memory.
 """
 
@@ -18,8 +19,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .errors import CumedError
-from .store import DatasetVersion
+from cumed.errors import CumedError
+from cumed.store import DatasetVersion
 
 EXPORTERS: dict[str, Callable[[DatasetVersion, Path], dict]] = {}
 
@@ -165,22 +166,12 @@ def export_hf(dv: DatasetVersion, out: Path) -> dict:
 
 
 def export(dv: DatasetVersion, fmt: str, out: str | Path) -> dict:
-    _load_plugins()
     if fmt not in EXPORTERS:
         raise CumedError(f"unknown export format {fmt!r}; use one of {', '.join(sorted(EXPORTERS))}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     result = EXPORTERS[fmt](dv, out)
     return {"ref": dv.ref, "format": fmt, "out": str(out), **result}
-
-
-def _load_plugins() -> None:
-    """Exporters that live in other packages register themselves on import."""
-    for mod in ("training.exports",):
-        try:
-            __import__(mod)
-        except ImportError:
-            pass
 
 
 __all__ = ["EXPORTERS", "export", "exporter", "pq"]

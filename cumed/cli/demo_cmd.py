@@ -7,12 +7,12 @@ from pathlib import Path
 
 import typer
 
-from ..build import build
-from ..errors import CumedError
-from ..report import write_report
-from ..store import Store
-from .app import JsonOpt, StoreOpt, app, default_raw, emit, out
-from .build_cmd import print_table1
+from curation.build import build
+from cumed.errors import CumedError
+from curation.report import write_report
+from cumed.store import Store
+from cumed.cli.app import JsonOpt, StoreOpt, app, default_raw, emit, out
+from cumed.cli.build_cmd import print_table1
 
 
 def recipe_path(name: str) -> Path:
