@@ -132,7 +132,10 @@ def run_cumed(docs):
 
 def run_datasketch(docs):
     import numpy as np
-    from datasketch import MinHash, MinHashLSH
+    try:  # the baseline only: an optional extra, no library module of cumed imports it
+        from datasketch import MinHash, MinHashLSH
+    except ImportError:
+        sys.exit("the datasketch baseline needs datasketch: pip install 'cumed[bench]' (or pass --skip-datasketch)")
 
     from curation.dedup.core import Decision
 
@@ -165,7 +168,7 @@ def run_staged(docs, workers: int = 1):
     from datatrove.pipeline.readers import ParquetReader
 
     from curation.dedup import ApplyDuplicateDecisions, NearDupClusters, NearDupSignatures, read_decisions
-    from curation.build import _quiet_datatrove
+    from curation.build.executors import quiet_datatrove as _quiet_datatrove
     from cumed.process import pipeline_gc, reuse_freed_memory
     from curation.rows import DOC_SCHEMA, RankParquetWriter, kept_adapter
 

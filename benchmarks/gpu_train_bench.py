@@ -75,7 +75,7 @@ def run(a) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from training.packing import IGNORE, collate_packed, pack_sequences, pad_batch
-    from training.pretrain import lm_loss
+    from training.lm_objective import lm_loss
 
     if a.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA GPU here: run on the GPU machine, or --device cpu for a smoke run")

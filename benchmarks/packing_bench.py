@@ -20,8 +20,9 @@ import time
 
 from cumed.store import Store
 from training.packing import IGNORE, collate_packed, pack_sequences, pad_batch, real_token_fraction
-from training.pretrain import count_items, lm_loss
-from training.run import build_model, load_config
+from training.config import load_config
+from training.lm_objective import count_items, lm_loss
+from training.model import build_model
 from training.sft import tokenize_conversations
 from training.tokenizer import load_tokenizer, train_tokenizer_from_version
 

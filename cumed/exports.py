@@ -165,12 +165,27 @@ def export_hf(dv: DatasetVersion, out: Path) -> dict:
             "rows": sum(counts.values()), "splits": {n: counts[n] for n in order}}
 
 
-def export(dv: DatasetVersion, fmt: str, out: str | Path) -> dict:
+def export(dv: DatasetVersion, fmt: str, out: str | Path, *, tokenizer: str | Path | None = None) -> dict:
+    """Run the ``fmt`` exporter into ``out`` (created).
+
+    ``tokenizer`` goes only to exporters whose signature names it (those that write token ids,
+    e.g. megatron); giving it to any other format is an error, not an option silently ignored.
+    """
+    import inspect
+
     if fmt not in EXPORTERS:
         raise CumedError(f"unknown export format {fmt!r}; use one of {', '.join(sorted(EXPORTERS))}")
+    fn = EXPORTERS[fmt]
+    options = {}
+    if tokenizer is not None:
+        takes = sorted(n for n, f in EXPORTERS.items() if "tokenizer" in inspect.signature(f).parameters)
+        if fmt not in takes:
+            raise CumedError(f"{fmt} export takes no tokenizer; drop --tokenizer (formats that take one: "
+                             f"{', '.join(takes) or 'none installed'})")
+        options["tokenizer"] = tokenizer
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    result = EXPORTERS[fmt](dv, out)
+    result = fn(dv, out, **options)
     return {"ref": dv.ref, "format": fmt, "out": str(out), **result}
 
 

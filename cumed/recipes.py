@@ -6,7 +6,6 @@ and hands the file to that builder.
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from cumed.errors import CumedError
+from cumed.hashing import sha256_text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ class RecipeFile:
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+        return sha256_text(self.text)
 
     def lineage(self) -> dict:
         """How a manifest names its recipe: never an absolute path (it would leak the builder's

@@ -1,4 +1,4 @@
-"""The four row schemas of the store (design.md contract) and their validation.
+"""The four row schemas of the store (contract: docs/design.md) and their validation.
 
 Extra columns are allowed; the named columns must exist with a compatible type. Validation
 casts only where it loses nothing (``large_string`` -> ``string``, ``int32`` -> ``int64``) and

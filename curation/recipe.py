@@ -8,8 +8,6 @@ source and the key, with the allowed choices.
 from __future__ import annotations
 
 import glob
-import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +15,9 @@ from pathlib import Path
 import yaml
 
 from cumed.errors import CumedError
-from cumed.hashing import sha256_file
+from cumed.hashing import sha256_file, sha256_text
+from cumed.lineage import config_hash as hash_config
+from cumed.recipes import read_recipe, repo_relative
 from cumed.store import validate_name
 
 TOP_KEYS = {"name", "kind", "description", "card", "shards", "tokenizer", "sources", "steps", "license"}
@@ -55,7 +55,12 @@ class Recipe:
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+        return sha256_text(self.text)
+
+    def lineage(self) -> dict:
+        """How a manifest names this recipe: file name, repository-relative path, sha256 (never an
+        absolute path: it would leak the builder's home folder into a team store)."""
+        return {"name": self.path.name, "path": repo_relative(self.path), "sha256": self.sha256}
 
     def config_hash(self, extra: dict | None = None) -> str:
         """Hash of everything that decides the output: recipe content, enabled sources, code version."""
@@ -66,7 +71,7 @@ class Recipe:
             "code": __version__,
             **(extra or {}),
         }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+        return hash_config(payload)
 
     def inputs(self) -> list[dict]:
         """Raw files with sha256, for lineage (and the build's cache key)."""
@@ -81,17 +86,8 @@ class Recipe:
 
 
 def load_recipe(path: str | Path, raw: str | Path) -> Recipe:
-    path = Path(path)
-    if not path.is_file():
-        hint = ", ".join(sorted(p.name for p in Path("datasets").glob("*.yaml"))) if Path("datasets").is_dir() else ""
-        raise CumedError(f"recipe {path} not found" + (f"; recipes here: {hint}" if hint else ""))
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise CumedError(f"recipe {path} is not valid YAML: {e}".replace("\n", " ")) from e
-    if not isinstance(data, dict):
-        raise CumedError(f"recipe {path} must be a mapping with name, kind, sources, steps")
+    file = read_recipe(path)
+    path, text, data = file.path, file.text, file.data
     unknown = set(data) - TOP_KEYS
     if unknown:
         raise CumedError(f"unknown key(s) {', '.join(sorted(unknown))} in recipe {path}; allowed: {', '.join(sorted(TOP_KEYS))}")

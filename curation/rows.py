@@ -22,6 +22,10 @@ COLUMNS = ("source", "category", "department")
 # Keys that become their own columns on removed rows, or are bookkeeping only.
 _NOT_METADATA = set(COLUMNS) | {"removed_by", "reason", "file_path"}
 
+# The writer's count of documents written. datatrove's own writer names it after the file-name
+# template with a placeholder rank ("XXXXX.parquet"), which reads like a file in the stats.
+DOCUMENTS_WRITTEN = "documents_written"
+
 DOC_SCHEMA = schema_for("documents")
 REMOVED_SCHEMA = schema_for("documents", removed=True)
 
@@ -90,7 +94,7 @@ class RankParquetWriter(ParquetWriter):
     of a near-duplicate stage. Here a batch of ``batch_size`` documents becomes one Arrow table
     (built column by column when the adapter is ``kept_adapter`` or ``removed_adapter``), one
     row group, and one stats update per counter. Same files (same row groups, same file
-    switches at ``max_file_size``), same stats."""
+    switches at ``max_file_size``), same stats but for the name of the document counter."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -126,8 +130,8 @@ class RankParquetWriter(ParquetWriter):
                 compression=self.compression, use_content_defined_chunking=self.use_content_defined_chunking,
                 write_page_index=self.write_page_index)
         self._writers[name].write_table(table, row_group_size=self.batch_size)
-        # what datatrove's write records per document: the file counter, total, doc_len(_tokens)
-        add_counts(self, {self._get_output_filename(docs[0], "XXXXX"): len(docs), StatHints.total: len(docs)})
+        # what datatrove's write records per document: the document counter, total, doc_len(_tokens)
+        add_counts(self, {DOCUMENTS_WRITTEN: len(docs), StatHints.total: len(docs)})
         add_metric(self, "doc_len", batch_metric([len(d.text) for d in docs]))
         tokens = [d.metadata["token_count"] for d in docs if d.metadata.get("token_count")]
         if tokens:

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from cumed.errors import CumedError
+from cumed.hashing import sha256_file
 
 APPROX_NAME = "cumed-approx-v1 (1 token per CJK char, Latin/digit run, or other symbol)"
 _TOKEN_RE = re.compile(r"[A-Za-z0-9]+|[^\sA-Za-z0-9]")
@@ -27,7 +28,7 @@ class TokenCounter:
             from tokenizers import Tokenizer
 
             self._tok = Tokenizer.from_file(str(path))
-            self.name = f"{path.name} (sha256 {__import__('hashlib').sha256(path.read_bytes()).hexdigest()[:12]})"
+            self.name = f"{path.name} (sha256 {sha256_file(path)[:12]})"
         else:
             self.name = APPROX_NAME
 

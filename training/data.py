@@ -13,10 +13,8 @@ sees the same order.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,7 +22,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from cumed import atomic
 from cumed.errors import CumedError
+from cumed.hashing import sha256_text
 from cumed.store import DatasetVersion, Store
 
 STAGE_KINDS = {"pretrain": "documents", "sft": "conversations", "rm": "preferences", "rs": "conversations"}
@@ -70,15 +70,15 @@ def split_table(dv: DatasetVersion, split: str | None, columns: list[str] | None
 
 def cache_key(dv: DatasetVersion, tok_hash: str, settings: dict) -> str:
     blob = json.dumps({"content_hash": dv.content_hash, "tokenizer": tok_hash, "settings": settings}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+    return sha256_text(blob)[:24]
 
 
 def cached_table(dv: DatasetVersion, tok_hash: str, settings: dict, build: Callable[[], pa.Table],
                  cache_dir: str | Path | None = None) -> tuple[pa.Table, dict]:
     """``build()``'s table, read from the cache when the same key was built before.
 
-    Returns the table and ``{"key", "path", "hit"}``. Writes go to a temporary name and are renamed,
-    so a killed run never leaves a half file under the key.
+    Returns the table and ``{"key", "path", "hit"}``. Writes go through ``cumed.atomic`` (a
+    temporary name, then renamed), so a killed run never leaves a half file under the key.
     """
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = cache_key(dv, tok_hash, settings)
@@ -87,9 +87,9 @@ def cached_table(dv: DatasetVersion, tok_hash: str, settings: dict, build: Calla
         return pq.read_table(path), {"key": key, "path": str(path), "hit": True}
     table = build()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}.parquet")
-    pq.write_table(table, tmp)
-    (path.parent / "key.json").write_text(json.dumps({"dataset": dv.ref, "content_hash": dv.content_hash,
-                                                      "tokenizer": tok_hash, "settings": settings}, indent=2))
-    os.replace(tmp, path)
+    # key.json before the data: whoever finds the data under the key finds what it was built from
+    atomic.write_text(path.parent / "key.json", json.dumps({"dataset": dv.ref, "content_hash": dv.content_hash,
+                                                            "tokenizer": tok_hash, "settings": settings}, indent=2))
+    with atomic.replacing(path, "wb") as f:
+        pq.write_table(table, f)
     return table, {"key": key, "path": str(path), "hit": False}

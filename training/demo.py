@@ -14,7 +14,7 @@ from pathlib import Path
 from cumed.store import Store
 
 from training.data import load_version
-from training.run import set_seed
+from training.seeds import set_seed
 
 
 def _quiet() -> None:
@@ -74,6 +74,6 @@ def _summary(res: dict) -> dict:
 
 
 def _metrics(run_dir: str) -> list[dict]:
-    from training.run import Run
+    from training.run_folder import Run
 
     return Run(run_dir).metrics()

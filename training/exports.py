@@ -52,6 +52,7 @@ def _need_conversations(dv: DatasetVersion, fmt: str) -> None:
 
 
 def _sha1(path: Path) -> str:
+    """sha1, not cumed.hashing's sha256: it is the hash LLaMA-Factory checks ``file_sha1`` against."""
     h = hashlib.sha1()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -171,8 +172,9 @@ def export_llamafactory_rm(dv: DatasetVersion, out: Path) -> dict:
 # ``megatron``      ``documents`` (``text``) or ``conversations`` (turn contents joined by new lines)
 #                   -> Megatron-LM's indexed dataset ``<name>-v<N>_00000_tokens.{bin,idx}``, written by
 #                   datatrove's ``MegatronDocumentTokenizer`` (one sequence per document, ``</s>``
-#                   appended). The tokenizer is a local ``tokenizer.json`` (nothing is downloaded):
-#                   ``$CUMED_MEGATRON_TOKENIZER`` (the file or its folder), else ``<out>/tokenizer.json``.
+#                   appended). The tokenizer is a local ``tokenizer.json`` (nothing is downloaded), the
+#                   file or its folder: ``--tokenizer`` (``tokenizer=``), else ``$CUMED_MEGATRON_TOKENIZER``,
+#                   else ``<out>/tokenizer.json``.
 #                   Train with ``--data-path <out>/<name>-v<N>_00000_tokens`` and the same tokenizer.
 
 MEGATRON_TOKENIZER_ENV = "CUMED_MEGATRON_TOKENIZER"
@@ -186,8 +188,9 @@ def _megatron_tokenizer(out: Path, tokenizer: str | Path | None) -> Path:
     if p.is_dir():
         p = p / "tokenizer.json"
     if not p.is_file():
-        raise CumedError(f"megatron export needs a local tokenizer.json: {p} not found; set {MEGATRON_TOKENIZER_ENV}="
-                         f"path/to/tokenizer (e.g. a folder from 'cumed train tokenizer') or copy tokenizer.json into {out}")
+        raise CumedError(f"megatron export needs a local tokenizer.json: {p} not found; pass --tokenizer path/to/tokenizer "
+                         f"(e.g. a folder from 'cumed train tokenizer'), set {MEGATRON_TOKENIZER_ENV}, or copy "
+                         f"tokenizer.json into {out}")
     return p
 
 

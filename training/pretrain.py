@@ -8,42 +8,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
-import torch
-import torch.nn.functional as F
 
 from cumed.store import Store
 
 from training.data import cached_table, load_version, split_table
-from training.packing import IGNORE, collate_packed, pack_documents
-from training.run import build_model, fit, init_distributed, open_run
+from training.distributed import init_distributed
+from training.fit import fit
+from training.lm_objective import lm_loss, micro_batches
+from training.model import build_model
+from training.packing import pack_documents
+from training.run_folder import open_run
 from training.tokenizer import resolve_tokenizer, tokenizer_hash
-
-
-def lm_loss(model, batch) -> tuple[torch.Tensor, dict]:
-    """Summed next-token cross-entropy over labelled positions (the loop divides by the count).
-
-    ``attention_mask`` absent and ``use_cache=False``: transformers then derives the per-document
-    mask from ``position_ids`` (with a cache it would not look at them).
-    """
-    out = model(input_ids=batch["input_ids"], position_ids=batch.get("position_ids"),
-                attention_mask=batch.get("attention_mask"), use_cache=False)
-    logits = out.logits[:, :-1].float()
-    labels = batch["labels"][:, 1:]
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE, reduction="sum")
-    return loss, {}
-
-
-def count_items(batch: dict) -> int:
-    return int((batch["labels"][:, 1:] != IGNORE).sum())
-
-
-def micro_batches(rows: list[dict], size: int) -> list[dict]:
-    out = []
-    for i in range(0, len(rows), size):
-        b = collate_packed(rows[i:i + size])
-        b["n_items"] = count_items(b)
-        out.append(b)
-    return out
 
 
 def tokenize_documents(dv, tok, cache_dir=None, max_documents: int | None = None) -> tuple[list[list[int]], dict]:

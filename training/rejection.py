@@ -25,12 +25,14 @@ import torch
 
 from cumed.ids import stable_id
 from cumed.errors import CumedError
-from cumed.hashing import sha256_file
+from cumed.hashing import sha256_file, sha256_text
 from cumed.store import Store
 
+from training.config import load_config
 from training.data import load_version, split_table
-from training.reward import score
-from training.run import init_distributed, load_config, set_seed
+from training.distributed import init_distributed
+from training.reward_scoring import score
+from training.seeds import set_seed
 from training.sft import train_sft
 from training.tokenizer import load_tokenizer
 
@@ -156,7 +158,7 @@ def sample_and_publish(store: Store | str, ref: str, policy_dir: str | Path, rew
 
     lineage = {
         "parents": [dv.ref],
-        "config_hash": hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest(),
+        "config_hash": sha256_text(json.dumps(cfg, sort_keys=True, default=str)),
         "checkpoints": {"policy": {"path": str(policy_dir), "sha256": checkpoint_sha256(policy_dir)},
                         "reward": {"path": str(reward_dir), "sha256": checkpoint_sha256(reward_dir)}},
         "rejection_sampling": {k: cfg.get(k) for k in ("n_prompts", "samples_per_prompt", "top_k", "min_score",

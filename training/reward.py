@@ -23,14 +23,12 @@ from cumed.errors import CumedError
 from cumed.store import Store
 
 from training.data import cached_table, load_version, split_table
-from training.run import build_model, fit, init_distributed, open_run
+from training.distributed import init_distributed
+from training.fit import fit
+from training.model import build_model
+from training.reward_scoring import encode_pair_side
+from training.run_folder import open_run
 from training.tokenizer import resolve_tokenizer, tokenizer_hash
-
-
-def encode_pair_side(tok, prompt: str, response: str, block_size: int) -> list[int]:
-    ids = tok.apply_chat_template([{"role": "user", "content": prompt}, {"role": "assistant", "content": response}],
-                                  tokenize=True, return_dict=True)["input_ids"]
-    return list(ids[-block_size:])  # keep the response end (what is scored); trim the prompt's start
 
 
 def tokenize_pairs(dv, tok, split: str, block_size: int, cache_dir=None) -> tuple[list[dict], dict]:
@@ -92,24 +90,6 @@ def accuracy(model, batches: list[dict]) -> dict:
         gap += float((rc - rr).sum())
         n += len(rc)
     return {"accuracy": correct / max(n, 1), "pairs": n, "mean_gap": gap / max(n, 1)}
-
-
-@torch.no_grad()
-def score(model, tok, prompt: str, responses: list[str], block_size: int, batch_size: int = 16) -> list[float]:
-    """Reward of each response to ``prompt`` (used by rejection sampling)."""
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    for i in range(0, len(responses), batch_size):
-        seqs = [encode_pair_side(tok, prompt, r, block_size) for r in responses[i:i + batch_size]]
-        L = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), L), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for r, s in enumerate(seqs):
-            ids[r, :len(s)] = torch.tensor(s)
-            mask[r, :len(s)] = 1
-        out += model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).logits.squeeze(-1).float().tolist()
-    return out
 
 
 def train_rm(store: Store | str, ref: str, config: str | Path | None = None, max_steps: int | None = None,

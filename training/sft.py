@@ -25,9 +25,12 @@ from cumed.errors import CumedError
 from cumed.store import Store
 
 from training.data import cached_table, load_version, split_table
+from training.distributed import init_distributed
+from training.fit import fit
+from training.lm_objective import count_items, lm_loss, micro_batches
+from training.model import build_model
 from training.packing import IGNORE, pack_sequences, pad_batch
-from training.pretrain import count_items, lm_loss, micro_batches
-from training.run import build_model, fit, init_distributed, open_run
+from training.run_folder import open_run
 from training.tokenizer import resolve_tokenizer, tokenizer_hash
 
 GENERATION_RE = re.compile(r"\{%-?\s*generation\s*-?%\}")

@@ -26,7 +26,7 @@ import os
 import re
 from pathlib import Path
 
-from cumed.atomic import write_text
+from cumed.atomic import write_json, write_text
 from cumed.errors import CumedError
 
 from annotation.review.backend import ReviewBackend
@@ -326,8 +326,5 @@ def write_tasks(path: str | Path, tasks: list[dict]) -> Path:
     """Write pulled tasks as UTF-8 JSON without ASCII escaping (lone surrogates -> U+FFFD)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(clean_text(tasks), f, ensure_ascii=False, indent=1)
-    os.replace(tmp, p)
+    write_json(p, clean_text(tasks))
     return p

@@ -45,6 +45,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from cumed.atomic import replacing
 from cumed.errors import CumedError
 from cumed.process import pid_alive as _pid_alive
 
@@ -94,12 +95,11 @@ def read_env_file(path: str | Path) -> dict[str, str]:
 
 
 def _write_private(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    # Created with mode 0600, so the token is never readable by others, not even for a moment;
+    # fchmod then makes it exactly 0600 (the umask may have taken bits away).
+    with replacing(path, opener=lambda p, flags: os.open(p, flags, 0o600)) as f:
+        os.fchmod(f.fileno(), 0o600)
         f.write(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
 
 
 def _is_label_studio(pid: int) -> bool:

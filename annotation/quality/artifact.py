@@ -48,10 +48,20 @@ def save_artifact(model: QualityModel, store, name: str = "quality", *, metrics:
         meta_bytes = json.dumps(meta, ensure_ascii=False, indent=2, sort_keys=True).encode("utf-8")
         # same model bytes and same metadata give the same version (the store's content hash)
         dv = st.models().publish_files(name, {MODEL_FILE: model_path, META_FILE: meta_bytes}, kind="model",
-                                       lineage={"annotations": [], **_plain(lineage or {})},
+                                       lineage=_standard_lineage(_plain(lineage or {})),
                                        card=f"# {name}: quality classifier ({model.tokenizer} fastText)\n\n"
                                             f"Threshold {thr:.4f}; metrics: {_plain(metrics or {})}\n")
     return dv.path
+
+
+def _standard_lineage(lineage: dict) -> dict:
+    """The model's training data in the lineage keys every version has: the datasets its texts
+    came from as ``parents``, the review batches as ``annotations``; the full detail stays beside
+    them (``review``, ``weak_labels``, ``train_rows``...)."""
+    found = [lineage, lineage.get("review") or {}]
+    parents = sorted({str(d) for part in found for d in part.get("datasets") or []})
+    batches = [b.get("batch") if isinstance(b, dict) else b for part in found for b in part.get("label_batches") or []]
+    return {"parents": parents, "annotations": [f"review:{b}" for b in batches if b], **lineage}
 
 
 def _plain(o):

@@ -6,5 +6,6 @@
 ``queue``     batch state in ``<store>/_ranking/<dataset>/``: push (file backend) and pull -> ``rankings``
 ``pairs``     ``rankings`` -> ``preferences`` (adjacent or all pairs, margins, prompt-grouped splits, mixing)
 ``importers`` real rankings: DISC-MedLLM eval (GPT-4 scores or source order), MedicalGPT reward pairs
-``build``     ``build_preferences_from_disc(raw, store, **opts)`` for ``cumed demo``
+``build``     publishing: ``import_disc`` -> ``rankings``, ``publish_pairs`` -> ``preferences``
+``recipe``    a ``kind: preferences`` recipe (``datasets/cumed-rm.yaml``) built by ``cumed build``
 """

@@ -2,48 +2,53 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-from pathlib import Path
-
 from cumed.errors import CumedError
+from cumed.lineage import build_lineage, config_hash
+from cumed.recipes import RecipeFile, find_recipe, read_recipe
 from cumed.store import DatasetVersion, Store
 
 from annotation.ranking.importers import DISC_SOURCE_ORDER, read_disc, read_medicalgpt_reward
 from annotation.ranking.pairs import build_pairs, mix_general
 
-RECIPE = Path(__file__).resolve().parents[2] / "datasets" / "cumed-rm.yaml"
+# What a preferences build's code fingerprint covers (pairs split by curation's near-dup clusters).
+CODE_PACKAGES = ("cumed", "curation", "annotation")
+IN_PROCESS = "in-process"  # lineage ``executor`` of builds that run in the calling process
 
 
-def _recipe_lineage() -> dict | None:
-    if RECIPE.is_file():
-        return {"path": "datasets/cumed-rm.yaml", "sha256": hashlib.sha256(RECIPE.read_bytes()).hexdigest()}
-    return None
+def _recipe(recipe: RecipeFile | None) -> RecipeFile | None:
+    """The recipe a publish follows: the one given, else the repository's datasets/cumed-rm.yaml."""
+    if recipe is not None:
+        return recipe
+    try:
+        return read_recipe(find_recipe("cumed-rm"))
+    except CumedError:
+        return None
 
 
-def _config_hash(opts: dict) -> str:
-    return hashlib.sha256(json.dumps(opts, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _card(title: str, body: str) -> str:
-    card = Path(str(RECIPE).replace(".yaml", ".md"))
-    text = card.read_text(encoding="utf-8") if card.is_file() else ""
+def _card(recipe: RecipeFile | None, title: str, body: str) -> str:
+    card = recipe.path.with_suffix(".md") if recipe is not None else None
+    text = card.read_text(encoding="utf-8") if card is not None and card.is_file() else ""
     return f"# {title}\n\n{body}\n\n" + text
 
 
 def import_disc(raw, store: Store, name: str = "disc-rankings", source_order: bool = False,
-                doctor: str = "top", models: list[str] | None = None) -> tuple[DatasetVersion, dict]:
-    table, report = read_disc(raw, source_order=source_order, doctor=doctor, models=models)
+                doctor: str = "top", models: list[str] | None = None, order: tuple = DISC_SOURCE_ORDER,
+                recipe: RecipeFile | None = None) -> tuple[DatasetVersion, dict]:
+    table, report = read_disc(raw, source_order=source_order, doctor=doctor, models=models, order=tuple(order))
     opts = {"importer": "disc", "source_order": source_order, "doctor": doctor, "models": models}
-    ranking_rule = ("source order " + " > ".join(DISC_SOURCE_ORDER) if source_order
+    if tuple(order) != DISC_SOURCE_ORDER:
+        opts["order"] = list(order)
+    recipe = _recipe(recipe)
+    ranking_rule = ("source order " + " > ".join(order) if source_order
                     else "total GPT-4 score, ties kept as tie groups, doctor answer " + doctor)
     dv = store.publish(
         name, table.sort_by("prompt_id"), kind="rankings",
         stats={"prompts": table.num_rows, "import": {k: v for k, v in report.items() if k != "inputs"}},
-        lineage={"recipe": _recipe_lineage(), "config_hash": _config_hash(opts), "inputs": report["inputs"],
-                 "ranking_method": report["method"], "ranking_rule": ranking_rule,
-                 "annotations": [f"import:disc-medllm-eval:{report['method']}"]},
-        card=_card(f"{name}: DISC-MedLLM eval rankings ({report['method']})",
+        lineage=build_lineage(recipe=recipe.lineage() if recipe else None, config_hash=config_hash(opts),
+                              code_packages=CODE_PACKAGES, inputs=report["inputs"],
+                              annotations=[f"import:disc-medllm-eval:{report['method']}"], executor=IN_PROCESS,
+                              ranking_method=report["method"], ranking_rule=ranking_rule),
+        card=_card(recipe, f"{name}: DISC-MedLLM eval rankings ({report['method']})",
                    f"{table.num_rows} prompts; ranked by {ranking_rule}. License: Apache-2.0 (DISC-MedLLM)."),
     )
     return dv, report
@@ -53,8 +58,10 @@ def import_medicalgpt(raw, store: Store, name: str = "medicalgpt-reward-rankings
     table, report = read_medicalgpt_reward(raw)
     dv = store.publish(name, table.sort_by("prompt_id"), kind="rankings",
                        stats={"prompts": table.num_rows, "import": {k: v for k, v in report.items() if k != "inputs"}},
-                       lineage={"inputs": report["inputs"], "ranking_method": "dataset_pairs",
-                                "annotations": ["import:medicalgpt-reward"]},
+                       lineage=build_lineage(recipe=None, config_hash=config_hash({"importer": "medicalgpt-reward"}),
+                                             code_packages=CODE_PACKAGES, inputs=report["inputs"],
+                                             annotations=["import:medicalgpt-reward"], executor=IN_PROCESS,
+                                             ranking_method="dataset_pairs"),
                        card=f"# {name}\n\nMedicalGPT reward test pairs as 2-way rankings (chosen > rejected). "
                             "License: Apache-2.0.\n")
     return dv, report
@@ -63,8 +70,9 @@ def import_medicalgpt(raw, store: Store, name: str = "medicalgpt-reward-rankings
 def publish_pairs(store: Store, rankings_ref: str, name: str = "cumed-rm", mode: str = "adjacent",
                   margin: str = "auto", validation: float = 0.05, test: float = 0.05, seed: str = "cumed-rm",
                   cluster_threshold: float | None = 0.6, mix_ref: str | None = None,
-                  mix_ratio: float = 0.0) -> tuple[DatasetVersion, dict]:
+                  mix_ratio: float = 0.0, recipe: RecipeFile | None = None) -> tuple[DatasetVersion, dict]:
     src = store.get(rankings_ref)
+    recipe = _recipe(recipe)
     if src.kind != "rankings":
         raise CumedError(f"rank pairs needs a rankings dataset; {src.ref} is {src.kind}")
     table, stats = build_pairs(src.to_arrow(), mode=mode, margin=margin, validation=validation, test=test,
@@ -79,12 +87,13 @@ def publish_pairs(store: Store, rankings_ref: str, name: str = "cumed-rm", mode:
         parents.append(general.ref)
     opts = {"rankings": src.ref, "mode": mode, "margin": margin, "validation": validation, "test": test,
             "seed": seed, "cluster_threshold": cluster_threshold, "mix": mix_ref, "mix_ratio": mix_ratio}
-    lineage = {"parents": parents, "recipe": _recipe_lineage(), "config_hash": _config_hash(opts), "options": opts,
-               "annotations": src.manifest.get("lineage", {}).get("annotations") or [],
-               "ranking_method": src.manifest.get("lineage", {}).get("ranking_method", "annotation"),
-               "ranking_rule": src.manifest.get("lineage", {}).get("ranking_rule")}
+    lineage = build_lineage(recipe=recipe.lineage() if recipe else None, config_hash=config_hash(opts),
+                            code_packages=CODE_PACKAGES, parents=parents,
+                            annotations=src.manifest.get("lineage", {}).get("annotations") or [], executor=IN_PROCESS,
+                            options=opts, ranking_method=src.manifest.get("lineage", {}).get("ranking_method", "annotation"),
+                            ranking_rule=src.manifest.get("lineage", {}).get("ranking_rule"))
     dv = store.publish(name, table, kind="preferences", stats=stats, lineage=lineage,
-                       card=_card(f"{name}: reward-model preference pairs from {src.ref}",
+                       card=_card(recipe, f"{name}: reward-model preference pairs from {src.ref}",
                                   f"{table.num_rows} pairs ({mode}); splits "
                                   + ", ".join(f"{k} {v['prompts']} prompts / {v['pairs']} pairs"
                                               for k, v in stats["splits"].items())))

@@ -30,6 +30,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from cumed.errors import CumedError
+from cumed.hashing import sha256_file
 from cumed.schemas import RESPONSE
 
 from annotation.ranking.tasks import response_id, task_seed
@@ -95,10 +96,6 @@ def _score_file(base: Path, set_name: str, model: str) -> Path | None:
     return None
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def read_disc(raw: str | Path, source_order: bool = False, doctor: str = "top", order: tuple = DISC_SOURCE_ORDER,
               models: list[str] | None = None, seed: int | str = "disc") -> tuple[pa.Table, dict]:
     """(rankings table, report) from the DISC-MedLLM evaluation files under ``raw``."""
@@ -116,7 +113,7 @@ def read_disc(raw: str | Path, source_order: bool = False, doctor: str = "top", 
     for set_name, (samples_file, field) in DISC_SETS.items():
         sp = base / "samples" / samples_file
         samples = _load_json(sp)
-        report["inputs"].append({"path": str(sp.relative_to(Path(raw))), "sha256": _sha256(sp)})
+        report["inputs"].append({"path": str(sp.relative_to(Path(raw))), "sha256": sha256_file(sp)})
         answers: dict[str, dict[str, str]] = defaultdict(dict)
         scores: dict[str, dict[str, dict]] = defaultdict(dict)
         sample_ids = {str(s["id"]) for s in samples}
@@ -125,7 +122,7 @@ def read_disc(raw: str | Path, source_order: bool = False, doctor: str = "top", 
             if not dp.is_file():
                 report["missing_answers"].append({"set": set_name, "model": model, "file": str(dp.name)})
                 continue
-            report["inputs"].append({"path": str(dp.relative_to(Path(raw))), "sha256": _sha256(dp)})
+            report["inputs"].append({"path": str(dp.relative_to(Path(raw))), "sha256": sha256_file(dp)})
             for d in _load_json(dp):
                 pid = str(d["id"])
                 if pid not in sample_ids:
@@ -137,7 +134,7 @@ def read_disc(raw: str | Path, source_order: bool = False, doctor: str = "top", 
             fp = _score_file(base, set_name, model)
             if fp is None:
                 continue
-            report["inputs"].append({"path": str(fp.relative_to(Path(raw))), "sha256": _sha256(fp)})
+            report["inputs"].append({"path": str(fp.relative_to(Path(raw))), "sha256": sha256_file(fp)})
             for n, line in enumerate(fp.read_text(encoding="utf-8").splitlines(), 1):
                 if not line.strip():
                     continue
@@ -236,5 +233,5 @@ def read_medicalgpt_reward(raw: str | Path, path: str = MEDICALGPT_REWARD) -> tu
         seen.add(row["prompt_id"])
         uniq.append(row)
     report = {"records": len(records), "prompts": len(uniq), "exact_duplicates": dups, "problems": problems,
-              "inputs": [{"path": path, "sha256": _sha256(p)}]}
+              "inputs": [{"path": path, "sha256": sha256_file(p)}]}
     return pa.Table.from_pylist(uniq, schema=RANKINGS_SCHEMA), report

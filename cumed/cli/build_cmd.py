@@ -1,13 +1,38 @@
-"""``cumed build RECIPE``: run a recipe's pipeline and publish the result."""
+"""``cumed build RECIPE``: the one road from a recipe to a published version, whatever its kind.
+
+The recipe's ``kind`` picks the builder: ``documents`` and ``conversations`` are curation's
+(``curation.build``), ``preferences`` annotation's (``annotation.ranking.recipe``). Every
+builder publishes through the store with the same lineage keys (``cumed.lineage``).
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from curation.build import build
-from cumed.store import Store
 from cumed.cli.app import JsonOpt, StoreOpt, app, default_raw, emit, out
+from cumed.errors import CumedError
+from cumed.recipes import read_recipe
+from cumed.store import DatasetVersion, Store
+
+KINDS = ("documents", "conversations", "preferences")
+
+
+def build_recipe(recipe: str | Path, raw: str | Path, store: Store, *, executor: str = "local", workers: int = 2,
+                 work_root: str | Path = ".cache/builds", progress: bool = True) -> tuple[DatasetVersion, dict]:
+    """Build any recipe in ``datasets/`` and publish it; returns (version, stats)."""
+    kind = read_recipe(recipe).kind
+    if kind == "preferences":
+        from annotation.ranking.recipe import build_preferences
+
+        return build_preferences(recipe, raw, store)
+    if kind in ("documents", "conversations"):
+        from curation.build import build
+
+        return build(recipe, raw, store, executor=executor, workers=workers, work_root=work_root, progress=progress)
+    raise CumedError(f"recipe {recipe} has kind {kind!r}; cumed build takes {', '.join(KINDS)}")
 
 
 @app.command("build")
@@ -20,15 +45,22 @@ def build_cmd(
     work_dir: str = typer.Option(".cache/builds", "--work-dir", help="Where resumable intermediate files go."),
     as_json: bool = JsonOpt,
 ):
-    """Build a dataset version from a recipe.
+    """Build a dataset version from a recipe (documents, conversations or preferences).
 
     Example: cumed build datasets/cumed-pretrain.yaml --raw ../shared/data/raw --workers 2
+    Example: cumed build datasets/cumed-rm.yaml     (DISC-MedLLM rankings -> reward-model pairs)
     """
-    dv, stats = build(recipe, raw or default_raw(), Store(store), executor=executor, workers=workers,
-                      work_root=work_dir, progress=not as_json)
-    result = {"ref": dv.ref, "path": str(dv.path), "rows": dv.rows, "removed_rows": dv.removed_rows}
+    dv, stats = build_recipe(recipe, raw or default_raw(), Store(store), executor=executor, workers=workers,
+                             work_root=work_dir, progress=not as_json)
+    result = {"ref": dv.ref, "path": str(dv.path), "rows": dv.rows, "removed_rows": dv.removed_rows,
+              "kind": dv.kind, "content_hash": dv.content_hash}
+
     def human():
-        print_table1(dv.ref, stats)
+        if "sources" in stats:
+            print_table1(dv.ref, stats)
+        elif "splits" in stats and dv.kind == "preferences":
+            out.print(f"{dv.rows:,} pairs from {stats.get('rankings')}: "
+                      + ", ".join(f"{k} {v['pairs']:,}" for k, v in stats["splits"].items()))
         out.print(f"[bold green]published[/] {dv.ref} -> {dv.path}")
 
     emit(result, as_json, human)

@@ -91,16 +91,23 @@ def export_cmd(
     ref: str,
     fmt: str = typer.Option(..., "--format", help="jsonl | parquet | csv | (training formats when installed)"),
     out_dir: str = typer.Option(..., "--out", help="Output folder (created)."),
+    tokenizer: str = typer.Option(None, "--tokenizer", show_default=False,
+                                  help="tokenizer.json or its folder, for formats that write token ids (megatron); "
+                                       "default $CUMED_MEGATRON_TOKENIZER, else OUT/tokenizer.json."),
     store: str = StoreOpt,
     as_json: bool = JsonOpt,
 ):
-    """Export a version.  Example: cumed datasets export cumed-pretrain@1 --format jsonl --out exports/"""
+    """Export a version.
+
+    Example: cumed datasets export cumed-pretrain@1 --format jsonl --out exports/
+    Example: cumed datasets export cumed-pretrain@1 --format megatron --tokenizer tokenizers/cumed-8k --out exports/
+    """
     st, ref = open_ref(ref, store)
     dv = st.get(ref)
     if getattr(dv, "fs", None) is not None:  # a remote version: exporters read local files, pull it first
         pulled = st.pull(ref, progress=not as_json)
         dv = Store(pulled["store"]).get(dv.ref)
-    res = run_export(dv, fmt, out_dir)
+    res = run_export(dv, fmt, out_dir, tokenizer=tokenizer)
     emit(res, as_json, lambda: out.print(f"exported {res['rows']:,} rows of {res['ref']} as {fmt} to {res['out']}"))
 
 

@@ -7,21 +7,11 @@ from pathlib import Path
 
 import typer
 
-from curation.build import build
-from cumed.errors import CumedError
-from curation.report import write_report
-from cumed.store import Store
 from cumed.cli.app import JsonOpt, StoreOpt, app, default_raw, emit, out
-from cumed.cli.build_cmd import print_table1
-
-
-def recipe_path(name: str) -> Path:
-    """Recipes ship in the repository's ``datasets/`` folder (beside the packages)."""
-    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
-        p = base / "datasets" / f"{name}.yaml"
-        if p.is_file():
-            return p
-    raise CumedError(f"recipe datasets/{name}.yaml not found; run cumed demo from the cumed repository")
+from cumed.cli.build_cmd import build_recipe, print_table1
+from cumed.recipes import find_recipe
+from cumed.store import Store
+from curation.report import write_report
 
 
 @app.command("demo")
@@ -36,15 +26,16 @@ def demo_cmd(
     Example: cumed demo --raw ../shared/data/raw --store ./store
     """
     st = Store(store)
-    dv, stats = build(recipe_path("cumed-pretrain"), raw or default_raw(), st, workers=workers, progress=not as_json)
+    # The three recipes in datasets/, each through the one road every recipe takes (cumed build).
+    dv, stats = build_recipe(find_recipe("cumed-pretrain"), raw or default_raw(), st, workers=workers,
+                             progress=not as_json)
     result = {"pretrain": {"ref": dv.ref, "path": str(dv.path), "rows": dv.rows, "removed_rows": dv.removed_rows}}
-    sft, sft_stats = build(recipe_path("cumed-sft"), raw or default_raw(), st, workers=workers, progress=not as_json)
+    sft, sft_stats = build_recipe(find_recipe("cumed-sft"), raw or default_raw(), st, workers=workers,
+                                  progress=not as_json)
     result["sft"] = {"ref": sft.ref, "path": str(sft.path), "rows": sft.rows, "removed_rows": sft.removed_rows,
                      "splits": (sft_stats.get("splits") or {}).get("rows")}
-    from annotation.ranking.build import build_preferences_from_disc
-
-    rankings_ref, prefs_ref = build_preferences_from_disc(raw or default_raw(), st)
-    prefs = st.get(prefs_ref)
+    prefs, prefs_stats = build_recipe(find_recipe("cumed-rm"), raw or default_raw(), st, progress=not as_json)
+    rankings_ref, prefs_ref = prefs_stats["rankings"], prefs.ref
     result["rm"] = {"rankings": rankings_ref, "preferences": prefs_ref, "pairs": prefs.rows}
     # Every training stage for a few steps on a tiny model built from a config (CPU, ~15 s).
     from training.demo import demo_training

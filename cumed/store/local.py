@@ -40,7 +40,7 @@ from cumed.schemas import check_file_kind, check_kind, schema_for
 from cumed.store.base import Store
 from cumed.store.parts import _as_batches, _PartWriter
 from cumed.store.manifest import new_manifest
-from cumed.store.refs import NAME_RE, TMP_PREFIX, VERSION_DIR_RE, default_store, parse_ref, validate_file_name, validate_name
+from cumed.store.refs import MODELS_PREFIX, NAME_RE, TMP_PREFIX, VERSION_DIR_RE, default_store, parse_ref, validate_file_name, validate_name
 from cumed.store.version import DatasetVersion, VerifyResult, default_card
 
 # Fault-injection points for the crash tests: CUMED_STORE_CRASH_AT=<point> SIGKILLs the process.
@@ -293,6 +293,9 @@ class LocalStore(Store, scheme="file"):
                     continue
                 shutil.rmtree(tmp, ignore_errors=True)
                 removed.append(str(tmp.relative_to(self.root)))
+        models = self.root / MODELS_PREFIX.rstrip("/")
+        if models.is_dir() and self.root.name != models.name:  # the models store beside the datasets
+            removed += [f"{models.name}/{r}" for r in self.models().gc(min_age_s)]
         return removed
 
 

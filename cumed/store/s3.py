@@ -606,6 +606,9 @@ class RemoteStore(Store, scheme="s3"):
                     continue
                 self._delete_prefix(self._key(name, f"v{n}") + "/", keep_manifest=True)
                 removed.append(f"{name}/v{n}")
+        models = MODELS_PREFIX.rstrip("/")
+        if models in names and not self.url.endswith("/" + models):  # the models store beside the datasets
+            removed += [f"{models}/{r}" for r in self.models().gc(min_age_s)]
         return removed
 
 

@@ -8,7 +8,6 @@ duplicates, not to the corpus) and removes each listed document with the reason
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,6 +17,7 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.typeshelper import StatHints
 
+from cumed.atomic import replacing
 from curation.dedup.core import Decision
 from curation.dedup.near import DECISIONS_FILE, read_decisions
 from curation.steps.base import CumedFilter
@@ -126,6 +126,5 @@ class ApplyDuplicateDecisions(PipelineStep):
 
 def _write(table: pa.Table, path: Path, compression: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression=compression)
-    os.replace(tmp, path)
+    with replacing(path, "wb") as f:
+        pq.write_table(table, f, compression=compression)

@@ -45,6 +45,7 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.batching import batched
 
+from cumed.atomic import replacing
 from curation.dedup.canonical import canonical_batch, exact_hash
 from curation.dedup.core import (
     Decision,
@@ -107,7 +108,9 @@ class _RankWriter:
         self.sketches: list[np.ndarray] = []
         self.bands: list[np.ndarray] = []
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._canon_tmp = self.folder / f".{self.tag}.canon.u16.tmp"
+        # Not ``cumed.atomic.replacing``: this buffer is appended to batch by batch for the whole
+        # life of the rank and renamed in ``close``; a context manager cannot span those calls.
+        self._canon_tmp = self.folder / f".{self.tag}.canon.u16.{os.getpid()}.tmp"
         self._canon = open(self._canon_tmp, "wb")
         self._units = 0
 
@@ -152,17 +155,14 @@ class _RankWriter:
                 "canon_end": pa.array(self.meta["canon_end"], pa.int64()),
             }
         )
-        tmp = self.folder / f".{tag}.meta.parquet.tmp"
-        pq.write_table(table, tmp)
-        os.replace(tmp, self.folder / f"{tag}.meta.parquet")
+        with replacing(self.folder / f"{tag}.meta.parquet", "wb") as f:
+            pq.write_table(table, f)
         (self.folder / "config.json").write_text(json.dumps({**self.cfg.__dict__, "format": SIGNATURE_FORMAT}))
 
 
 def _save_atomic(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    with replacing(path, "wb") as f:
         np.save(f, arr)
-    os.replace(tmp, path)
 
 
 class NearDupSignatures(PipelineStep):
@@ -367,9 +367,8 @@ def write_decisions(decisions: list[Decision], folder: str) -> None:
             "kind": pa.array([d.kind for d in decisions], pa.string()),
         }
     )
-    tmp = Path(folder) / f".{DECISIONS_FILE}.tmp"
-    pq.write_table(t, tmp)
-    os.replace(tmp, Path(folder) / DECISIONS_FILE)
+    with replacing(Path(folder) / DECISIONS_FILE, "wb") as f:
+        pq.write_table(t, f)
 
 
 def read_decisions(folder: str) -> list[Decision]:

@@ -4,10 +4,4 @@ decontamination, near-duplicate-aware splits, packing, build. Entry point:
 
 from curation.sft.roles import ROLES, dialogue_text, normalize_role, split_inline, user_text, validate
 
-__all__ = ["ROLES", "dialogue_text", "normalize_role", "split_inline", "user_text", "validate", "build_conversations"]
-
-
-def build_conversations(*args, **kwargs):
-    from curation.sft.build import build_conversations as _build
-
-    return _build(*args, **kwargs)
+__all__ = ["ROLES", "dialogue_text", "normalize_role", "split_inline", "user_text", "validate"]

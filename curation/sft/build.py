@@ -44,9 +44,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from cumed import __version__
 from curation.dedup import find_duplicates
 from cumed.errors import CumedError
+from cumed.lineage import build_lineage
 from cumed.eval_sets import load_eval_set
 from curation.recipe import load_recipe
 from cumed.schemas import MESSAGE
@@ -58,6 +58,9 @@ from curation.sft.splits import SPLITS, clusters, split_of
 from cumed.store import DatasetVersion, Store
 from curation.tokens import TokenCounter
 
+# The conversations build runs in the calling process (see above): its lineage says so.
+IN_PROCESS = "in-process"
+CODE_PACKAGES = ("cumed", "curation")
 STEP_KEYS = {"normalize", "pii", "department", "pack", "decontaminate", "dedup", "splits"}
 
 ROW_SCHEMA = pa.schema([
@@ -146,11 +149,11 @@ def read_sources(recipe, progress: bool = False) -> tuple[list[_Dialogue], Count
     return dialogues, read
 
 
-def build_conversations(recipe_path, raw, store, *, workers: int = 1, progress: bool = True) -> tuple[DatasetVersion, dict]:
+def build_conversations(recipe_path, raw, store, *, progress: bool = True) -> tuple[DatasetVersion, dict]:
     """Read, clean, validate, select, decontaminate, dedup, split and publish a conversations recipe.
 
-    ``store``: a ``Store`` or a store root. ``workers`` is accepted for the CLI's signature; the
-    build is single-process (see the module docstring). Returns the published version and its stats.
+    ``store``: a ``Store`` or a store root. The build is single-process (see the module docstring).
+    Returns the published version and its stats.
     """
     recipe = load_recipe(recipe_path, raw)
     if recipe.kind != "conversations":
@@ -264,14 +267,10 @@ def build_conversations(recipe_path, raw, store, *, workers: int = 1, progress: 
     # accounting + stats --------------------------------------------------------------------------
     stats = collect_stats(recipe, read, kept_rows, removed_rows, tokens)
     stats.update(department=dept_stats, splits=split_stats, pack=pack_stats, changed_turns=dict(changed))
-    lineage = {
-        "parents": [],
-        "recipe": {"path": str(recipe.path), "sha256": recipe.sha256},
-        "config_hash": recipe.config_hash({"inputs": [i["sha256"] for i in recipe.inputs()]}),
-        "code_version": __version__,
-        "inputs": recipe.inputs(),
-        "annotations": [],
-    }
+    inputs = recipe.inputs()
+    lineage = build_lineage(recipe=recipe.lineage(),
+                            config_hash=recipe.config_hash({"inputs": [i["sha256"] for i in inputs]}),
+                            code_packages=CODE_PACKAGES, inputs=inputs, executor=IN_PROCESS)
     dv = store.publish(recipe.name, pa.Table.from_pylist(kept_rows, schema=ROW_SCHEMA), kind="conversations",
                        removed=pa.Table.from_pylist(removed_rows, schema=REMOVED_SCHEMA),
                        stats=stats, lineage=lineage, card=render_card(recipe, stats))
@@ -350,7 +349,7 @@ def render_card(recipe, stats: dict) -> str:
                   ", ".join(f"{k} {v:,}" for k, v in dep.get("selected_by", {}).items()) +
                   "; overlaps " + ", ".join(f"{k} {v:,}" for k, v in dep.get("overlap", {}).items()) +
                   f"; union {dep.get('union', 0):,}; kept {dep.get('kept', 0):,}."]
-    lines += ["", f"Recipe: `{recipe.path}` (sha256 `{recipe.sha256[:16]}`)", ""]
+    lines += ["", f"Recipe: `{recipe.lineage()['path']}` (sha256 `{recipe.sha256[:16]}`)", ""]
     return "\n".join(lines)
 
 

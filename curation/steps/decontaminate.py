@@ -49,8 +49,9 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 from datatrove.data import Document
 
-from curation.dedup.canonical import canonical, canonical_batch, codepoints, window_hashes
 from cumed.eval_sets import eval_set_files, load_eval_set
+from cumed.hashing import sha256_file
+from curation.dedup.canonical import canonical, canonical_batch, codepoints, window_hashes
 from curation.steps.base import CumedFilter
 
 DEFAULT_SETS = ("huatuo26m_test", "cmb_clin", "disc_eval")
@@ -59,14 +60,6 @@ INDEX_FORMAT = 1  # bump when the cached index layout or its meaning changes
 
 def cache_root() -> Path:
     return Path(os.environ.get("CUMED_CACHE") or Path.home() / ".cache" / "cumed")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class Decontaminate(CumedFilter):
@@ -119,10 +112,10 @@ class Decontaminate(CumedFilter):
 
         parts = {
             "format": INDEX_FORMAT,
-            "sets": [[name, [_sha256(f) for f in eval_set_files(name, self.raw)]] for name in self.eval_sets],
+            "sets": [[name, [sha256_file(f) for f in eval_set_files(name, self.raw)]] for name in self.eval_sets],
             "n": self.n,
             "max_items_per_span": self.max_items_per_span,
-            "canonical": _sha256(Path(canonical_mod.__file__)),
+            "canonical": sha256_file(canonical_mod.__file__),
         }
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
@@ -140,7 +133,11 @@ class Decontaminate(CumedFilter):
 
     def _save_cache(self, folder: Path) -> None:
         """Write into a temporary sibling folder, then rename it into place (atomic: a reader
-        sees the complete index or none; a concurrent task that lost the race drops its copy)."""
+        sees the complete index or none; a concurrent task that lost the race drops its copy).
+
+        A folder, so ``cumed.atomic.replacing`` (one file) does not fit. Renaming a folder onto
+        a non-empty one fails, which is how the loser of a race finds out: the index another
+        task may already be reading is never swapped out."""
         try:
             folder.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))

@@ -22,6 +22,7 @@ import os
 import re
 from pathlib import Path
 
+from cumed.atomic import write_text
 from curation.readers.base import lookup_lines
 
 MEDICAL_PREDICATES = frozenset(
@@ -118,9 +119,7 @@ def build_lexicon(raw_dir: str | Path, cache_dir: str | Path | None = None) -> s
         return set(path.read_text(encoding="utf-8").split("\n")) - {""}
     terms = collect_terms(raw_dir)
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(sorted(terms)), encoding="utf-8")
-    tmp.replace(path)  # atomic: parallel workers never read a half-written cache
+    write_text(path, "\n".join(sorted(terms)))  # atomic: parallel workers never read a half-written cache
     return terms
 
 

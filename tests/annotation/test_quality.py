@@ -213,7 +213,7 @@ def test_review_labels_plus_weak_labels_train_with_lineage(data, tmp_path):
     from annotation.review.queue import pull, push
     from cumed.store import Store
     from tests.annotation.test_review import annotate
-    from tests.curation.test_store import docs_table
+    from tests.cumed.test_store import docs_table
 
     st = Store(tmp_path / "store")
     st.publish("corpus", docs_table(40))

@@ -17,7 +17,7 @@ from annotation.review.queue import ReviewState, pull, push
 from annotation.review.sampling import sample
 from cumed.errors import CumedError
 from cumed.store import Store
-from tests.curation.test_store import docs_table
+from tests.cumed.test_store import docs_table
 
 
 def frame(n_big=200, n_small=3):

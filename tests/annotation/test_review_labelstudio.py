@@ -10,7 +10,7 @@ from annotation.review.config import result_items
 from annotation.review.file_backend import FileBackend
 from annotation.review.queue import ReviewState, pull, push
 from cumed.store import Store
-from tests.curation.test_store import docs_table
+from tests.cumed.test_store import docs_table
 
 
 def test_review_round_trip_on_a_real_server(ls_server, dataset, tmp_path):

@@ -109,14 +109,14 @@ def test_same_version_whatever_the_workers(tiny, tmp_path):
 
 
 def test_changed_code_never_resumes_from_the_old_code_work(tiny, tmp_path, monkeypatch):
-    import curation.build as build_mod
+    import curation.build.documents as build_mod
 
     raw, recipe = tiny
     a, _ = build(recipe, raw, Store(tmp_path / "s"), work_root=tmp_path / "w", progress=False)
-    assert a.manifest["lineage"]["code_sha256"] == build_mod.code_fingerprint()
+    assert a.manifest["lineage"]["code_sha256"] == build_mod.code_fingerprint(*build_mod.CODE_PACKAGES)
     assert len(list((tmp_path / "w").iterdir())) == 1
     # the same sources, recipe and version string, but other code: a new work folder
-    monkeypatch.setattr(build_mod, "code_fingerprint", lambda: "0" * 64)
+    monkeypatch.setattr(build_mod, "code_fingerprint", lambda *packages: "0" * 64)
     b, _ = build(recipe, raw, Store(tmp_path / "s"), work_root=tmp_path / "w", progress=False)
     assert len(list((tmp_path / "w").iterdir())) == 2
     assert b.content_hash == a.content_hash

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from curation.report import render
+from curation.report import removal_reasons_figure, render
 from cumed.store import Store
-from tests.curation.test_store import docs_table
+from tests.cumed.test_store import docs_table
 
 
 def test_report_for_every_kind(tmp_path):
@@ -31,3 +31,19 @@ def test_report_for_every_kind(tmp_path):
     assert "Dialogue lengths" in conv_html or "turns" in conv_html
     assert "<td>test</td><td>1</td>" in conv_html and "<td>train</td><td>1</td>" in conv_html
     assert "prefs@1" in render(prefs)
+
+
+def test_removal_reasons_on_a_log_axis(tmp_path):
+    """dedup removes thousands, a filter tens: on a linear axis every other reason was a sliver."""
+    reasons = {"dedup": 4873, "length:too_short": 42, "mojibake": 3, "pii": 1}
+    fig = removal_reasons_figure(reasons)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    assert ax.get_xlim()[0] < 1 < 4873 < ax.get_xlim()[1]  # a count of 1 is still a bar; the largest fits
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["pii", "mojibake", "length:too_short", "dedup"]
+    assert [t.get_text() for t in ax.texts] == ["1", "3", "42", "4,873"]  # counts, readable off a log axis
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    dv = Store(tmp_path).publish("docs", docs_table(5), stats={"removed_by_reason": reasons})
+    assert '<img alt="removal_reasons" src="data:image/png;base64,' in render(dv)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from curation.report import write_report
 from cumed.store import Store
 from tests.browser import assert_not_blank, browser
-from tests.curation.test_store import docs_table
+from tests.cumed.test_store import docs_table
 
 
 def test_corpus_report_renders_in_chromium(tmp_path):

@@ -1,4 +1,5 @@
-"""The batched Parquet writer writes what datatrove's own ParquetWriter writes, stats included."""
+"""The batched Parquet writer writes what datatrove's own ParquetWriter writes, stats included
+(its document counter renamed)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.writers import ParquetWriter
 
 from curation.metrics import batch_metric, count_metric
-from curation.rows import DOC_SCHEMA, REMOVED_SCHEMA, RankParquetWriter, kept_adapter, removed_adapter
+from curation.rows import DOC_SCHEMA, DOCUMENTS_WRITTEN, REMOVED_SCHEMA, RankParquetWriter, kept_adapter, removed_adapter
 
 
 def _docs(n: int):
@@ -56,6 +57,8 @@ def test_batched_writer_matches_datatrove_parquet_writer(tmp_path, adapter, sche
                [b.metadata.row_group(i).num_rows for i in range(b.num_row_groups)]
     stock = json.loads((tmp_path / "logs-stock" / "stats.json").read_text())[-1]["stats"]
     batched = json.loads((tmp_path / "logs-batched" / "stats.json").read_text())[-1]["stats"]
+    assert "XXXXX.parquet" not in batched and batched[DOCUMENTS_WRITTEN] == stock.pop("XXXXX.parquet") == 2_500
+    stock[DOCUMENTS_WRITTEN] = batched[DOCUMENTS_WRITTEN]
     assert stock["doc_len_tokens"]["n"] == 1875 and _close(stock, batched)
 
 

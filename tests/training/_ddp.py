@@ -8,8 +8,9 @@ import torch
 def batches_and_model(store_root, ref, tok_path, cfg, cache):
     from cumed.store import Store
     from training.packing import pack_documents
-    from training.pretrain import micro_batches, tokenize_documents
-    from training.run import build_model
+    from training.lm_objective import micro_batches
+    from training.model import build_model
+    from training.pretrain import tokenize_documents
     from training.tokenizer import load_tokenizer
 
     tok = load_tokenizer(tok_path)
@@ -23,8 +24,9 @@ def worker(rank, world, port, store_root, ref, tok_path, cfg, runs, cache, out):
     torch.set_num_threads(1)
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        from training.pretrain import lm_loss
-        from training.run import Run, fit
+        from training.fit import fit
+        from training.lm_objective import lm_loss
+        from training.run_folder import Run
 
         batches, model = batches_and_model(store_root, ref, tok_path, cfg, cache)
         run = Run.start("ddp", cfg, {}, runs)

@@ -86,7 +86,7 @@ def toy_tokenizer(toy_store, tmp_path_factory):
 
 def tiny_cfg(stage, **kw):
     """The stage preset with test-sized values (every test run is seconds on one CPU core)."""
-    from training.run import load_config
+    from training.config import load_config
 
     base = {"block_size": 256, "micro_batch_size": 4, "batch_size": 4, "checkpoint_every": 0, "warmup_ratio": 0.0,
             "warmup_min_steps": 0, "schedule": "constant", "tokenizer_vocab_size": 400}

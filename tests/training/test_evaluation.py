@@ -360,7 +360,7 @@ def test_compare_checkpoints_scores_child_and_parent_on_the_same_prompts(toy_tok
 
     from tests.training.conftest import tiny_cfg
     from training.evaluation.compare import compare_checkpoints
-    from training.run import build_model
+    from training.model import build_model
 
     tok, tok_dir = toy_tokenizer
     dirs = []

@@ -1,13 +1,21 @@
 """The megatron exporter (.bin/.idx read back) and the ``cumed train`` commands."""
 
 import json
+import os
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cumed.cli import main
+from cumed.errors import CumedError
 from cumed.exports import export
+
+REPO = Path(__file__).resolve().parents[2]
+CUMED = Path(sys.executable).with_name("cumed")  # the installed console script, as a user runs it
 
 
 def read_megatron(prefix):
@@ -53,6 +61,30 @@ def test_megatron_export_without_tokenizer_says_how(toy_store, tmp_path, monkeyp
     monkeypatch.delenv("CUMED_MEGATRON_TOKENIZER", raising=False)
     with pytest.raises(Exception, match="needs a local tokenizer.json"):
         export(st.get(refs["docs"]), "megatron", tmp_path)
+
+
+def test_cli_megatron_export_takes_the_tokenizer_option(toy_store, toy_tokenizer, tmp_path):
+    st, refs = toy_store
+    tok, tok_path = toy_tokenizer
+    env = {k: v for k, v in os.environ.items() if k != "CUMED_MEGATRON_TOKENIZER"}  # the option alone must do
+    proc = subprocess.run([str(CUMED), "datasets", "export", refs["docs"], "--format", "megatron", "--tokenizer",
+                           str(tok_path), "--out", str(tmp_path / "out"), "--store", str(st.root), "--json"],
+                          cwd=REPO, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(proc.stdout)
+    assert res["tokenizer"] == str(tok_path / "tokenizer.json")
+    assert all(Path(f).is_file() and Path(f).stat().st_size > 0 for f in res["files"])
+    assert sorted(Path(f).suffix for f in res["files"]) == [".bin", ".idx"]
+    seqs, _ = read_megatron(res["data_path"])
+    first = st.get(refs["docs"]).to_arrow(columns=["text"]).column("text")[0].as_py()
+    assert len(seqs) == 40 and seqs[0] == tok(first, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+
+
+def test_tokenizer_for_a_format_without_one_is_an_error(toy_store, tmp_path):
+    st, refs = toy_store
+    with pytest.raises(CumedError, match="jsonl export takes no tokenizer"):
+        export(st.get(refs["docs"]), "jsonl", tmp_path / "out", tokenizer=str(tmp_path))
+    assert not (tmp_path / "out").exists()
 
 
 def run_cli(args, capsys):

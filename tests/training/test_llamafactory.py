@@ -61,7 +61,7 @@ def exports(raw_root, tmp_path_factory):
 def tiny_model(exports, tmp_path_factory):
     """A tiny LLaMA + byte-level BPE with our chat template (``training.tokenizer``), trained on the export."""
     from tests.training.conftest import tiny_cfg
-    from training.run import build_model
+    from training.model import build_model
     from training.tokenizer import CHAT_TEMPLATE, load_tokenizer, train_tokenizer
 
     out, sft, _, _ = exports

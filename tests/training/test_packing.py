@@ -5,7 +5,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from training.packing import IGNORE, collate_packed, pack_documents, pack_sequences, pad_batch, real_token_fraction
-from training.pretrain import count_items, lm_loss
+from training.lm_objective import count_items, lm_loss
 
 
 def tiny(impl="sdpa", vocab=120):

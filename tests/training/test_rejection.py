@@ -2,9 +2,10 @@
 
 import pytest
 
+from training.model import build_model
 from training.rejection import checkpoint_sha256, sample_and_publish, select_top
-from training.reward import score
-from training.run import Run, build_model
+from training.reward_scoring import score
+from training.run_folder import Run
 
 from .conftest import tiny_cfg
 
@@ -67,8 +68,8 @@ def test_publishes_exactly_the_top_scored_responses(toy_store, toy_tokenizer, ch
 
 def test_rs_preset_overfits_a_tiny_batch(toy_store, toy_tokenizer, tmp_path):
     """The rs optimiser as printed (betas 0.9/0.98, eps 1e-2, wd 0.2) still fits one batch (lr raised for 30 steps)."""
-    from training.pretrain import lm_loss
-    from training.run import fit
+    from training.fit import fit
+    from training.lm_objective import lm_loss
     from training.sft import sft_batches, tokenize_conversations
 
     st, refs = toy_store

@@ -3,6 +3,7 @@
 import torch
 
 from training.reward import pair_batches, pairwise_loss, train_rm
+from training.run_folder import Run
 
 
 class Fixed(torch.nn.Module):
@@ -38,5 +39,5 @@ def test_rm_separates_a_toy_set(toy_store, toy_tokenizer, tmp_path):
     ev = res["eval"]
     assert ev["validation_accuracy"] > 0.9 and ev["test_accuracy"] > 0.9, ev
     assert ev["validation_pairs"] == 8 and ev["test_pairs"] == 8
-    losses = [m["loss"] for m in __import__("training.run", fromlist=["Run"]).Run(res["run"]).metrics() if "loss" in m]
+    losses = [m["loss"] for m in Run(res["run"]).metrics() if "loss" in m]
     assert losses[-1] < losses[0]

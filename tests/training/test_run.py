@@ -10,8 +10,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from training.pretrain import lm_loss, train_pretrain
-from training.run import Run, fit, load_config, lr_lambda, warmup_steps
+from training.config import load_config
+from training.fit import fit
+from training.lm_objective import lm_loss
+from training.pretrain import train_pretrain
+from training.run_folder import Run
+from training.schedule import lr_lambda, warmup_steps
 
 from . import _ddp
 from .conftest import tiny_cfg

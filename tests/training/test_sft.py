@@ -5,8 +5,10 @@ import torch
 
 from cumed.errors import CumedError
 from training.packing import IGNORE
-from training.pretrain import lm_loss
-from training.run import Run, build_model, fit
+from training.fit import fit
+from training.lm_objective import lm_loss
+from training.model import build_model
+from training.run_folder import Run
 from training.sft import encode_conversation, sft_batches, tokenize_conversations, train_sft
 
 from .conftest import tiny_cfg

@@ -25,7 +25,6 @@ no item is dropped. Token use is taken from the API's ``usage`` and priced per 1
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -37,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from cumed.errors import CumedError
+from cumed.hashing import sha256_text
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +262,7 @@ def default_cache_dir() -> Path:
 
 def cache_key(prompt: str, first: str, second: str, judge_model: str, rubric_version: str = RUBRIC_VERSION) -> str:
     blob = json.dumps([prompt, first, second, judge_model, rubric_version], ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    return sha256_text(blob)
 
 
 class JudgeCache:

@@ -24,7 +24,7 @@ if not Path(MOTO).exists():  # pragma: no cover
 
 from cumed.store.s3 import RemoteStore  # noqa: E402
 from cumed.store import Store  # noqa: E402
-from tests.curation.test_store import docs_table, removed_table  # noqa: E402
+from tests.cumed.test_store import docs_table, removed_table  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-c", "import sys; from cumed.cli import main; sys.argv[0] = 'cumed'; main()"]
@@ -129,7 +129,7 @@ def test_publish_list_pull_verify_round_trip(bucket, tmp_path):
 PUBLISHER = textwrap.dedent(
     """
     import sys, time, json
-    from tests.curation.test_store import docs_table, removed_table
+    from tests.cumed.test_store import docs_table, removed_table
     from cumed.store import Store
     start = float(sys.argv[4])
     while time.time() < start:

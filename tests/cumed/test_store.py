@@ -47,7 +47,7 @@ PUBLISHER = textwrap.dedent(
     """
     import sys, time, json
     sys.path.insert(0, {tests!r})
-    from tests.curation.test_store import docs_table
+    from tests.cumed.test_store import docs_table
     from cumed.store import Store
     start = float(sys.argv[3])
     while time.time() < start:

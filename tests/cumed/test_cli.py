@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from cumed.store import Store
-from tests.curation.test_store import docs_table
+from tests.cumed.test_store import docs_table
 
 
 def cumed(*args, store=None, check=None):
