@@ -39,8 +39,8 @@ from cumed.process import pid_alive
 from cumed.schemas import check_file_kind, check_kind, schema_for
 from cumed.store.base import Store
 from cumed.store.parts import _as_batches, _PartWriter
-from cumed.store.manifest import new_manifest
-from cumed.store.refs import MODELS_PREFIX, NAME_RE, TMP_PREFIX, VERSION_DIR_RE, default_store, parse_ref, validate_file_name, validate_name
+from cumed.store.manifest import check_manifest, new_manifest
+from cumed.store.refs import MODELS_PREFIX, NAME_RE, TMP_PREFIX, VERSION_DIR_RE, default_store, validate_file_name, validate_name
 from cumed.store.version import DatasetVersion, VerifyResult, default_card
 
 # Fault-injection points for the crash tests: CUMED_STORE_CRASH_AT=<point> SIGKILLs the process.
@@ -94,27 +94,12 @@ class LocalStore(Store, scheme="file"):
     def _subroot(self, folder: str) -> str:
         return str(self.root / folder)
 
-    def get(self, ref: str) -> DatasetVersion:
-        st, ref = self.route(ref)
-        if st is not self:
-            return st.get(ref)
-        name, version = parse_ref(ref)
-        versions = self.versions(name)
-        if not versions:
-            known = ", ".join(self.names()) or "none"
-            raise CumedError(f"no dataset named {name!r} in store {str(self.root)!r} (datasets: {known})")
-        if version is None:
-            version = versions[-1]
-        elif version not in versions:
-            raise CumedError(
-                f"{name}@{version} does not exist in store {str(self.root)!r}; versions: "
-                + ", ".join(f"{name}@{v}" for v in versions)
-            )
+    def _open(self, name: str, version: int) -> DatasetVersion:
         path = self.root / name / f"v{version}"
-        return DatasetVersion(path, self._read_manifest(path))
+        return DatasetVersion(path, self._read_manifest(path, name, version))
 
     @staticmethod
-    def _read_manifest(path: Path) -> dict:
+    def _read_manifest(path: Path, name: str, version: int) -> dict:
         mpath = path / "manifest.json"
         try:
             manifest = json.loads(mpath.read_text(encoding="utf-8"))
@@ -122,10 +107,7 @@ class LocalStore(Store, scheme="file"):
             raise CumedError(
                 f"unreadable manifest {mpath}: {e}; the version is damaged: restore it from a copy or delete the version folder"
             ) from e
-        missing = [k for k in ("name", "version", "kind", "files", "rows", "removed_rows") if k not in manifest]
-        if missing:
-            raise CumedError(f"manifest {mpath} lacks {', '.join(missing)}; the version is damaged: restore or delete it")
-        return manifest
+        return check_manifest(manifest, str(mpath), name, version)
 
     # ---- publishing
 

@@ -62,7 +62,8 @@ from cumed.hashing import sha256_file
 from cumed.schemas import FILE_KINDS
 from cumed.store.base import Store
 from cumed.store.local import LocalStore, _write_json_durable
-from cumed.store.refs import (MODELS_PREFIX, NAME_RE, S3_RE, TMP_PREFIX, default_store, parse_ref,
+from cumed.store.manifest import check_manifest
+from cumed.store.refs import (MODELS_PREFIX, NAME_RE, S3_RE, TMP_PREFIX, default_store,
                               validate_name)
 from cumed.store.version import DatasetVersion, VerifyResult, default_card
 
@@ -267,29 +268,18 @@ class RemoteStore(Store, scheme="s3"):
     def _subroot(self, folder: str) -> str:
         return f"{self.url}/{folder}"
 
-    def get(self, ref: str) -> RemoteDatasetVersion:
-        st, ref = self.route(ref)
-        if st is not self:
-            return st.get(ref)
-        name, version = parse_ref(ref)
-        versions = self.versions(name)
-        if not versions:
-            known = ", ".join(self.names()) or "none"
-            raise CumedError(f"no dataset named {name!r} in store {self.url!r} (datasets: {known})")
-        if version is None:
-            version = versions[-1]
-        elif version not in versions:
-            raise CumedError(f"{name}@{version} does not exist in store {self.url!r}; versions: "
-                             + ", ".join(f"{name}@{v}" for v in versions))
+    @property
+    def location(self) -> str:
+        return self.url
+
+    def _open(self, name: str, version: int) -> RemoteDatasetVersion:
         key = self._key(name, f"v{version}", "manifest.json")
         body = self._call(self.client.get_object, Bucket=self.bucket, Key=key)["Body"].read()
         try:
             manifest = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise CumedError(f"unreadable manifest s3://{self.bucket}/{key}: {e}; the version is damaged") from e
-        missing = [k for k in ("name", "version", "kind", "files", "rows", "removed_rows") if k not in manifest]
-        if missing:
-            raise CumedError(f"manifest s3://{self.bucket}/{key} lacks {', '.join(missing)}; the version is damaged")
+        check_manifest(manifest, f"s3://{self.bucket}/{key}", name, version)
         return RemoteDatasetVersion(self._url(name, f"v{version}"), manifest, self.fs)
 
     # ---- publishing

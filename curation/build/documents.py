@@ -1,0 +1,99 @@
+"""The documents build: a recipe becomes three datatrove stages, then a published version.
+
+A. per shard: read -> drop read errors -> normalise -> mojibake -> PII -> filters -> quality ->
+   decontaminate -> near-dup signatures -> Parquet (``filtered/``)
+B. one task: cluster duplicates from the signatures -> decisions
+C. per shard: Parquet (``filtered/``) -> duplicate decisions -> Parquet (``kept/``)
+
+Each stage is resumable: the work folder is keyed by the recipe, the code (a hash of its
+sources), the raw files' hashes and the resolved parents and models, so completed tasks of a
+killed run are skipped and a build never mixes outputs of two code states.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from cumed.lineage import build_lineage, code_fingerprint
+from cumed.store import DatasetVersion, Store
+from curation.build.card import render_card
+from curation.build.executors import quiet_datatrove, run_stage
+from curation.build.reader import RecipeReader
+from curation.build.stats import collect_stats, read_counts
+from curation.build.steps import build_steps, cluster_options, models_applied, signature_options
+from curation.recipe import Recipe
+from curation.rows import DOC_SCHEMA, REMOVED_SCHEMA, RankParquetWriter, kept_adapter
+from curation.tokens import TokenCounter
+
+# What the documents build's code fingerprint covers (its work folder key and lineage).
+CODE_PACKAGES = ("cumed", "curation")
+
+
+def build_documents(recipe: Recipe, store: Store, *, executor: str = "local", workers: int = 1,
+                    work_root: str | Path = ".cache/builds", progress: bool = True,
+                    keep_work: bool = True) -> tuple[DatasetVersion, dict]:
+    inputs = recipe.inputs()
+    dedup_cfg = recipe.steps.get("dedup")
+    cluster_kwargs = cluster_options(dedup_cfg, store, recipe.path) if dedup_cfg else {}
+    parents = [store.get(dedup_cfg["against"]).ref] if dedup_cfg and dedup_cfg.get("against") else []
+    models = models_applied(recipe, store)
+    # The key includes resolved references (dedup parent, classifier), so "@latest" re-runs when they move.
+    # The code's own hash too: a resumed build must never mix stage outputs of two code states
+    # (the version string does not change between releases).
+    key = {"inputs": [i["sha256"] for i in inputs], "parents": parents, "models": models,
+           "code": code_fingerprint(*CODE_PACKAGES)}
+    config_hash = recipe.config_hash(key)
+    work = Path(work_root) / f"{recipe.name}-{config_hash[:16]}"
+    work.mkdir(parents=True, exist_ok=True)
+    quiet_datatrove()
+    workers = max(1, int(workers))
+    logs = work / "logs"
+
+    # Stage A: read, clean, filter, decontaminate, sign.
+    pipeline_a = [RecipeReader(recipe, str(work / "counts")), *build_steps(recipe, work, store)]
+    if dedup_cfg:
+        from curation.dedup import NearDupSignatures
+
+        pipeline_a.append(NearDupSignatures(str(work / "signatures"), **signature_options(dedup_cfg)))
+    pipeline_a.append(RankParquetWriter(str(work / "filtered"), adapter=kept_adapter, schema=DOC_SCHEMA,
+                                        compression="zstd"))
+    run_stage(f"{recipe.name}: read + clean + filter", pipeline_a, recipe.shards, workers, executor, logs / "a", progress)
+
+    final_dir = work / "filtered"
+    if dedup_cfg:
+        from curation.dedup import ApplyDuplicateDecisions, NearDupClusters
+
+        run_stage(f"{recipe.name}: find duplicates",
+                  [NearDupClusters(str(work / "signatures"), str(work / "dedup"), **cluster_kwargs)], 1, 1, executor,
+                  logs / "b", progress)
+        # Same rows as ParquetReader -> DuplicateFilter -> ParquetWriter (+ exclusion writer into
+        # removed/90_dedup), but on Arrow tables: kept texts are copied, never decoded per document.
+        pipeline_c = [ApplyDuplicateDecisions(str(work / "filtered"), str(work / "kept"), str(work / "dedup"),
+                                              removed_folder=str(work / "removed" / "90_dedup"))]
+        run_stage(f"{recipe.name}: remove duplicates", pipeline_c, recipe.shards, workers, executor, logs / "c",
+                  progress)
+        final_dir = work / "kept"
+
+    kept_files = sorted(final_dir.glob("*.parquet"))
+    removed_files = sorted((work / "removed").rglob("*.parquet"))
+    stats = collect_stats(recipe, kept_files, removed_files, read_counts(work / "counts", recipe.shards),
+                          TokenCounter(recipe.tokenizer), work)
+    lineage = build_lineage(recipe=recipe.lineage(), config_hash=config_hash, code_packages=CODE_PACKAGES,
+                            inputs=inputs, parents=parents, models=models, executor=executor)
+    dv = store.publish(recipe.name, [_read_conformed(f) for f in kept_files], kind="documents",
+                       removed=[_read_conformed(f, removed=True) for f in removed_files],
+                       stats=stats, lineage=lineage, card=render_card(recipe, stats))
+    if not keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    return dv, stats
+
+
+def _read_conformed(path: Path, removed: bool = False):
+    table = pq.read_table(path)
+    schema = REMOVED_SCHEMA if removed else DOC_SCHEMA
+    return table.select(schema.names).cast(schema)
+
+

@@ -1,0 +1,120 @@
+"""Table-1 figures of a documents build: per source and category read/kept/removed, chars,
+bytes, tokens, removal reasons, per-step counters, length quantiles; and the check that every
+document read was kept or removed (a lost document is a bug)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from cumed.errors import CumedError
+from curation.recipe import Recipe
+from curation.tokens import TokenCounter
+
+
+def read_counts(folder: Path, shards: int) -> dict[str, int]:
+    totals: dict[str, int] = defaultdict(int)
+    for f in sorted(folder.glob("*.json")):
+        for k, v in json.loads(f.read_text()).items():
+            totals[k] += v
+    return dict(totals)
+
+
+def collect_stats(recipe: Recipe, kept_files, removed_files, read_counts: dict, tokens: TokenCounter, work: Path) -> dict:
+    """Table-1 figures per source and category, removal reasons, per-step change counts.
+
+    Raises if any source's read count differs from kept + removed: a lost document is a bug.
+    """
+    per_source: dict[str, dict] = {}
+    cat = {s.name: s.category for s in recipe.sources}
+    lic = {s.name: s.license for s in recipe.sources}
+    for s in recipe.sources:
+        if s.enabled:
+            per_source[s.name] = {"category": s.category, "license": s.license, "read": read_counts.get(s.name, 0),
+                                  "kept": 0, "removed": 0, "chars": 0, "bytes": 0, "tokens": 0, "removed_by": {}}
+    reasons: dict[str, int] = defaultdict(int)
+    lengths: list[int] = []
+    for f in kept_files:
+        t = pq.read_table(f, columns=["text", "source", "n_chars"])
+        for src, group in _group_by_source(t):
+            s = per_source.setdefault(src, {"category": cat.get(src, ""), "license": lic.get(src, ""), "read": 0,
+                                            "kept": 0, "removed": 0, "chars": 0, "bytes": 0, "tokens": 0,
+                                            "removed_by": {}})
+            s["kept"] += group.num_rows
+            s["chars"] += int(pc.sum(group.column("n_chars")).as_py() or 0)
+            s["bytes"] += int(pc.sum(pc.binary_length(group.column("text").cast(pa.binary()))).as_py() or 0)
+            s["tokens"] += tokens.count_many(group.column("text").to_pylist())
+        lengths.extend(t.column("n_chars").to_pylist())
+    for f in removed_files:
+        t = pq.read_table(f, columns=["source", "removed_by", "reason"])
+        for src, by, reason in zip(t.column("source").to_pylist(), t.column("removed_by").to_pylist(),
+                                   t.column("reason").to_pylist()):
+            s = per_source.setdefault(src, {"category": cat.get(src, ""), "read": 0, "kept": 0, "removed": 0,
+                                            "chars": 0, "bytes": 0, "tokens": 0, "removed_by": {}})
+            s["removed"] += 1
+            code = f"{by}:{(reason or '').split(':')[0].strip()}" if reason and reason.split(":")[0] != by else by
+            s["removed_by"][code] = s["removed_by"].get(code, 0) + 1
+            reasons[code] += 1
+    lost = {k: v for k, v in per_source.items() if v["read"] != v["kept"] + v["removed"]}
+    if lost:
+        detail = "; ".join(f"{k}: read {v['read']} != kept {v['kept']} + removed {v['removed']}" for k, v in lost.items())
+        raise CumedError(f"documents unaccounted for ({detail}); this is a bug in a step: please report it")
+    categories: dict[str, dict] = {}
+    for s in per_source.values():
+        c = categories.setdefault(s["category"], {"read": 0, "kept": 0, "removed": 0, "chars": 0, "bytes": 0, "tokens": 0})
+        for k in c:
+            c[k] += s[k]
+    return {
+        "tokenizer": tokens.name,
+        "sources": per_source,
+        "categories": categories,
+        "removed_by_reason": dict(sorted(reasons.items())),
+        "steps": _step_stats(work),
+        "read": sum(s["read"] for s in per_source.values()),
+        "kept": sum(s["kept"] for s in per_source.values()),
+        "removed": sum(s["removed"] for s in per_source.values()),
+        "length_quantiles": _quantiles(lengths),
+    }
+
+
+def _group_by_source(t: pa.Table):
+    sources = t.column("source")
+    for src in pc.unique(sources).to_pylist():
+        yield src, t.filter(pc.equal(sources, src))
+
+
+def _quantiles(values: list[int]) -> dict:
+    if not values:
+        return {}
+    values = sorted(values)
+    pick = lambda q: values[min(len(values) - 1, int(q * len(values)))]  # noqa: E731
+    return {"p05": pick(0.05), "p50": pick(0.5), "p95": pick(0.95), "max": values[-1]}
+
+
+def _step_stats(work: Path) -> dict:
+    """Counters that datatrove merged per step (``changed``, ``pii_*``, ``dropped_*``...)."""
+    out = {}
+    for stage in ("a", "b", "c"):
+        f = work / "logs" / stage / "stats.json"
+        if not f.is_file():
+            continue
+        for step in json.loads(f.read_text()):
+            # datatrove names steps "<type>: <name>"; the name alone is what users know.
+            name = re.sub(r"^\W+", "", step.get("name", "?").split(": ", 1)[-1]) or "?"
+            counters = {}
+            for k, v in (step.get("stats") or {}).items():
+                if isinstance(v, dict) and "total" in v:
+                    counters[k] = v["total"]
+                elif isinstance(v, (int, float)):
+                    counters[k] = v
+            if counters:
+                out[name] = counters
+    return out
+
+
