@@ -2,8 +2,10 @@
 
 Every "write to a temp file, then rename" in cumed goes through here: the temp file sits beside
 the target (so ``os.replace`` stays on one filesystem) and carries the pid (two writers never
-share one). ``durable=True`` also fsyncs the file and its folder, for state that must survive a
-power cut (store manifests, ledgers), not just a crash of this process.
+share one). ``durable=True`` also fsyncs the file and its folder, so the new content survives a
+power cut, not just a crash of this process: the default of the small-file writers below (state,
+manifests, ledgers, cards: an fsync costs little there); ``replacing`` leaves it to the caller,
+since a pipeline's large intermediate files are rebuilt by a re-run anyway.
 """
 
 from __future__ import annotations
@@ -45,16 +47,16 @@ def replacing(path: str | os.PathLike, mode: str = "w", *, durable: bool = False
         fsync_dir(path.parent)
 
 
-def write_text(path: str | os.PathLike, text: str, *, durable: bool = False) -> None:
+def write_text(path: str | os.PathLike, text: str, *, durable: bool = True) -> None:
     with replacing(path, "w", durable=durable) as f:
         f.write(text)
 
 
-def write_bytes(path: str | os.PathLike, data: bytes, *, durable: bool = False) -> None:
+def write_bytes(path: str | os.PathLike, data: bytes, *, durable: bool = True) -> None:
     with replacing(path, "wb", durable=durable) as f:
         f.write(data)
 
 
-def write_json(path: str | os.PathLike, obj, *, durable: bool = False, indent: int | None = 1, **dump_kw) -> None:
+def write_json(path: str | os.PathLike, obj, *, durable: bool = True, indent: int | None = 1, **dump_kw) -> None:
     """UTF-8 JSON without ASCII escaping (Chinese stays readable), replaced atomically."""
     write_text(path, json.dumps(obj, ensure_ascii=False, indent=indent, **dump_kw), durable=durable)

@@ -26,13 +26,14 @@ import json
 import os
 import shutil
 import socket
+import threading
 import time
 import uuid
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from cumed.atomic import fsync_dir
+from cumed.atomic import fsync_dir, write_text
 from cumed.errors import CumedError
 from cumed.hashing import sha256_file
 from cumed.process import pid_alive
@@ -44,12 +45,22 @@ from cumed.store.refs import MODELS_PREFIX, NAME_RE, TMP_PREFIX, VERSION_DIR_RE,
 from cumed.store.version import DatasetVersion, VerifyResult, default_card
 
 # Fault-injection points for the crash tests: CUMED_STORE_CRASH_AT=<point> SIGKILLs the process.
-CRASH_POINTS = ("data_written", "removed_written", "manifest_written", "locked", "renamed")
+CRASH_POINTS = ("data_written", "removed_written", "locked", "manifest_written", "before_rename", "renamed")
+
+
+# A publisher on another host cannot be asked whether it lives: it touches its ``.owner`` marker
+# this often, and gc presumes it dead only after STALE_S seconds without a touch (the S3 store's
+# heartbeat rule, for a shared file system).
+HEARTBEAT_S = 20.0
+STALE_S = 120.0
 
 
 def _crash_point(point: str) -> None:
     if os.environ.get("CUMED_STORE_CRASH_AT") == point:
         os.kill(os.getpid(), 9)
+    pause = os.environ.get("CUMED_STORE_PAUSE_AT", "")  # "<point>:<seconds>": widen a window for a test
+    if pause.partition(":")[0] == point:
+        time.sleep(float(pause.partition(":")[2] or 1))
 
 
 
@@ -192,11 +203,14 @@ class LocalStore(Store, scheme="file"):
         (tmp / "data").mkdir(parents=True)
         (tmp / "removed").mkdir()
         (tmp / ".owner").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "t": time.time()}))
+        beat = _Heartbeat(tmp / ".owner")
         try:
             yield tmp
         except BaseException:
+            beat.stop()
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        beat.stop()
         shutil.rmtree(tmp, ignore_errors=True)  # a no-op after a commit renamed it
 
     def _commit(self, name: str, tmp: Path, manifest: dict, card: str | None) -> DatasetVersion:
@@ -212,15 +226,18 @@ class LocalStore(Store, scheme="file"):
                     return prev
             version = (latest[-1] if latest else 0) + 1
             manifest["version"] = version
-            (tmp / "README.md").write_text(card or default_card(manifest), encoding="utf-8")
+            write_text(tmp / "README.md", card or default_card(manifest), durable=True)
             _write_json_durable(tmp / "manifest.json", manifest)
             _crash_point("manifest_written")
-            (tmp / ".owner").unlink()
             for sub in ("data", "removed"):
                 fsync_dir(tmp / sub)
             fsync_dir(tmp)
+            _crash_point("before_rename")
+            # The owner marker stays until the rename: until then the folder is a live publish
+            # that gc must leave alone (gc also waits for this lock).
             os.rename(tmp, folder / f"v{version}")
             fsync_dir(folder)
+            (folder / f"v{version}" / ".owner").unlink(missing_ok=True)
             _crash_point("renamed")
         return self.get(f"{name}@{version}")
 
@@ -260,26 +277,66 @@ class LocalStore(Store, scheme="file"):
         return VerifyResult(dv.ref, True, len(listed))
 
     def gc(self, min_age_s: float = 0.0) -> list[str]:
-        """Remove debris of crashed publishes: ``.tmp-*`` dirs whose publisher is gone."""
+        """Remove debris of crashed publishes: ``.tmp-*`` folders whose publisher is gone.
+
+        A publisher is alive while its pid runs (same host) or while it touches its ``.owner``
+        marker (any host, within ``STALE_S``). Each dataset's folder is cleaned under its publish
+        lock, so gc never races a commit; ``min_age_s`` keeps younger debris too."""
         removed = []
-        host = socket.gethostname()
-        for folder in (p for p in self.root.iterdir() if p.is_dir()):
-            for tmp in folder.glob(f"{TMP_PREFIX}*"):
-                try:
-                    owner = json.loads((tmp / ".owner").read_text())
-                except (OSError, json.JSONDecodeError):
-                    owner = {}
-                if owner.get("host") == host and pid_alive(owner.get("pid")):
-                    continue
-                if time.time() - tmp.stat().st_mtime < min_age_s:
-                    continue
-                shutil.rmtree(tmp, ignore_errors=True)
-                removed.append(str(tmp.relative_to(self.root)))
+        for folder in sorted(p for p in self.root.iterdir() if p.is_dir() and NAME_RE.match(p.name)):
+            if not any(folder.glob(f"{TMP_PREFIX}*")):
+                continue
+            with self._lock(folder.name):
+                for tmp in sorted(folder.glob(f"{TMP_PREFIX}*")):
+                    if _publisher_alive(tmp) or _age(tmp) < min_age_s:
+                        continue
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    removed.append(str(tmp.relative_to(self.root)))
         models = self.root / MODELS_PREFIX.rstrip("/")
         if models.is_dir() and self.root.name != models.name:  # the models store beside the datasets
             removed += [f"{models.name}/{r}" for r in self.models().gc(min_age_s)]
         return removed
 
+
+
+class _Heartbeat:
+    """Touches a staging folder's ``.owner`` marker until stopped (see ``HEARTBEAT_S``)."""
+
+    def __init__(self, marker: Path):
+        self.marker, self._stop = marker, threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            with contextlib.suppress(OSError):  # renamed into a version, or removed
+                os.utime(self.marker)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _age(tmp: Path) -> float:
+    """Seconds since the staging folder (or its owner marker) last changed."""
+    stamps = [p.stat().st_mtime for p in (tmp, tmp / ".owner") if p.exists()]
+    return time.time() - max(stamps, default=0.0)
+
+
+def _publisher_alive(tmp: Path) -> bool:
+    marker = tmp / ".owner"
+    try:
+        owner = json.loads(marker.read_text())
+        touched = marker.stat().st_mtime
+    except (OSError, ValueError):
+        owner = None
+    if not isinstance(owner, dict):
+        # no readable marker yet: a publisher between creating its folder and writing the marker,
+        # or debris of an old crash; only age tells them apart
+        return _age(tmp) < STALE_S
+    if owner.get("host") == socket.gethostname():
+        return pid_alive(owner.get("pid"))
+    return time.time() - touched < STALE_S  # another host: its heartbeat says
 
 
 def _write_json_durable(path: Path, obj: dict) -> None:

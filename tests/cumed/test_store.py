@@ -214,16 +214,42 @@ def test_kill_at_every_point_leaves_no_partial_version(tmp_path, point):
     assert_store_consistent(st)
 
 
+def _staging_started(folder: Path, proc, timeout: float = 60) -> float:
+    deadline = time.time() + timeout
+    while not list(folder.glob(".tmp-*")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.002)
+    return time.perf_counter()
+
+
 def test_kill_at_random_moments(tmp_path):
+    """SIGKILL at random moments of a publish: each kill must land mid-publish (the publisher had
+    started staging and had not finished), and the store stays consistent every time."""
+    import random
+
     st = Store(tmp_path)
-    for delay in (0.3, 0.6, 0.9, 1.2, 1.6):
-        proc = run_publisher(tmp_path, 60_000, seed=int(delay * 10))
-        time.sleep(delay)
+    n = 200_000
+    # how long a publish stages, measured on this machine, so the kills spread over that window
+    proc = run_publisher(tmp_path, n, seed=99)
+    t0 = _staging_started(tmp_path / "corpus", proc)
+    proc.wait(timeout=120)
+    span = time.perf_counter() - t0
+    assert proc.returncode == 0 and st.versions("corpus") == [1]
+    rng = random.Random(7)
+    mid_publish = 0
+    for seed in range(6):
+        proc = run_publisher(tmp_path, n, seed=seed)
+        _staging_started(tmp_path / "corpus", proc)
+        time.sleep(rng.uniform(0.05, 0.6) * span)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
+        debris = list((tmp_path / "corpus").glob(".tmp-*"))
+        if proc.returncode == -signal.SIGKILL and debris:
+            mid_publish += 1  # killed while its staging folder existed: between start and rename
         assert_store_consistent(st)
         st.gc()
-        assert not list((tmp_path / "corpus").glob(".tmp-*")) if (tmp_path / "corpus").exists() else True
+        assert not list((tmp_path / "corpus").glob(".tmp-*"))
+    assert st.versions("corpus")[0] == 1
+    assert mid_publish >= 4, f"only {mid_publish} of 6 kills landed mid-publish (publish takes {span:.2f} s)"
 
 
 def test_gc_spares_a_live_publisher(tmp_path):
@@ -233,6 +259,57 @@ def test_gc_spares_a_live_publisher(tmp_path):
     (live / ".owner").write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename}))
     assert st.gc() == []
     assert live.exists()
+
+
+def test_gc_waits_for_a_commit_in_flight(tmp_path):
+    """gc during the fsync-and-rename window of a publish (held open for 3 s) must not touch it."""
+    st = Store(tmp_path)
+    proc = run_publisher(tmp_path, 5_000, seed=3, env={"CUMED_STORE_PAUSE_AT": "before_rename:3"})
+    deadline = time.time() + 60
+    while not list((tmp_path / "corpus").glob(".tmp-*/manifest.json")) and time.time() < deadline:
+        time.sleep(0.01)
+    assert list((tmp_path / "corpus").glob(".tmp-*/manifest.json")), "the publisher never reached its commit"
+    assert st.gc() == []  # waits on the publish lock; the staged version is never removed
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert st.versions("corpus") == [1] and st.verify("corpus@1").ok
+    assert not (tmp_path / "corpus" / "v1" / ".owner").exists()
+
+
+def test_gc_in_a_loop_beside_20_publishes(tmp_path):
+    st = Store(tmp_path)
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+        from tests.cumed.test_store import docs_table
+        from cumed.store import Store
+        st = Store(sys.argv[1])
+        for i in range(20):
+            st.publish("corpus", docs_table(2_000 + i, seed=i))
+    """)
+    pub = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stderr=subprocess.PIPE, text=True)
+    sweeps = removed = 0
+    while pub.poll() is None:
+        removed += len(st.gc())
+        sweeps += 1
+    assert pub.returncode == 0, pub.stderr.read()
+    assert sweeps > 20 and removed == 0
+    assert st.versions("corpus") == list(range(1, 21))
+    assert_store_consistent(st)
+
+
+def test_gc_reads_another_hosts_heartbeat(tmp_path):
+    st = Store(tmp_path)
+    other = tmp_path / "corpus" / ".tmp-other-host"
+    other.mkdir(parents=True)
+    (other / ".owner").write_text(json.dumps({"pid": 1, "host": "another-host.example"}))
+    assert st.gc() == [] and other.exists()  # touched just now: alive on its host
+    from cumed.store.local import STALE_S
+
+    stale = time.time() - STALE_S - 5
+    os.utime(other / ".owner", (stale, stale))
+    os.utime(other, (stale, stale))
+    assert st.gc() == ["corpus/.tmp-other-host"] and not other.exists()
 
 
 def test_two_concurrent_publishers_get_distinct_complete_versions(tmp_path):
