@@ -70,6 +70,8 @@ from cumed.store.version import DatasetVersion, VerifyResult, default_card
 VERSION_KEY_RE = re.compile(r"^v([1-9][0-9]*)/(.*)$")
 DEFAULT_GRACE_S = 3600.0
 CHUNK = 8 << 20
+# What S3-compatible servers answer when a conditional put finds the key taken.
+CONFLICT_CODES = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
 # A live publisher rewrites v<N>/.alive this often; a waiter presumes it dead after STALE_S
 # seconds without a change (its own clock, so skew between hosts does not matter).
 HEARTBEAT_S = 20.0
@@ -175,6 +177,7 @@ class RemoteStore(Store, scheme="s3"):
         # Fail early, with one line, on credentials / bucket / endpoint problems.
         self._call(self.client.head_bucket, Bucket=self.bucket, _head_bucket=True)
         self._fs = None
+        self._conditional_ok = False
 
     # ---- plumbing
 
@@ -326,17 +329,24 @@ class RemoteStore(Store, scheme="s3"):
         owner = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "id": uuid.uuid4().hex,
                             "t": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                             "content_hash": src.get("content_hash")}).encode()
+        self._require_conditional_puts()
         while True:
             try:
                 self.client.put_object(Bucket=self.bucket, Key=self._key(name, f"v{n}", ".claim"), Body=owner,
                                        IfNoneMatch="*")
-                break
             except Exception as e:  # noqa: BLE001
                 code = _error_code(e)
-                if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                if code in CONFLICT_CODES:
                     n += 1
                     continue
                 raise self._explain(e) from e
+            # Read the claim back: only our own bytes prove the number is ours.
+            got = self._call(self.client.get_object, Bucket=self.bucket, Key=self._key(name, f"v{n}", ".claim"))
+            if got["Body"].read() != owner:
+                raise CumedError(f"store {self.url}: the claim on {name}@{n} was overwritten by another publisher; "
+                                 f"this endpoint does not honour conditional writes (If-None-Match): use an "
+                                 f"S3-compatible store that does, or publish from one machine at a time")
+            break
         manifest = {**src, "name": name, "version": n}
         heartbeat = _Heartbeat(self, name, n)
         try:
@@ -406,6 +416,29 @@ class RemoteStore(Store, scheme="s3"):
             return json.loads(body)
         except ValueError:
             return {}
+
+    def _require_conditional_puts(self) -> None:
+        """Refuse an endpoint that ignores ``If-None-Match: *``: on it two publishers would claim
+        one version number and overwrite each other's files, silently. Probed once per store object
+        with a throw-away key (two puts and a delete)."""
+        if self._conditional_ok:
+            return
+        key = f"{self.prefix}.cumed-probe/{uuid.uuid4().hex}"
+        self._call(self.client.put_object, Bucket=self.bucket, Key=key, Body=b"1", IfNoneMatch="*")
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=b"2", IfNoneMatch="*")
+            honoured = False
+        except Exception as e:  # noqa: BLE001
+            if _error_code(e) not in CONFLICT_CODES:
+                raise self._explain(e) from e
+            honoured = True
+        finally:
+            self._call(self.client.delete_object, Bucket=self.bucket, Key=key)
+        if not honoured:
+            raise CumedError(f"store {self.url} ignores conditional writes (If-None-Match: *): two publishers could "
+                             f"claim one version and overwrite it; nothing was published. Use an endpoint that "
+                             f"supports conditional PUT (AWS S3, MinIO, Ceph RGW and R2 do)")
+        self._conditional_ok = True
 
     def _withdraw_claim(self, name: str, n: int) -> None:
         """Give back an uncommitted, empty claim: heartbeat first, so the number frees last."""
