@@ -11,7 +11,6 @@ count. At least 30 kills in all.
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -20,7 +19,6 @@ import time
 from pathlib import Path
 
 import pyarrow.compute as pc
-import pytest
 
 from cumed.store import Store
 from tests.cumed.test_remote_store import _env, bucket, s3_server  # noqa: F401 - fixtures
