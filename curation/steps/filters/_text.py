@@ -33,6 +33,8 @@ SYMBOL_CLASS = (
     "\u2026\u2500-\u27bf\u2b00-\u2bff\U0001f000-\U0001faff"
 )
 SYMBOL_RUNS = re.compile(f"[{SYMBOL_CLASS}]+")
+ELLIPSIS = "\u2026"
+_ELLIPSIS_RUNS = re.compile(f"{ELLIPSIS}+")
 
 
 def run_chars(pattern: re.Pattern, text: str) -> int:
@@ -107,11 +109,13 @@ def _tables():
 class Features:
     """Class counts of one text (see ``features``); ``cp`` is None when the regex fallback was used."""
 
-    __slots__ = ("text", "cp", "flags", "visible", "cjk", "digit", "symbol", "bad", "latin", "alnum", "gblead_chars", "_gb")
+    __slots__ = ("text", "cp", "flags", "visible", "cjk", "digit", "symbol", "bad", "latin", "alnum", "gblead_chars", "_gb",
+                 "_prose")
 
     def __init__(self, text: str):
         self.text = text
         self._gb = None
+        self._prose = None
         try:
             cp = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
         except UnicodeEncodeError:
@@ -134,6 +138,24 @@ class Features:
             self.alnum = None
             self.gblead_chars = None
         self.visible = len(text) - ws
+        if self.symbol and ELLIPSIS in text:
+            # a Chinese ellipsis (省略号) is one mark written with two "…": count each pair once,
+            # as Gopher counts one "…" per ellipsis (a lone "…" still counts 1)
+            n = text.count(ELLIPSIS)
+            self.symbol -= n - sum((len(r) + 1) // 2 for r in _ELLIPSIS_RUNS.findall(text))
+
+    def prose(self, chinese: bool = False, min_share: float = 0.0) -> "Features":
+        """Counts of this text's prose lines (``prose_lines``), cached here (not in the shared
+        cache, which it would crowd); ``self`` when every line is prose, or when the prose holds
+        less than ``min_share`` of the visible characters (a text that is mostly table or
+        reference list is judged whole, as before)."""
+        if self._prose is None:
+            self._prose = {}
+        p = self._prose.get(chinese)
+        if p is None:
+            s = prose_lines(self, chinese)
+            p = self._prose[chinese] = self if s is self.text else Features(s)
+        return p if p.visible >= min_share * self.visible else self
 
     def gb_lead_bound(self) -> int | None:
         """Upper bound on the GB18030 bytes of the text that can lead a UTF-8 CJK sequence."""
@@ -156,6 +178,78 @@ def features(text: str) -> Features:
         _CACHE.pop(next(iter(_CACHE)))
     _CACHE[id(text)] = f
     return f
+
+
+# ---------------------------------------------------------------- prose lines
+# A paper is not garbage because it has tables, an English abstract or a reference list, but the
+# repetition and script-share filters were calibrated on prose: a results table repeats "±" and
+# "(P<0.05)" rows, an English abstract repeats its own 10-character (2-word) n-grams and drags the
+# CJK share down. ``prose_lines`` is the view those filters judge instead (``prose=True``).
+_REF_TITLE = re.compile(
+    r"^\s*(?:#+\s*)?(?:[\d.．、]+\s*)?[【\[]?\s*(?:主要)?参\s*考\s*文\s*献\s*[】\]]?\s*"
+    r"(?:[(（]?\s*references?\s*[)）]?)?\s*[:：]?\s*$"
+    r"|^\s*(?:#+\s*)?(?:[\d.．、]+\s*)?(?:references?|bibliography)\s*[:：]?\s*$",
+    re.IGNORECASE,
+)
+_REF_ENTRY = re.compile(r"^\s*[\[［]\d{1,3}[\]］]")
+REF_TITLE_FROM = 0.2  # a references title in the first 20 % is a table of contents, not the list
+MIN_LETTER_SHARE = 0.5  # a prose line is at least half letters (CJK or alphabetic)
+
+
+def prose_lines(text: "str | Features", chinese: bool = False) -> str:
+    """The prose of ``text``: its lines minus those that are not sentences. Set aside:
+
+    - table rows: a line starting with ``|`` (Markdown pipe table) or holding a tab (the markdown
+      reader's cell separator);
+    - lines of numbers and symbols: fewer than half of the visible characters are letters (CJK or
+      alphabetic): table rows once normalisation made their tabs spaces (``3.89±1.31 3.85±1.23``),
+      formulas, lab-value lists, dot leaders;
+    - the reference list: from a line that is only a references title (``参考文献``, ``References``,
+      ``Bibliography``, numbered or bracketed) past the first 20 % of the text to the end, and
+      citation entries (a line starting ``[12]``);
+    - with ``chinese=True`` also lines that are not mostly Chinese (CJK < half of the letters):
+      English abstracts, bilingual captions, author and affiliation lines in Latin script.
+
+    Blank lines count as prose. Returns ``text`` itself (the same object) when every line is prose,
+    so a filter's cached counts are reused; a text whose characters cannot be classified in one
+    pass (lone surrogates) is returned whole.
+    """
+    ft = text if isinstance(text, Features) else features(text)
+    text = ft.text
+    if ft.flags is None or not text:
+        return text
+    cp = ft.cp
+    nl = np.flatnonzero(cp == 10)
+    starts = np.concatenate(([0], nl + 1))
+    ends = np.concatenate((nl, [len(cp)]))
+    f = ft.flags
+
+    def per_line(mask):
+        cs = np.zeros(len(cp) + 1, dtype=np.int64)
+        np.cumsum(mask, out=cs[1:])
+        return cs[ends] - cs[starts]
+
+    vis = per_line((f & WS) == 0)
+    let = per_line(((f & ALNUM) != 0) & ((f & DIGIT) == 0))
+    keep = (vis == 0) | (let >= MIN_LETTER_SHARE * vis)
+    if chinese:
+        keep &= (vis == 0) | (2 * per_line((f & CJK) != 0) >= let)
+    lines = text.split("\n")
+    ref_from = REF_TITLE_FROM * len(text)
+    special = "|" in text or "\t" in text or "[" in text or "［" in text
+    refs = "参" in text or "eferenc" in text or "EFERENC" in text or "ibliograph" in text
+    if keep.all() and not special and not refs:
+        return text
+    out = []
+    for i, line in enumerate(lines):
+        if refs and starts[i] >= ref_from and _REF_TITLE.match(line):
+            break
+        if not keep[i]:
+            continue
+        if special and (line.lstrip().startswith("|") or "\t" in line or _REF_ENTRY.match(line)):
+            continue
+        out.append(line)
+    return text if len(out) == len(lines) else "\n".join(out)
 
 
 class MaxShareFilter(CumedFilter):

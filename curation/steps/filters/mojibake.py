@@ -9,9 +9,23 @@ Three signatures, each confirmed by re-encoding rather than by a list of odd-loo
    UTF-8 for most of its CJK characters. For genuine Chinese the GB18030 bytes rarely form UTF-8
    (lead bytes E4-E9 must be followed by two 80-BF bytes): under 5 % of characters on our
    corpus; mojibake is near 100 %.
-3. UTF-8 or GB18030 read as Latin-1/cp1252 (Ã¥, Ã©, â€): runs of U+0080-U+00FF characters that
-   decode to CJK when encoded back to Latin-1/cp1252. Lone °, ±, ×, µ in lab values never form
-   such runs.
+3. UTF-8 or GB18030 read as Latin-1/cp1252 (Ã¥, Ã©, â€): runs of U+0080-U+00FF/cp1252
+   characters that decode to CJK when encoded back to Latin-1/cp1252. Lone °, ±, ×, µ in lab
+   values never form such runs. Two readings, judged differently:
+
+   - as UTF-8: a CJK character is 3 bytes, a lead E3-E9 (ã-é) and two continuation bytes
+     80-BF; genuine text practically never has that pattern, so a run whose bytes decode to
+     CJK as UTF-8 (strictly, or with most of its bytes when some were lost to
+     ``errors="ignore"``/``"replace"``) is mojibake.
+   - as GB18030: almost any *pair* of such characters is a valid GBK code, among them the two
+     commonest Chinese punctuation marks: ``——`` (破折号) is cp1252 97 97 = 棗 and ``……``
+     (省略号) 85 85 = 厖, so ``好发于4——20岁`` once looked like mojibake (1,777 of 14,336
+     39health cards rendered as plain lines were removed). GB18030 read as Latin-1 is Chinese
+     text written with common characters, GB2312's rows A1-F7 x A1-FE: it comes out as Latin-1
+     *letters and symbols* (ÖÐÎÄ, ²¡ÈË), never cp1252 punctuation (bytes 80-A0: — … “ ” •).
+     So a run counts here only when every byte is in A1-FE, it is not one character repeated,
+     it has a Latin-1 letter (À-ÿ but × ÷) or at least two characters' worth (4 bytes), and
+     at least half of its bytes read as CJK: ``——``, ``……``, ``××``, ``m²·`` stay genuine.
 Private-use characters (U+E000-U+F8FF, font-specific glyphs from PDF/OCR) count with 1.
 """
 
@@ -38,7 +52,33 @@ def _utf8_as_gbk_share(text: str, n_cjk: int) -> float:
     return min(1.0, 1.5 * run_chars(CJK_RUNS, redecoded) / n_cjk) if redecoded != text else 0.0
 
 
+# Latin-1 letters (GBK lead/trail bytes C0-FF read as Latin-1), × and ÷ excluded: they are symbols
+_LATIN1_LETTERS = frozenset(chr(c) for c in range(0xC0, 0x100)) - {"\u00d7", "\u00f7"}
+
+
+def _utf8_cjk(raw: bytes) -> bool:
+    """Do these bytes read as UTF-8 CJK: strictly, or with >= half of them as CJK when some bytes
+    were lost (``decode(..., errors="ignore"/"replace")`` drops or replaces cp1252's 81 8D 8F 90 9D)."""
+    try:
+        return CJK_RUNS.search(raw.decode("utf-8")) is not None
+    except UnicodeDecodeError:
+        pass
+    return 3 * run_chars(CJK_RUNS, raw.decode("utf-8", errors="replace")) * 2 >= len(raw)
+
+
+def _gb2312_mojibake(run: str, raw: bytes) -> bool:
+    """Is this run GB18030 Chinese read as Latin-1 (see the module docstring, signature 3)."""
+    if min(raw) < 0xA1 or max(raw) > 0xFE or len(set(run)) < 2:
+        return False
+    if len(run) < 4 and _LATIN1_LETTERS.isdisjoint(run):
+        return False
+    # leniently: normalisation removes U+00AD (soft hyphen = GBK trail byte AD, as in 经 BE AD),
+    # which leaves a run with an odd byte; most of it must still read as CJK (2 bytes each)
+    return 4 * run_chars(CJK_RUNS, raw.decode("gb18030", errors="replace")) >= len(raw)
+
+
 def _latin1_mojibake_chars(text: str) -> int:
+    """Characters of ``text`` in runs of Latin-1/cp1252 characters that are mojibake."""
     bad = 0
     for run in _LATIN_RUNS.findall(text):
         for codec in ("cp1252", "latin-1"):
@@ -46,16 +86,9 @@ def _latin1_mojibake_chars(text: str) -> int:
                 raw = run.encode(codec)
             except UnicodeEncodeError:
                 continue
-            for target in ("utf-8", "gb18030"):
-                try:
-                    if CJK_RUNS.search(raw.decode(target)):
-                        bad += len(run)
-                        break
-                except UnicodeDecodeError:
-                    continue
-            else:
-                continue
-            break
+            if _utf8_cjk(raw) or _gb2312_mojibake(run, raw):
+                bad += len(run)
+                break
     return bad
 
 
@@ -107,9 +140,9 @@ class MojibakeFilter(CumedFilter):
         # all of them stay under the ratio, the exact (slow) test cannot remove the document
         r = self.max_latin1_ratio
         if r is not None and not text.isascii() and not (r >= 0 and (ft.latin < 2 or ft.latin / vis <= r)):
-            bad = _latin1_mojibake_chars(text)
-            if bad / vis > self.max_latin1_ratio:
-                return False, f"mojibake: latin-1 {fmt(bad / vis)} > {self.max_latin1_ratio}"
+            ratio = min(1.0, _latin1_mojibake_chars(text) / vis)  # C1 controls (\x85) are whitespace
+            if ratio > self.max_latin1_ratio:
+                return False, f"mojibake: latin-1 {fmt(ratio)} > {self.max_latin1_ratio}"
         return True
 
     def _gbk_share_bounded(self, ft, n_cjk: int) -> bool:
