@@ -74,3 +74,25 @@ def assert_not_blank(png: Path, min_colours: int = 16) -> dict:
     info = {"bytes": png.stat().st_size, "colours": n_colours, "luma_range": (lo, hi), "luma_std": round(stddev, 2)}
     assert n_colours >= min_colours and hi - lo >= 100 and stddev > 5, f"{png} looks blank: {info}"
     return info
+
+
+def login(page, url: str, username: str, password: str) -> None:
+    """Log in to Label Studio through its real login form."""
+    page.goto(f"{url.rstrip('/')}/user/login/")
+    page.fill('input[name="email"]', username)
+    page.fill('input[name="password"]', password)
+    page.click('button[type="submit"]')
+    page.wait_for_url(lambda u: "/user/login" not in u)
+
+
+def in_viewport(box: dict | None, viewport: dict) -> bool:
+    """A bounding box (Playwright's, page coordinates of the current scroll) lies wholly inside the
+    viewport: visible without scrolling."""
+    return (box is not None and box["width"] > 0 and box["height"] > 0
+            and box["x"] >= 0 and box["y"] >= 0
+            and box["x"] + box["width"] <= viewport["width"] and box["y"] + box["height"] <= viewport["height"])
+
+
+def y_overlap(a: dict, b: dict) -> float:
+    """How many pixels two bounding boxes share vertically (<= 0: one is wholly above the other)."""
+    return min(a["y"] + a["height"], b["y"] + b["height"]) - max(a["y"], b["y"])

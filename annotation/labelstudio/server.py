@@ -15,6 +15,14 @@ state under the data dir (default ``.cache/labelstudio``, override with ``--data
 The admin user and its API token are generated on first start and kept in the env file, so a
 restart reuses them. The token is never printed, logged or written into manifests.
 
+Secrets stay out of it: the data dir and ``ls-data/`` are mode 0700 and the server runs under
+umask 077, so the SQLite file (which holds the API token) and everything else it writes is the
+owner's alone (uploads too: ``<data-dir>/settings/`` holds a settings module that is Label
+Studio's own plus ``FILE_UPLOAD_PERMISSIONS = 0o600``); and the server gets a minimal environment
+(``server_env``): ``PATH``, ``HOME``, ``LANG``/``LC_*``, ``TZ``, ``TMPDIR`` and Label Studio's own
+``LABEL_STUDIO_*`` / ``DJANGO_*`` / ``POSTGRE_*`` settings - never the caller's cloud keys
+(``AWS_*``), judge or model API keys, HF tokens, ``PYTHONPATH`` and the like.
+
 PostgreSQL instead of the embedded SQLite (for a team sharing one server): Label Studio reads
 its database settings from the environment, so export them before ``cumed labelstudio start``
 (they are passed through to the server process)::
@@ -95,11 +103,71 @@ def read_env_file(path: str | Path) -> dict[str, str]:
 
 
 def _write_private(path: Path, text: str) -> None:
-    # Created with mode 0600, so the token is never readable by others, not even for a moment;
+    # Created with mode 0600, so a token is never readable by others, not even for a moment;
     # fchmod then makes it exactly 0600 (the umask may have taken bits away).
-    with replacing(path, opener=lambda p, flags: os.open(p, flags, 0o600)) as f:
+    with replacing(path, durable=True, opener=lambda p, flags: os.open(p, flags, 0o600)) as f:
         os.fchmod(f.fileno(), 0o600)
         f.write(text)
+
+
+# What the server process may see of the caller's environment: the basics a Python process needs
+# and Label Studio's own settings. Everything else (cloud credentials, judge/model API keys,
+# tokens) stays behind.
+# Certificate bundles are kept (a team's Label Studio may reach cloud storage through its own CA);
+# proxies are not (their URLs can carry credentials): set them in the server's own env if needed.
+_ENV_KEEP = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR",
+             "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+_ENV_KEEP_PREFIXES = ("LC_", "LABEL_STUDIO_", "DJANGO_", "POSTGRE_")
+# The client's token: the server has its own (LABEL_STUDIO_USER_TOKEN), it never needs the caller's.
+_ENV_DROP = ("LABEL_STUDIO_API_KEY",)
+PRIVATE_UMASK = 0o077
+# Django chmods every upload to FILE_UPLOAD_PERMISSIONS (default 0o644), whatever the umask; this
+# settings module (written into ``<data-dir>/settings/``) is Label Studio's own with uploads private.
+SETTINGS_MODULE = "cumed_labelstudio_settings"
+_SETTINGS_SOURCE = '''"""Written by cumed (annotation/labelstudio/server.py) at every start: Label Studio's own
+settings, with uploaded files and their folders readable by the owner only.
+
+The settings file is executed here rather than imported: it reads ``django.conf.settings`` while it
+is being loaded (Sentry set-up), which must find the settings defined so far in this module.
+"""
+import os as _os
+
+import label_studio as _ls
+
+_path = _os.path.join(_os.path.dirname(_ls.__file__), "core", "settings", "label_studio.py")
+with open(_path, encoding="utf-8") as _f:
+    exec(compile(_f.read(), _path, "exec"))
+
+FILE_UPLOAD_PERMISSIONS = 0o600
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
+'''
+
+
+def server_env(environ: dict[str, str] | None = None, **extra: str) -> dict[str, str]:
+    """The environment the Label Studio process gets: the allow-listed part of ``environ``
+    (default ``os.environ``) plus ``extra``."""
+    environ = os.environ if environ is None else environ
+    env = {k: v for k, v in environ.items()
+           if (k in _ENV_KEEP or k.startswith(_ENV_KEEP_PREFIXES)) and k not in _ENV_DROP}
+    env.setdefault("PATH", os.defpath)
+    env.update(extra)
+    return env
+
+
+def _private_dir(path: Path) -> None:
+    """Create ``path`` (and missing parents) and make it exactly 0700, also when it already existed
+    with a wider mode (a data dir from before this rule)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+def _private_files(folder: Path, patterns=("*.sqlite3*", "*.db", ".env")) -> None:
+    """Tighten what an older server created under a looser umask to 0600: the SQLite database
+    (users, API tokens) and Label Studio's own ``.env`` (its Django SECRET_KEY)."""
+    for pattern in patterns:
+        for f in folder.glob(pattern):
+            if f.is_file() and not f.is_symlink():
+                os.chmod(f, 0o600)
 
 
 def _is_label_studio(pid: int) -> bool:
@@ -240,32 +308,40 @@ class LabelStudioServer:
             raise CumedError(f"port {port} on {self.host} is in use; pick another with --port, "
                              f"or stop what listens there")
         url = f"http://{self.host}:{port}"
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        _private_dir(self.data_dir)
         ls_data = self.data_dir / "ls-data"
-        ls_data.mkdir(exist_ok=True)
+        _private_dir(ls_data)
+        _private_files(ls_data)
         cred = self._credentials()
         self._write_env(url, cred)
-        env = {**os.environ,
-               "LABEL_STUDIO_USERNAME": cred["username"],
-               "LABEL_STUDIO_PASSWORD": cred["password"],
-               "LABEL_STUDIO_USER_TOKEN": cred["token"],
-               "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
-               "LABEL_STUDIO_BASE_DATA_DIR": str(ls_data),
-               "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
-               "COLLECT_ANALYTICS": "false", "LATEST_VERSION_CHECK": "false",
-               "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": ""}
-        env.pop("LABEL_STUDIO_API_KEY", None)
+        env = server_env(
+            LABEL_STUDIO_USERNAME=cred["username"],
+            LABEL_STUDIO_PASSWORD=cred["password"],
+            LABEL_STUDIO_USER_TOKEN=cred["token"],
+            LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true",
+            LABEL_STUDIO_BASE_DATA_DIR=str(ls_data),
+            LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK="true",
+            COLLECT_ANALYTICS="false", LATEST_VERSION_CHECK="false",
+            SENTRY_DSN="", FRONTEND_SENTRY_DSN="")
         env.setdefault("DJANGO_DB", "sqlite")
+        if "DJANGO_SETTINGS_MODULE" not in env:  # a caller's own settings module wins
+            settings_dir = self.data_dir / "settings"
+            _private_dir(settings_dir)
+            _write_private(settings_dir / f"{SETTINGS_MODULE}.py", _SETTINGS_SOURCE)
+            env.update(DJANGO_SETTINGS_MODULE=SETTINGS_MODULE, PYTHONPATH=str(settings_dir))
         cmd = [str(exe), "start", "--no-browser", "--internal-host", self.host, "--port", str(port),
                "--data-dir", str(ls_data)]
-        with open(self.log_file, "ab") as lf:
+        with open(os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as lf:
+            os.fchmod(lf.fileno(), 0o600)  # a log from before this rule, too
             lf.write(f"\n--- cumed: starting label-studio on {url} at {time.ctime()}\n".encode())
             lf.flush()
+            # umask 077: the SQLite file (holding the API token), uploads and exports are the owner's alone
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=lf, stderr=subprocess.STDOUT,
-                                    env=env, cwd=str(self.data_dir), start_new_session=True)
-        self.state_file.write_text(json.dumps(
+                                    env=env, cwd=str(self.data_dir), start_new_session=True,
+                                    umask=PRIVATE_UMASK)
+        _write_private(self.state_file, json.dumps(
             {"pid": proc.pid, "port": port, "url": url, "host": self.host, "version": LS_VERSION,
-             "started_at": time.time()}), encoding="utf-8")
+             "started_at": time.time()}))
         if log:
             log(f"starting label-studio on {url} (pid {proc.pid}, log {self.log_file})")
         if not self._wait_healthy(proc.pid, url, timeout, proc=proc):
@@ -319,7 +395,7 @@ class LabelStudioServer:
                 os.killpg(pid, signal.SIGKILL)
         if st:
             st["pid"] = None
-            self.state_file.write_text(json.dumps(st), encoding="utf-8")
+            _write_private(self.state_file, json.dumps(st))
         return {**self.status(), "stopped": was}
 
     def kill(self) -> None:

@@ -64,14 +64,23 @@ def label_config(k: int = 4, ties: bool = False, ratings: bool = True) -> str:
         how = "拖动排序，最好的在最上面 Drag to order, best on top"
     rating_tags = ""
     if ratings:
+        # One block per answer (as many side by side as fit, each at least 320px wide); inside it
+        # one non-wrapping flex row per dimension: the label in a fixed-width cell and its stars
+        # beside it, so a label never drifts away from its stars (a flat grid of labels and
+        # ratings did exactly that).
         parts = []
         for i in range(k):
-            parts.append(f'      <Header value="回答 {chr(65 + i)} Answer {chr(65 + i)}" size="6"/>')
+            parts.append('      <View style="min-width:0">')
+            parts.append(f'       <Header value="回答 {chr(65 + i)} Answer {chr(65 + i)}" size="6"/>')
             for code, dim in DIMENSIONS.items():
-                parts.append(f'      <Text name="lbl_{code}_{i}" value="{escape(dim)}"/>')
-                parts.append(f'      <Rating name="rating_{code}_{i}" toName="prompt" maxRating="5"/>')
+                parts.append('       <View style="display:flex;flex-wrap:nowrap;align-items:center;gap:8px">')
+                parts.append(f'        <View style="flex:0 0 140px"><Text name="lbl_{code}_{i}" value="{escape(dim)}"/></View>')
+                parts.append(f'        <View style="flex:0 0 auto;white-space:nowrap">'
+                             f'<Rating name="rating_{code}_{i}" toName="prompt" maxRating="5"/></View>')
+                parts.append('       </View>')
+            parts.append('      </View>')
         rating_tags = ('\n    <Header value="分维度评分（可选） Per-dimension ratings (optional)"/>\n'
-                       '    <View style="display:grid;grid-template-columns:repeat(2,1fr)">\n'
+                       '    <View style="display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:4px 24px">\n'
                        + "\n".join(parts) + "\n    </View>")
     return f"""<View>
   <Header value="回答排序 Rank the answers"/>

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 from rich.table import Table
 
@@ -13,6 +15,9 @@ review_app = typer.Typer(help="Manual review: sample documents, queue them, pull
 app.add_typer(review_app, name="review")
 
 BackendOpt = typer.Option("file", "--backend", help="file (embedded default, no server) | labelstudio")
+PullBackendOpt = typer.Option(None, "--backend", show_default=False,
+                              help="file | labelstudio (default: the backend the batch was pushed to; "
+                                   "file when --from is given).")
 UrlOpt = typer.Option(None, "--ls-url", help="Label Studio URL (default: $LABEL_STUDIO_URL).")
 TokenOpt = typer.Option(None, "--ls-token-file", help="File holding the API token (default: $LABEL_STUDIO_API_KEY).")
 
@@ -28,6 +33,38 @@ def _backend(kind: str, url: str | None, token_file: str | None, task_type: str 
 
         return lambda batch_dir: LabelStudioBackend(url=url, token_file=token_file, task_type=task_type)
     raise CumedError(f"unknown review backend {kind!r}; use file or labelstudio")
+
+
+def _local_token_file(url: str | None) -> str | None:
+    """The env file of the local server (``cumed labelstudio start``, default data dir) when it
+    serves ``url``: its token is only ever sent to the server it belongs to."""
+    if not url:
+        return None
+    from annotation.labelstudio.server import LabelStudioServer, read_env_file
+
+    env_file = LabelStudioServer().env_file
+    try:
+        local_url = read_env_file(env_file).get("LABEL_STUDIO_URL", "")
+    except OSError:
+        return None
+    return str(env_file) if local_url.rstrip("/") == url.rstrip("/") else None
+
+
+def backend_for_batch(info: dict, kind: str | None, url: str | None, token_file: str | None,
+                      source: str | None = None, task_type: str = "review"):
+    """The backend factory for pulling a pushed batch (``info``: its ``batch.json``).
+
+    Without ``--backend``: ``file`` when ``--from`` names an export, else the backend recorded at
+    push time. For ``labelstudio`` the URL is ``--ls-url``, else ``$LABEL_STUDIO_URL``, else the
+    server the batch was pushed to; the token ``--ls-token-file``, else ``$LABEL_STUDIO_API_KEY``,
+    else the local server's env file if that server is the one at the URL.
+    """
+    kind = kind or ("file" if source else info.get("backend") or "file")
+    if kind == "labelstudio":
+        url = url or os.environ.get("LABEL_STUDIO_URL") or (info.get("push") or {}).get("url")
+        if not token_file and not os.environ.get("LABEL_STUDIO_API_KEY"):
+            token_file = _local_token_file(url)
+    return _backend(kind, url, token_file, task_type)
 
 
 @review_app.command("push")
@@ -55,6 +92,9 @@ def push_cmd(
             out.print(f"tasks: {res['tasks_file']}\nlabeling config: {res['config_file']}")
             out.print("import both into a Label Studio project, review, export JSON, then:\n"
                       f"  cumed review pull {res['batch']} --from EXPORT.json")
+        elif res["backend"] == "labelstudio" and res.get("url") and res.get("project"):
+            out.print(f"review at {res['url']}/projects/{res['project']}, then:\n"
+                      f"  cumed review pull {res['batch']}   (the batch remembers its server)")
 
     emit(res, as_json, human)
 
@@ -63,18 +103,23 @@ def push_cmd(
 def pull_cmd(
     batch: str = typer.Argument(..., help="Batch id printed by review push, e.g. cumed-pretrain.r001"),
     source: str = typer.Option(None, "--from", help="Label Studio JSON export (file backend)."),
-    backend: str = BackendOpt,
+    backend: str = PullBackendOpt,
     ls_url: str = UrlOpt,
     ls_token_file: str = TokenOpt,
     store: str = StoreOpt,
     as_json: bool = JsonOpt,
 ):
-    """Collect the decisions of a batch.  Example: cumed review pull cumed-pretrain.r001 --from export.json"""
+    """Collect the decisions of a batch from the backend it was pushed to.
+
+    Examples: cumed review pull cumed-pretrain.r001 (a Label Studio batch: its server is recorded);
+    cumed review pull cumed-pretrain.r001 --from export.json (a Label Studio JSON export)
+    """
     from annotation.review.queue import ReviewState, pull
 
     st = Store(store, create=False)
     state = ReviewState.for_batch(st, batch)
-    res = pull(st, batch, _backend(backend, ls_url, ls_token_file)(state.root / batch), source)
+    factory = backend_for_batch(state.batch(batch), backend, ls_url, ls_token_file, source)
+    res = pull(st, batch, factory(state.root / batch), source)
 
     def human():
         out.print(f"{batch}: {res['new_decisions']} new decisions ({res['decisions']} in total, "

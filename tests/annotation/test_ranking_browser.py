@@ -6,7 +6,8 @@ reorders the answers by dragging a card, submits, and the stored result comes ba
 DOM used (Label Studio 1.23.2, react-beautiful-dnd): the ``<List>``'s cards are
 ``[data-rbd-droppable-id="rank"] .htx-ranker-item[data-ranker-id=<response id>]``; the submit
 button is the role=button named "Submit". Dragging is real mouse down / stepped move / up (rbd
-starts a drag only after the pointer has moved a few pixels while pressed).
+starts a drag only after the pointer has moved a few pixels while pressed). The per-dimension
+ratings are ``ul.ant-rate`` (antd); their labels are ``<Text>`` tags (``.lsf-richtext__line``).
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import time
 import pyarrow as pa
 
 from annotation.labelstudio.server import read_env_file
+from annotation.ranking.config import DIMENSIONS
 from annotation.ranking.importers import RANKINGS_SCHEMA
 from annotation.ranking.queue import pull, push
 from annotation.ranking.validate import parse_tasks
 from cumed.store import Store
-from tests.browser import assert_not_blank, browser, cjk_font_installed
+from tests.browser import assert_not_blank, browser, cjk_font_installed, login, y_overlap
 
 PROMPT = "医生您好，我最近尿频尿急，晚上起夜三四次，需要做什么检查？"
 ANSWERS = {
@@ -75,12 +77,7 @@ def test_rank_by_dragging_in_browser(ls_server, backend_factory, dataset, tmp_pa
     with browser() as br:
         page = br.new_page(viewport={"width": 1400, "height": 1000}, locale="zh-CN")
         page.set_default_timeout(60_000)
-        # the real login form
-        page.goto(f"{url}/user/login/")
-        page.fill('input[name="email"]', env["LABEL_STUDIO_USERNAME"])
-        page.fill('input[name="password"]', env["LABEL_STUDIO_PASSWORD"])
-        page.click('button[type="submit"]')
-        page.wait_for_url(lambda u: "/user/login" not in u)
+        login(page, url, env["LABEL_STUDIO_USERNAME"], env["LABEL_STUDIO_PASSWORD"])  # the real login form
         timings["login_s"] = round(time.monotonic() - t0, 1)
 
         page.goto(f"{url}/projects/{res['project']}/data?task={task['id']}")
@@ -130,3 +127,57 @@ def test_rank_by_dragging_in_browser(ls_server, backend_factory, dataset, tmp_pa
     [row] = st.get("rk").to_arrow().to_pylist()
     assert row["ranking"] == [[i] for i in expected] and row["method"] == "annotation"
     print(f"browser ranking: {expected} {timings} screenshot {info}")
+
+
+RATING_ROWS = """() => {
+    // every rating label (a <Text> holding a dimension's name) and every star row, in document order:
+    // the config emits them pairwise (label, then its stars), answer by answer
+    const names = new Set(%s);
+    const box = e => { const r = e.getBoundingClientRect(); return {x: r.x, y: r.y, width: r.width, height: r.height}; };
+    const labels = [...document.querySelectorAll('.lsf-richtext__line')].filter(e => names.has(e.textContent.trim()));
+    const stars = [...document.querySelectorAll('ul.ant-rate')];
+    return {labels: labels.map(e => ({text: e.textContent.trim(), box: box(e)})), stars: stars.map(box)};
+}"""
+
+
+def test_rating_labels_sit_beside_their_stars(ls_server, backend_factory, dataset, tmp_path):
+    """Each per-dimension label and its star row share a row (bounding boxes overlap vertically, the
+    stars to the right of the label); a click on the stars beside "answer A, relevance" stores
+    ``rating_relevance_0``."""
+    import json
+
+    env = read_env_file(ls_server.env_file)
+    url = env["LABEL_STUDIO_URL"].rstrip("/")
+    st = Store(tmp_path / "s")
+    st.publish(dataset, one_prompt_table(), kind="rankings")
+    b = backend_factory(task_type="ranking")
+    res = push(st, f"{dataset}@1", 1, lambda d: b, k=4, seed=11)
+    [task] = b.pull(res["batch"], dataset)
+    viewport = {"width": 1400, "height": 1000}
+    with browser() as br:
+        page = br.new_page(viewport=viewport, locale="zh-CN")
+        page.set_default_timeout(60_000)
+        login(page, url, env["LABEL_STUDIO_USERNAME"], env["LABEL_STUDIO_PASSWORD"])
+        page.goto(f"{url}/projects/{res['project']}/data?task={task['id']}")
+        page.wait_for_function("document.querySelectorAll('ul.ant-rate').length === 12")
+        page.get_by_text("Per-dimension ratings").evaluate("e => e.scrollIntoView({block: 'start'})")
+        page.wait_for_timeout(500)
+        shot = tmp_path / "ratings.png"
+        page.screenshot(path=str(shot))
+        rows = page.evaluate(RATING_ROWS % json.dumps(list(DIMENSIONS.values()), ensure_ascii=False))
+        assert len(rows["labels"]) == len(rows["stars"]) == 4 * len(DIMENSIONS), rows
+        for label, stars in zip(rows["labels"], rows["stars"]):
+            lb = label["box"]
+            assert y_overlap(lb, stars) >= min(lb["height"], stars["height"]) / 2, (label, stars)
+            assert stars["x"] >= lb["x"] + lb["width"] - 1, (label, stars)  # beside it, to the right
+        assert [r["text"] for r in rows["labels"][:3]] == list(DIMENSIONS.values())
+
+        # the stars beside "answer A · relevance" rate exactly that: 4 stars -> rating_relevance_0 = 4
+        page.locator("ul.ant-rate").first.locator("li.ant-rate-star").nth(3).click()
+        with page.expect_response(lambda r: r.request.method == "POST"
+                                  and f"/api/tasks/{task['id']}/annotations" in r.url) as posted:
+            page.get_by_role("button", name="Submit").click()
+        assert posted.value.ok, posted.value.status
+        ratings = {r["from_name"]: r["value"]["rating"] for r in posted.value.json()["result"] if r["type"] == "rating"}
+        assert ratings == {"rating_relevance_0": 4}, ratings
+    assert_not_blank(shot)
