@@ -25,14 +25,23 @@ def code_fingerprint(*packages: str) -> str:
     The version string does not change between releases; this does with every edit, so a
     resumed build never mixes outputs of two code states."""
     h = hashlib.sha256()
+    for label, f in code_files(*packages):
+        h.update(label.encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def code_files(*packages: str) -> list[tuple[str, Path]]:
+    """The files ``code_fingerprint`` hashes, as (``pkg/relative/path.py``, absolute path), in
+    hashing order: one list, so a test can check that a module (say, the quality filter) is
+    covered by the fingerprint without editing the sources."""
+    out = []
     for pkg in packages:
         spec = importlib.util.find_spec(pkg)
         if spec is None or not spec.submodule_search_locations:
             raise ValueError(f"{pkg!r} is not an importable package")
         root = Path(next(iter(spec.submodule_search_locations))).resolve()
-        for f in sorted(root.rglob("*.py")):
-            h.update(f"{pkg}/{f.relative_to(root).as_posix()}".encode() + b"\0" + f.read_bytes() + b"\0")
-    return h.hexdigest()
+        out += [(f"{pkg}/{f.relative_to(root).as_posix()}", f) for f in sorted(root.rglob("*.py"))]
+    return out
 
 
 def config_hash(payload: dict) -> str:

@@ -6,8 +6,11 @@ B. one task: cluster duplicates from the signatures -> decisions
 C. per shard: Parquet (``filtered/``) -> duplicate decisions -> Parquet (``kept/``)
 
 Each stage is resumable: the work folder is keyed by the recipe, the code (a hash of its
-sources), the raw files' hashes and the resolved parents and models, so completed tasks of a
-killed run are skipped and a build never mixes outputs of two code states.
+sources), the raw files' hashes, the resolved parents and models, the side files the steps read
+(evaluation sets, lexicon, tokenizer: ``steps.side_inputs``) and the package versions
+(``steps.dependencies``), so completed tasks of a killed run are skipped and a build never mixes
+outputs of two code states, or of two versions of an evaluation set. The lineage records the
+side files' sha256 (``side_inputs``) and the versions (``dependencies``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from curation.build.card import render_card
 from curation.build.executors import quiet_datatrove, run_stage
 from curation.build.reader import RecipeReader
 from curation.build.stats import collect_stats, read_counts
-from curation.build.steps import build_steps, cluster_options, models_applied, signature_options
+from curation.build.steps import (build_steps, cluster_options, dependencies, models_applied, side_inputs,
+                                  signature_options)
 from curation.recipe import Recipe
 from curation.rows import DOC_SCHEMA, REMOVED_SCHEMA, RankParquetWriter, kept_adapter
 from curation.tokens import TokenCounter
@@ -40,12 +44,9 @@ def build_documents(recipe: Recipe, store: Store, *, executor: str = "local", wo
     cluster_kwargs = cluster_options(dedup_cfg, store, recipe.path) if dedup_cfg else {}
     parents = [store.get(dedup_cfg["against"]).ref] if dedup_cfg and dedup_cfg.get("against") else []
     models = models_applied(recipe, store)
-    # The key includes resolved references (dedup parent, classifier), so "@latest" re-runs when they move.
-    # The code's own hash too: a resumed build must never mix stage outputs of two code states
-    # (the version string does not change between releases).
-    key = {"inputs": [i["sha256"] for i in inputs], "parents": parents, "models": models,
-           "code": code_fingerprint(*CODE_PACKAGES)}
-    config_hash = recipe.config_hash(key)
+    side = side_inputs(recipe, store)
+    deps = dependencies(recipe, store)
+    config_hash = recipe.config_hash(work_key(inputs, parents, models, side, deps))
     work = Path(work_root) / f"{recipe.name}-{config_hash[:16]}"
     work.mkdir(parents=True, exist_ok=True)
     quiet_datatrove()
@@ -82,13 +83,27 @@ def build_documents(recipe: Recipe, store: Store, *, executor: str = "local", wo
     stats = collect_stats(recipe, kept_files, removed_files, read_counts(work / "counts", recipe.shards),
                           TokenCounter(recipe.tokenizer), work)
     lineage = build_lineage(recipe=recipe.lineage(), config_hash=config_hash, code_packages=CODE_PACKAGES,
-                            inputs=inputs, parents=parents, models=models, executor=executor)
+                            inputs=inputs, parents=parents, models=models, executor=executor,
+                            side_inputs=side, dependencies=deps)
     dv = store.publish(recipe.name, [_read_conformed(f) for f in kept_files], kind="documents",
                        removed=[_read_conformed(f, removed=True) for f in removed_files],
                        stats=stats, lineage=lineage, card=render_card(recipe, stats))
     if not keep_work:
         shutil.rmtree(work, ignore_errors=True)
     return dv, stats
+
+
+def work_key(inputs: list[dict], parents: list[str], models: list[dict], side: list[dict], deps: dict) -> dict:
+    """What the work folder is keyed by (with the recipe): everything a stage output depends on.
+
+    Resolved references (dedup parent, classifier), so "@latest" re-runs when they move; the
+    side files the steps read (evaluation sets, lexicon, tokenizer), so a re-run after an
+    evaluation set changed never resumes from outputs decontaminated against the old one; the
+    package versions, for the same reason; and the code's own hash: a resumed build must never
+    mix stage outputs of two code states (the version string does not change between releases).
+    """
+    return {"inputs": [i["sha256"] for i in inputs], "parents": parents, "models": models,
+            "side_inputs": side, "dependencies": deps, "code": code_fingerprint(*CODE_PACKAGES)}
 
 
 def _read_conformed(path: Path, removed: bool = False):

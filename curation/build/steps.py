@@ -1,15 +1,19 @@
 """Recipe -> steps: stage A's per-document steps from the recipe's ``steps`` mapping, each filter
-with its exclusion writer, plus the options of the near-duplicate stages and the models a recipe
-applies (for lineage)."""
+with its exclusion writer, plus the options of the near-duplicate stages, the models a recipe
+applies, the side files its steps read and the package versions they run with (for the work
+folder key and the lineage)."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from datatrove.pipeline.writers import ParquetWriter
 
 from cumed.errors import CumedError
 from cumed.store import Store
+from curation.build.side_inputs import dependency_versions, resolve, tokenizer_files
 from curation.recipe import Recipe
 from curation.rows import REMOVED_SCHEMA, removed_adapter
 from curation.steps.base import DropReadErrors
@@ -25,12 +29,34 @@ def removed_writer(work: Path, order: int, step_name: str) -> ParquetWriter:
     )
 
 
-
 STEP_NAMES = ("normalize", "pii", "filters", "quality", "decontaminate", "dedup")
 
 
-def build_steps(recipe: Recipe, work: Path, store: Store | None = None) -> list:
-    """Stage A's per-document steps from the recipe's ``steps`` mapping.
+@dataclass(frozen=True)
+class StepSpec:
+    """One of stage A's steps before it is built: its class, its options and where its removals go.
+
+    Why a spec first: the build keys its work folder by the files the steps read
+    (``side_inputs``), which must be known before the work folder, and so before the steps'
+    exclusion writers, exist; both read the same options from here."""
+
+    name: str  # the recipe's step name ("filters.<filter>" for a filter)
+    cls: type
+    kwargs: dict = field(default_factory=dict)
+    removed: tuple[int, str] | None = None  # (order, name) of its removed/ folder
+
+    def build(self, work: Path):
+        extra = {"exclusion_writer": removed_writer(work, *self.removed)} if self.removed else {}
+        return self.cls(**extra, **self.kwargs)
+
+    def side_files(self) -> list[dict]:
+        """The files this step will read besides the documents (``side_files`` of its class)."""
+        side = getattr(self.cls, "side_files", None)
+        return list(side(**self.kwargs)) if side else []
+
+
+def step_specs(recipe: Recipe, store: Store | None = None) -> list[StepSpec]:
+    """Stage A's per-document steps from the recipe's ``steps`` mapping, not yet built.
 
     ``normalize``, ``pii`` and ``filters`` are on by default (``false`` disables one; an empty
     ``filters`` mapping means every filter with its defaults); ``decontaminate`` and ``dedup``
@@ -44,42 +70,89 @@ def build_steps(recipe: Recipe, work: Path, store: Store | None = None) -> list:
     unknown = set(cfg) - set(STEP_NAMES)
     if unknown:
         raise CumedError(f"unknown step(s) {', '.join(sorted(unknown))} in {recipe.path}; allowed: {', '.join(STEP_NAMES)}")
-    steps: list = [DropReadErrors(exclusion_writer=removed_writer(work, 0, "reader"))]
+    specs = [StepSpec("reader", DropReadErrors, removed=(0, "reader"))]
+    if cfg.get("normalize", {}) is not False:
+        specs.append(StepSpec("normalize", Normalize, dict(cfg.get("normalize") or {})))
+    if cfg.get("pii", {}) is not False:
+        specs.append(StepSpec("pii", PIIRedactor, dict(cfg.get("pii") or {})))
+    filters = cfg.get("filters", {})
+    if filters is not False:
+        chosen = dict(filters or {}) or {name: {} for name in FILTERS}
+        for order, (fname, kwargs) in enumerate(chosen.items(), start=1):
+            if fname not in FILTERS:
+                raise CumedError(f"unknown filter {fname!r} in {recipe.path}; use one of {', '.join(FILTERS)}")
+            if kwargs is None or kwargs is False:
+                continue
+            kwargs = {} if kwargs is True else dict(kwargs)
+            if fname == "lexicon_density":
+                kwargs.setdefault("raw_dir", str(recipe.raw))
+            specs.append(StepSpec(f"filters.{fname}", FILTERS[fname], kwargs, (order, fname)))
+    quality = cfg.get("quality")
+    if quality:
+        # {artifact: quality@latest | path, threshold: optional override} (trained by annotation.quality)
+        from curation.steps.quality import QualityFilter
+
+        specs.append(StepSpec("quality", QualityFilter,
+                              {"store": str(store.root) if store is not None else None, **quality}, (70, "quality")))
+    decon = cfg.get("decontaminate")
+    if decon:
+        from curation.steps.decontaminate import Decontaminate
+
+        specs.append(StepSpec("decontaminate", Decontaminate,
+                              {"raw": str(recipe.raw), **(decon if isinstance(decon, dict) else {})},
+                              (80, "decontaminate")))
+    return specs
+
+
+@contextmanager
+def step_errors(recipe: Recipe):
+    """A step's bad option or missing file as one ``CumedError`` naming the recipe."""
     try:
-        if cfg.get("normalize", {}) is not False:
-            steps.append(Normalize(**(cfg.get("normalize") or {})))
-        if cfg.get("pii", {}) is not False:
-            steps.append(PIIRedactor(**(cfg.get("pii") or {})))
-        filters = cfg.get("filters", {})
-        if filters is not False:
-            chosen = dict(filters or {}) or {name: {} for name in FILTERS}
-            for order, (fname, kwargs) in enumerate(chosen.items(), start=1):
-                if fname not in FILTERS:
-                    raise CumedError(f"unknown filter {fname!r} in {recipe.path}; use one of {', '.join(FILTERS)}")
-                if kwargs is None or kwargs is False:
-                    continue
-                kwargs = {} if kwargs is True else dict(kwargs)
-                if fname == "lexicon_density":
-                    kwargs.setdefault("raw_dir", str(recipe.raw))
-                steps.append(FILTERS[fname](exclusion_writer=removed_writer(work, order, fname), **kwargs))
-        quality = cfg.get("quality")
-        if quality:
-            # {artifact: quality@latest | path, threshold: optional override} (trained by annotation.quality)
-            from curation.steps.quality import QualityFilter
-
-            steps.append(QualityFilter(exclusion_writer=removed_writer(work, 70, "quality"),
-                                       store=str(store.root) if store is not None else None, **quality))
-        decon = cfg.get("decontaminate")
-        if decon:
-            from curation.steps.decontaminate import Decontaminate
-
-            steps.append(Decontaminate(exclusion_writer=removed_writer(work, 80, "decontaminate"),
-                                       raw=str(recipe.raw), **(decon if isinstance(decon, dict) else {})))
+        yield
     except TypeError as e:
         raise CumedError(f"bad step options in {recipe.path}: {e}; see the step's docstring for its keyword arguments") from e
+    except KeyError as e:  # an unknown evaluation set name
+        raise CumedError(f"{recipe.path}: {e.args[0] if e.args else e}") from e
     except (ValueError, FileNotFoundError) as e:
         raise CumedError(f"{recipe.path}: {e}") from e
-    return steps
+
+
+def build_steps(recipe: Recipe, work: Path, store: Store | None = None) -> list:
+    """Stage A's per-document steps (see ``step_specs``), each filter with its exclusion writer."""
+    specs = step_specs(recipe, store)
+    with step_errors(recipe):
+        return [spec.build(work) for spec in specs]
+
+
+def side_inputs(recipe: Recipe, store: Store | None = None) -> list[dict]:
+    """Every file the build reads besides its sources, with sha256 (``curation.build.side_inputs``):
+    the evaluation sets of ``decontaminate``, the lexicon files of ``lexicon_density``, the
+    recipe's tokenizer. The quality model is not here: ``models_applied`` names it."""
+    specs = step_specs(recipe, store)
+    with step_errors(recipe):
+        files = [f for spec in specs for f in spec.side_files()]
+        return resolve(files + tokenizer_files(recipe.tokenizer, recipe.raw))
+
+
+# Third-party packages whose version can change the rows (or the stats), per step; datatrove runs
+# every step and pyarrow writes every row. The versions join the work folder key and the lineage.
+BUILD_PACKAGES = ("datatrove", "pyarrow")
+STEP_PACKAGES = {
+    "normalize": ("opencc",),  # Traditional -> Simplified tables
+    "filters.lexicon_density": ("ahocorasick",),  # leftmost-longest term matching
+    "quality": ("fasttext", "jieba"),  # the classifier and its word tokenizer
+    "decontaminate": ("numpy", "opencc"),  # canonical form (t2s) and span hashes
+    "dedup": ("numpy", "opencc"),
+}
+
+
+def dependencies(recipe: Recipe, store: Store | None = None) -> dict[str, str]:
+    """``{package: version}`` for the packages this recipe's steps use (``STEP_PACKAGES``)."""
+    names = [spec.name for spec in step_specs(recipe, store)] + (["dedup"] if recipe.steps.get("dedup") else [])
+    modules = [*BUILD_PACKAGES, *(m for n in names for m in STEP_PACKAGES.get(n, ()))]
+    if recipe.tokenizer:
+        modules.append("tokenizers")
+    return dependency_versions(modules)
 
 
 def models_applied(recipe: Recipe, store: Store) -> list[dict]:

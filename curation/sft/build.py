@@ -22,7 +22,9 @@
    boundary marker up to a token budget (``curation.sft.pack``).
 
 Every input dialogue is kept or removed: per source, ``read == kept dialogues + removed`` is
-checked before publishing (``CumedError`` otherwise).
+checked before publishing (``CumedError`` otherwise). The lineage names every file read besides
+the sources (``side_inputs``: the CMeKG lexicon, the evaluation sets, a tokenizer, with sha256)
+and the package versions (``dependencies``); both are in its ``config_hash``.
 
 Why plain streaming Python and not a datatrove pipeline (the pretraining build): the records
 are read with datatrove readers (``reader.run()``), but every step after reading works on the
@@ -44,6 +46,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from curation.build.side_inputs import dependency_versions, resolve, tokenizer_files
 from curation.dedup import find_duplicates
 from cumed.errors import CumedError
 from cumed.lineage import build_lineage
@@ -188,6 +191,7 @@ def build_conversations(recipe_path, raw, store, *, progress: bool = True) -> tu
     # 4. department -----------------------------------------------------------------------------
     dept_cfg = dict(steps.get("department") or {"select": "all"})
     selector = DepartmentSelector(raw=raw, **dept_cfg)
+    side_files = selector.side_files()  # every file a step reads besides the sources, for the lineage
     evidence = []
     for d in _progress(live, "department", progress):
         ev = selector.methods_for(d.messages, {**d.meta, "department": d.department})
@@ -210,6 +214,7 @@ def build_conversations(recipe_path, raw, store, *, progress: bool = True) -> tu
         sets = decon_cfg.pop("eval_sets", list(DEFAULT_SETS))
         near_t = decon_cfg.pop("near_threshold", 0.75)
         step = Decontaminate(sets, raw=raw, **decon_cfg)
+        side_files += Decontaminate.side_files(sets, raw)
         for i in range(0, len(live), 512):
             batch = live[i : i + 512]
             for d, item in zip(batch, step.contaminating_items([d.text for d in batch])):
@@ -268,13 +273,30 @@ def build_conversations(recipe_path, raw, store, *, progress: bool = True) -> tu
     stats = collect_stats(recipe, read, kept_rows, removed_rows, tokens)
     stats.update(department=dept_stats, splits=split_stats, pack=pack_stats, changed_turns=dict(changed))
     inputs = recipe.inputs()
-    lineage = build_lineage(recipe=recipe.lineage(),
-                            config_hash=recipe.config_hash({"inputs": [i["sha256"] for i in inputs]}),
-                            code_packages=CODE_PACKAGES, inputs=inputs, executor=IN_PROCESS)
+    side = resolve(side_files + tokenizer_files(recipe.tokenizer, raw))
+    deps = dependency_versions(packages_used(recipe, selector))
+    # The side files and versions decide the rows as much as the sources do (a changed
+    # evaluation set removes other dialogues): they are in the config hash and the lineage.
+    key = {"inputs": [i["sha256"] for i in inputs], "side_inputs": side, "dependencies": deps}
+    lineage = build_lineage(recipe=recipe.lineage(), config_hash=recipe.config_hash(key),
+                            code_packages=CODE_PACKAGES, inputs=inputs, executor=IN_PROCESS,
+                            side_inputs=side, dependencies=deps)
     dv = store.publish(recipe.name, pa.Table.from_pylist(kept_rows, schema=ROW_SCHEMA), kind="conversations",
                        removed=pa.Table.from_pylist(removed_rows, schema=REMOVED_SCHEMA),
                        stats=stats, lineage=lineage, card=render_card(recipe, stats))
     return dv, stats
+
+
+def packages_used(recipe, selector: DepartmentSelector) -> list[str]:
+    """Third-party packages whose version can change this build's rows or stats: datatrove's
+    readers, pyarrow, OpenCC and numpy (normalisation, canonical form, near-duplicate hashing),
+    pyahocorasick for the department lexicon, tokenizers for a recipe's tokenizer file."""
+    out = ["datatrove", "pyarrow", "numpy", "opencc"]
+    if "lexicon" in selector.methods:
+        out.append("ahocorasick")
+    if recipe.tokenizer:
+        out.append("tokenizers")
+    return out
 
 
 def _members(row: dict) -> int:

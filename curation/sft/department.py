@@ -112,6 +112,15 @@ class DepartmentSelector:
         self.negative_terms = list(self.negative_terms if self.negative_terms is not None else preset.get("negative_terms") or [])
         self._automaton = None
 
+    def side_files(self) -> list[dict]:
+        """The CMeKG files the lexicon method reads (none when it is off, the terms are given, or
+        ``select: all`` names no department): the build records their sha256 in its lineage."""
+        if "lexicon" not in self.methods or self.terms is not None or not self.departments:
+            return []
+        root = Path(self.raw or ".")
+        paths = [root / KG_TRIPLES] + ([root / KG_SUBJECTS] if (root / KG_SUBJECTS).is_file() else [])
+        return [{"role": "lexicon", "name": "department_lexicon", "path": p, "root": root} for p in paths]
+
     @property
     def label(self) -> str:
         return self.select if self.select in PRESETS or self.keep_all else "+".join(self.departments)

@@ -90,6 +90,18 @@ class Decontaminate(CumedFilter):
         self.cache = cache
         self._keys = None
 
+    @classmethod
+    def side_files(cls, eval_sets: Sequence[str] | Mapping = DEFAULT_SETS, raw: str | Path | None = None,
+                   **_options) -> list[dict]:
+        """The evaluation files a step built with these options reads (none for in-memory sets).
+
+        The build hashes them into its work folder key and lineage: a re-run after an evaluation
+        set changed must not resume from outputs decontaminated against the old set."""
+        if isinstance(eval_sets, Mapping):
+            return []
+        return [{"role": "eval_set", "name": name, "path": path, "root": raw}
+                for name in eval_sets for path in eval_set_files(name, raw)]
+
     # --------------------------------------------------------------- index
     def _items(self):
         if isinstance(self.eval_sets, Mapping):

@@ -6,7 +6,7 @@
   names, dosage text, storage, taxonomy), kept when 2..12 characters long and mostly CJK;
 - 39health ``disease/alias/symptom/complications_vocab.txt`` (a BOM in one file is stripped).
 The set is cached as one term per line under ``$CUMED_CACHE`` (default ``~/.cache/cumed``),
-keyed by the sizes and mtimes of the inputs, so rebuilding after a data change is automatic.
+keyed by the sha256 of the inputs (``lexicon_files``), so rebuilding after a data change is automatic.
 
 ``LexiconMatcher`` wraps a pyahocorasick automaton (installed with datatrove) and reports
 ``matched_chars(text)``: characters covered by the leftmost-longest, non-overlapping matches.
@@ -23,6 +23,7 @@ import re
 from pathlib import Path
 
 from cumed.atomic import write_text
+from cumed.hashing import sha256_file
 from curation.readers.base import lookup_lines
 
 MEDICAL_PREDICATES = frozenset(
@@ -71,7 +72,9 @@ def _ok(term: str) -> bool:
     return _MIN_LEN <= len(term) <= _MAX_LEN and len(_CJK.findall(term)) * 2 >= len(term)
 
 
-def _inputs(raw_dir: Path) -> list[Path]:
+def lexicon_files(raw_dir: str | Path) -> list[Path]:
+    """The files the term set is built from: CMeKG triples, then the 39health vocabularies."""
+    raw_dir = Path(raw_dir)
     paths = [raw_dir / "CMeKG_pycmekg" / "cmekg_triples.tsv"]
     paths += sorted((raw_dir / "QASystemOnMedicalGraph_39health" / "data").glob("*_vocab.txt"))
     missing = [str(p) for p in paths if not p.exists()]
@@ -86,7 +89,7 @@ def _inputs(raw_dir: Path) -> list[Path]:
 def collect_terms(raw_dir: str | Path) -> set[str]:
     """Read the raw sources and return the term set (no cache)."""
     raw_dir = Path(raw_dir)
-    cmekg, *vocabs = _inputs(raw_dir)
+    cmekg, *vocabs = lexicon_files(raw_dir)
     terms: set[str] = set()
     lines = lookup_lines(cmekg)
     next(lines, None)  # header: subject predicate object
@@ -108,9 +111,11 @@ def collect_terms(raw_dir: str | Path) -> set[str]:
 
 def build_lexicon(raw_dir: str | Path, cache_dir: str | Path | None = None) -> set[str]:
     """The term set, from the on-disk cache when the inputs are unchanged."""
-    paths = _inputs(Path(raw_dir))
+    paths = lexicon_files(raw_dir)
+    # Keyed by content, not size and mtime: an edit that keeps the size within the same second
+    # (a term replaced by another of the same length) must not reuse the old list.
     key = hashlib.sha1(
-        "|".join(f"{p.name}:{p.stat().st_size}:{int(p.stat().st_mtime)}" for p in paths).encode()
+        "|".join(f"{p.name}:{sha256_file(p)}" for p in paths).encode()
         + f"{sorted(MEDICAL_PREDICATES)}{_MIN_LEN}{_MAX_LEN}".encode()
     ).hexdigest()[:16]
     cache = Path(cache_dir) if cache_dir else default_cache_dir()

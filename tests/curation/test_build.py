@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -198,16 +199,42 @@ def test_killed_build_resumes_to_the_same_version(raw_root, tmp_path):
     assert proc.poll() is None, "build finished before it could be killed; make the subset larger"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    killed_at = time.time_ns()
     assert 2 <= done() < 8
     assert Store(tmp_path / "st").versions("cumed-pretrain") == []
+    [work] = (tmp_path / "w").iterdir()
+    completed = {int(p.name) for p in (work / "logs" / "a" / "completions").iterdir()}
+    before = stage_a_files(work, completed)
+    assert {"completions", "logs", "stats", "counts"} <= {k[0] for k in before}, before  # what is checked below
 
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     resumed = Store(tmp_path / "st").get(json.loads(p.stdout)["ref"])
     assert resumed.content_hash == reference.content_hash
-    # Completed tasks were skipped, not redone.
-    logs = next((tmp_path / "w").glob("*/logs/a/logs"))
-    assert len(list(logs.glob("task_*.log"))) == 8
+    # Completed tasks were skipped, not redone: the same work folder, and their completion
+    # markers, logs, stats and outputs are the very files the killed run wrote (inode, mtime,
+    # size); every other task ran in the re-run.
+    assert list((tmp_path / "w").iterdir()) == [work]
+    assert stage_a_files(work, completed) == before
+    rerun = set(range(8)) - completed
+    assert {int(p.name) for p in (work / "logs" / "a" / "completions").iterdir()} == completed | rerun
+    assert all((work / "logs" / "a" / "logs" / f"task_{r:05d}.log").stat().st_mtime_ns > killed_at for r in rerun)
+
+
+def stage_a_files(work: Path, ranks: set[int]) -> dict:
+    """Stage A's per-task files of ``ranks`` (markers, task logs, stats, counts, outputs), each
+    as (folder kind, rank, name) -> (inode, mtime_ns, size): a re-run that redoes a task
+    rewrites them, one that skips it leaves them alone."""
+    out = {}
+    folders = [work / "logs" / "a" / k for k in ("completions", "logs", "stats")]
+    folders += [work / k for k in ("counts", "filtered", "signatures", "removed")]
+    for folder in folders:
+        for f in folder.rglob("*") if folder.is_dir() else ():
+            m = re.search(r"(\d{5})$", f.stem)
+            if f.is_file() and m and int(m.group(1)) in ranks and "90_dedup" not in f.parts:  # 90_dedup: stage C
+                st = f.stat()
+                out[(folder.name, int(m.group(1)), f.relative_to(folder).as_posix())] = (st.st_ino, st.st_mtime_ns, st.st_size)
+    return out
 
 
 def test_ray_executor_gives_the_same_version(tiny, tmp_path):

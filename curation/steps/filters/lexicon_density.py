@@ -9,7 +9,7 @@ from datatrove.data import Document
 
 from curation.steps.base import CumedFilter
 from curation.steps.filters._text import cjk_chars, features, fmt
-from curation.steps.lexicon import LexiconMatcher, build_lexicon
+from curation.steps.lexicon import LexiconMatcher, build_lexicon, lexicon_files
 
 DEFAULT_RAW = Path(os.environ.get("CUMED_RAW", Path(__file__).resolve().parents[4] / "shared" / "data" / "raw"))
 
@@ -48,6 +48,16 @@ class LexiconDensityFilter(CumedFilter):
         if min_density is not None:
             terms = terms if terms is not None else build_lexicon(raw_dir or DEFAULT_RAW, cache_dir)
             self.matcher = LexiconMatcher(terms)
+
+    @classmethod
+    def side_files(cls, min_density: float | None = 0.05, raw_dir: str | Path | None = None, terms=None,
+                   **_options) -> list[dict]:
+        """The lexicon files a filter built with these options reads (none with ``terms=`` or
+        ``min_density=None``): the build hashes them into its work folder key and lineage."""
+        if min_density is None or terms is not None:
+            return []
+        root = Path(raw_dir or DEFAULT_RAW)
+        return [{"role": "lexicon", "name": "medical_lexicon", "path": p, "root": root} for p in lexicon_files(root)]
 
     def density(self, text: str) -> float:
         n = cjk_chars(text)

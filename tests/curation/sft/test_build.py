@@ -167,3 +167,87 @@ def test_pack_option_concatenates_single_turn_pairs(tmp_path):
     assert [m["role"] for m in p] == ["user", "assistant"] * (len(p) // 2)
     assert p[2]["content"].startswith("<|qa_boundary|>") and not p[0]["content"].startswith("<|qa_boundary|>")
     assert Counter(r["split"] for r in out)["test"] == 1
+
+
+# ------------------------------------------------------------------ side inputs in the lineage
+CMB = "DISC_MedLLM_eval/eval/samples/CMB-cases.json"
+TRIPLES = "CMeKG_pycmekg/cmekg_triples.tsv"
+UTI = ("尿路感染反复发作怎么办，最近又尿频尿急了",
+       "建议做尿常规和尿培养，在医生指导下使用抗生素，多喝水，注意休息，避免憋尿，必要时复查泌尿系统超声。")
+PROSTATE = ("慢性前列腺炎能根治吗，会阴部一直坠胀", "慢性前列腺炎需要综合治疗，规律作息，避免久坐，配合药物治疗。")
+
+
+def _side_raw(root):
+    """A conversations CSV, a copy of CMB-Clin (so it can be changed) and a one-line CMeKG."""
+    import shutil
+
+    from tests.conftest import RAW
+
+    root.mkdir()
+    (root / "qa.csv").write_text("ask,answer\n" + "".join(f"{q},{a}\n" for q, a in (UTI, PROSTATE)), encoding="utf-8")
+    (root / CMB).parent.mkdir(parents=True)
+    shutil.copyfile(RAW / CMB, root / CMB)
+    (root / TRIPLES).parent.mkdir(parents=True)
+    (root / TRIPLES).write_text("subject\tpredicate\tobject\n尿路感染\t就诊科室\t泌尿外科\n", encoding="utf-8")
+    return root
+
+
+def _side_recipe(tmp_path):
+    steps = {"normalize": {}, "department": {"select": "urology_andrology", "methods": ["lexicon"]},
+             "decontaminate": {"eval_sets": ["cmb_clin"]}, "dedup": {}, "splits": {}}
+    return _write_recipe(tmp_path, [{"name": "qa", "reader": "conv_csv", "path": "qa.csv", "category": "qa",
+                                     "options": {"template": "[[user]]{ask}[[assistant]]{answer}"}}], steps)
+
+
+def _users(dv) -> list[str]:
+    return sorted(r["messages"][0]["content"] for r in dv.to_arrow(columns=["messages"]).to_pylist())
+
+
+def test_lineage_names_the_eval_sets_and_lexicon_read_and_changes_with_them(tmp_path, monkeypatch):
+    """The conversations build decontaminates and selects by a CMeKG lexicon: its lineage records
+    both files' sha256 and the package versions, and its config hash changes with any of them."""
+    import importlib.metadata
+
+    from cumed.hashing import sha256_file
+    from cumed.store.manifest import LINEAGE_KEYS
+
+    monkeypatch.setenv("CUMED_CACHE", str(tmp_path / "cache"))
+    raw, recipe = _side_raw(tmp_path / "raw"), _side_recipe(tmp_path)
+    first, _ = build_conversations(recipe, raw, tmp_path / "store", progress=False)
+    assert _users(first) == [UTI[0]]
+    lineage = first.manifest["lineage"]
+    assert tuple(lineage)[: len(LINEAGE_KEYS)] == LINEAGE_KEYS
+    assert lineage["side_inputs"] == [
+        {"role": "eval_set", "name": "cmb_clin", "path": CMB, "sha256": sha256_file(raw / CMB)},
+        {"role": "lexicon", "name": "department_lexicon", "path": TRIPLES, "sha256": sha256_file(raw / TRIPLES)}]
+    assert lineage["dependencies"]["datatrove"] == importlib.metadata.version("datatrove")
+    assert {"pyarrow", "opencc", "opencc-dictionaries", "numpy", "ahocorasick"} <= set(lineage["dependencies"])
+    hashes = {lineage["config_hash"]}
+
+    # a lexicon term added: the prostate dialogue is selected, and the lineage says which file did it
+    (raw / TRIPLES).write_text((raw / TRIPLES).read_text(encoding="utf-8") + "慢性前列腺炎\t就诊科室\t男科\n",
+                               encoding="utf-8")
+    second, _ = build_conversations(recipe, raw, tmp_path / "store", progress=False)
+    assert _users(second) == sorted([UTI[0], PROSTATE[0]])
+    assert second.manifest["lineage"]["side_inputs"][1]["sha256"] == sha256_file(raw / TRIPLES)
+    hashes.add(second.manifest["lineage"]["config_hash"])
+
+    # the UTI answer becomes an evaluation item: its dialogue is removed, the new file is named
+    items = json.loads((raw / CMB).read_text(encoding="utf-8"))
+    items.append({"id": "planted", "case": UTI[1], "first_question": ""})
+    (raw / CMB).write_text(json.dumps(items, ensure_ascii=False), encoding="utf-8")
+    third, _ = build_conversations(recipe, raw, tmp_path / "store", progress=False)
+    assert _users(third) == [PROSTATE[0]]
+    [removed] = [r for r in third.to_arrow("removed").to_pylist() if r["removed_by"] == "decontaminate"]
+    assert removed["reason"] == "eval_overlap: cmb_clin:planted"
+    assert third.manifest["lineage"]["side_inputs"][0]["sha256"] == sha256_file(raw / CMB)
+    hashes.add(third.manifest["lineage"]["config_hash"])
+
+    # another package version: the same rows, another config hash
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda d: "0.0.0+other" if d == "pyarrow" else real(d))
+    fourth, _ = build_conversations(recipe, raw, tmp_path / "other-store", progress=False)
+    assert fourth.content_hash == third.content_hash
+    assert fourth.manifest["lineage"]["dependencies"]["pyarrow"] == "0.0.0+other"
+    hashes.add(fourth.manifest["lineage"]["config_hash"])
+    assert len(hashes) == 4
