@@ -174,7 +174,9 @@ def export(dv: DatasetVersion, fmt: str, out: str | Path, *, tokenizer: str | Pa
     import inspect
 
     if fmt not in EXPORTERS:
-        raise CumedError(f"unknown export format {fmt!r}; use one of {', '.join(sorted(EXPORTERS))}")
+        raise CumedError(f"unknown export format {fmt!r}; use one of {', '.join(sorted(EXPORTERS))} (the training "
+                         f"engines' formats llamafactory, llamafactory-rm, trl, trl-reward and megatron register when Python code "
+                         f"runs `import training.exports`; the cumed CLI does)")
     fn = EXPORTERS[fmt]
     options = {}
     if tokenizer is not None:

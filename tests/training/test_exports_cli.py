@@ -12,6 +12,7 @@ import pytest
 
 from cumed.cli import main
 from cumed.errors import CumedError
+import training.exports  # noqa: F401 - registers the engines' formats, as the CLI does
 from cumed.exports import export
 
 REPO = Path(__file__).resolve().parents[2]

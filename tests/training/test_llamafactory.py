@@ -42,6 +42,7 @@ def exported_rows(path: Path) -> int:
 @pytest.fixture(scope="module")
 def exports(raw_root, tmp_path_factory):
     from annotation.ranking.build import build_preferences_from_disc
+    import training.exports  # noqa: F401 - registers the engines' formats, as the CLI does
     from cumed.exports import export
     from curation.sft.build import build_conversations
     from cumed.store import Store

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+import training.exports  # noqa: F401 - registers the engines' formats (llamafactory, trl), as the CLI does
 from cumed.exports import export
 
 
