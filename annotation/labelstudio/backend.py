@@ -10,6 +10,14 @@ Connection: ``LABEL_STUDIO_URL`` / ``LABEL_STUDIO_API_KEY`` (the SDK's names), o
   (``projects.import_tasks``), and stamps ``data.batch`` so ``pull`` can select a batch. A doc
   already queued by an earlier batch keeps that batch. Re-push is a no-op; a push cut short (server
   killed, network down) raises ``CumedError`` and a re-run imports only what is missing.
+- Several clients at once (machines sharing one server, or a client that timed out while the server
+  still imported its request, then re-ran): the server has no unique key on ``data.doc_id``, so
+  "list, then import the missing" can race. Both steps therefore converge afterwards instead of
+  locking (the clients may share no disk): project creation re-lists by the deterministic title
+  and every client uses the lowest project id (a surplus project stays, empty and unused);
+  after importing, ``push`` re-lists the project and deletes surplus tasks per ``doc_id``,
+  keeping the lowest task id (a surplus task that already carries annotations is kept and
+  counted, never deleted). Ids grow with creation, so the last importer sees every copy.
 - ``pull`` lists the batch's tasks page by page (``tasks.list`` with a ``data.batch`` filter;
   full exports of large projects time out in Label Studio) and keeps a checkpoint in
   ``<cache_dir>/pull-<batch>.json`` so an interrupted pull resumes; the checkpoint is removed when
@@ -171,22 +179,39 @@ class LabelStudioBackend(ReviewBackend):
             title = title[:41] + "~" + hashlib.sha1(dataset.encode("utf-8", "surrogatepass")).hexdigest()[:8]
         return title
 
-    def find_project(self, dataset: str) -> int | None:
+    def _project_ids(self, dataset: str) -> list[int]:
         title = self.project_title(dataset)
         pager = self._call("listing projects", self.client.projects.list, title=title, page_size=100)
-        for p in self._call("listing projects", lambda: list(pager)):
-            if p.title == title:
-                return p.id
-        return None
+        return sorted(p.id for p in self._call("listing projects", lambda: list(pager)) if p.title == title)
+
+    def find_project(self, dataset: str) -> int | None:
+        """The dataset's project: the lowest id with its title (several exist only after a creation
+        race, and every client picks the same one)."""
+        ids = self._project_ids(dataset)
+        return ids[0] if ids else None
 
     def ensure_project(self, dataset: str, label_config: str) -> int:
         pid = self.find_project(dataset)
-        if pid is None:
-            p = self._call("creating project", self.client.projects.create, title=self.project_title(dataset),
-                           label_config=label_config,
-                           description=f"cumed manual review of {dataset} ({self.task_type})")
-            pid = p.id
-        return pid
+        if pid is not None:
+            return pid
+        created = self._call("creating project", self.client.projects.create, title=self.project_title(dataset),
+                             label_config=label_config,
+                             description=f"cumed manual review of {dataset} ({self.task_type})").id
+        # Other clients may have created one at the same time (or the SDK retried a create the
+        # server had done): every client re-lists and uses the lowest id. The surplus ones are left
+        # empty, not deleted: Label Studio 1.23 deletes a project with every model signal switched
+        # off process-wide, and two overlapping deletes can leave them off until a restart (task
+        # counters then stop counting annotations).
+        return min([created, *self._project_ids(dataset)])
+
+    def _delete(self, doing: str, fn, **kw) -> None:
+        """A delete that tolerates 404: a racing client may have deleted the same thing first."""
+        try:
+            fn(**kw)
+        except Exception as e:  # noqa: BLE001
+            if getattr(e, "status_code", None) == 404:
+                return
+            raise self._fail(e, doing, "; re-run the push: it finishes the clean-up") if self._is_api_fault(e) else e
 
     def _pages(self, project: int, doing: str, query: str | None = None, fields: str = "all",
                start_page: int = 1, include: str | None = None):
@@ -206,15 +231,39 @@ class LabelStudioBackend(ReviewBackend):
                 return
             page += 1
 
-    def existing_doc_ids(self, project: int) -> set[str]:
-        ids: set[str] = set()
-        # include=id,data: ~2.5x faster than the full task rows (no annotation summaries computed)
-        for _, items in self._pages(project, "listing queued tasks", fields="task_only", include="id,data"):
+    def _tasks_by_doc(self, project: int) -> dict[str, list[tuple[int, bool]]]:
+        """doc_id -> [(task id, has annotations)], lowest id first: every copy of every document."""
+        out: dict[str, list[tuple[int, bool]]] = {}
+        # include=...: ~2.5x faster than the full task rows (no annotation summaries computed)
+        for _, items in self._pages(project, "listing queued tasks", fields="task_only",
+                                    include="id,data,total_annotations,cancelled_annotations"):
             for t in items:
                 doc = (t.data or {}).get("doc_id")
                 if doc is not None:
-                    ids.add(str(doc))
-        return ids
+                    done = bool(t.total_annotations or 0) or bool(t.cancelled_annotations or 0)
+                    out.setdefault(str(doc), []).append((t.id, done))
+        for copies in out.values():
+            copies.sort()
+        return out
+
+    def existing_doc_ids(self, project: int) -> set[str]:
+        return set(self._tasks_by_doc(project))
+
+    def remove_duplicates(self, project: int) -> dict:
+        """Delete surplus copies of each document, keeping its lowest task id; annotated copies stay.
+        ``remaining``: the task ids left in the project, as this listing saw them."""
+        removed, remaining, annotated = [], set(), 0
+        for copies in self._tasks_by_doc(project).values():
+            remaining.add(copies[0][0])
+            for tid, has_annotations in copies[1:]:
+                if has_annotations:
+                    annotated += 1
+                    remaining.add(tid)
+                    continue
+                self._delete(f"removing duplicate task {tid} from project {project}", self.client.tasks.delete,
+                             id=str(tid))
+                removed.append(tid)
+        return {"removed": removed, "remaining": remaining, "annotated_duplicates": annotated}
 
     # ---- push ----------------------------------------------------------------------------
     def push(self, batch_id: str, dataset: str, tasks: list[dict], label_config: str) -> dict:
@@ -235,20 +284,35 @@ class LabelStudioBackend(ReviewBackend):
         dup_in_input = len(tasks) - len(prepared)
 
         project = self.ensure_project(dataset, label_config)
-        existing = self.existing_doc_ids(project)
-        new = [t for t in prepared if t["data"]["doc_id"] not in existing]
-        pushed = 0
+        before = self._tasks_by_doc(project)
+        new = [t for t in prepared if t["data"]["doc_id"] not in before]
+        imported, ours = self._import(project, batch_id, new)
+        dedup = {"removed": [], "annotated_duplicates": 0}
+        pushed = imported
+        if imported or any(len(c) > 1 for c in before.values()):
+            # Re-list after importing: a racing client (or the server finishing a request we gave up
+            # on) may have imported the same documents; the lowest task id of each stays.
+            dedup = self.remove_duplicates(project)
+            if ours:  # ours that lost to an older copy (deleted by us or by the other client) were not new
+                pushed = len(ours & dedup["remaining"])
+        return {"pushed": pushed, "skipped": len(prepared) - pushed + dup_in_input,
+                "project": project, "project_title": self.project_title(dataset), "url": self.url,
+                "batch": batch_id, "surrogates_replaced": replaced,
+                "duplicates_removed": len(dedup["removed"]), "annotated_duplicates": dedup["annotated_duplicates"]}
+
+    def _import(self, project: int, batch_id: str, new: list[dict]) -> tuple[int, set[int]]:
+        """Import in chunks: (tasks imported, the task ids the server reports it made for us)."""
+        count, ids = 0, set()
         for start in range(0, len(new), self.chunk_size):
             chunk = new[start:start + self.chunk_size]
-            hint = (f"; {pushed} of {len(new)} new tasks of batch {batch_id} were imported before the fault - "
+            hint = (f"; {count} of {len(new)} new tasks of batch {batch_id} were imported before the fault - "
                     f"re-running the push imports only the missing ones")
-            self._call(f"importing tasks {start + 1}-{start + len(chunk)} into project {project}",
-                       self.client.projects.import_tasks, id=project, request=chunk,
-                       request_options={"max_retries": 0}, hint=hint)
-            pushed += len(chunk)
-        return {"pushed": pushed, "skipped": len(prepared) - len(new) + dup_in_input,
-                "project": project, "project_title": self.project_title(dataset), "url": self.url,
-                "batch": batch_id, "surrogates_replaced": replaced}
+            res = self._call(f"importing tasks {start + 1}-{start + len(chunk)} into project {project}",
+                             self.client.projects.import_tasks, id=project, request=chunk, return_task_ids=True,
+                             request_options={"max_retries": 0}, hint=hint)
+            count += len(chunk)
+            ids.update(getattr(res, "task_ids", None) or [])
+        return count, ids
 
     # ---- pull ----------------------------------------------------------------------------
     def checkpoint_path(self, batch_id: str) -> Path:

@@ -2,9 +2,12 @@
 
 State lives in ``<store>/_ranking/<dataset>/`` (not a valid dataset name, so listings ignore it)::
 
+    .lock                      flock: batch ids, the ledger and appends are taken under it
     ledger.json                prompt_id -> batch id for every prompt ever queued
     <batch>/batch.json         source ref, k, seed, ties, and per prompt the response_id -> model
-                               mapping and the shuffled display order (never sent to annotators)
+                               mapping and the shuffled display order (never sent to annotators);
+                               saved before the push, it rebuilds the tasks when a push is resumed
+    <batch>/.push.lock         flock held by the process pushing the batch
     <batch>/tasks.json         Label Studio import format (file backend)
     <batch>/config.xml         the labeling config
     <batch>/rankings.jsonl     validated rankings, one per annotation id (pull appends new ones)
@@ -30,7 +33,7 @@ from cumed.atomic import write_json as _write_json
 from cumed.errors import CumedError
 from cumed.store import Store, parse_ref
 
-from annotation.batches import BatchState
+from annotation.batches import BatchState, with_notes
 from annotation.ranking.config import label_config
 from annotation.ranking.importers import RANKINGS_SCHEMA
 from annotation.ranking.tasks import MAX_K, MIN_K, Candidate, make_task
@@ -41,8 +44,8 @@ DEFAULT_RANKINGS = "cumed-rm-rankings"
 
 
 class RankState(BatchState):
-    folder, letter, what, push_command = "_ranking", "k", "ranking", "rank push"
-    results_file, result_type = "rankings.jsonl", Ranking
+    folder, letter, what, push_command, pull_command = "_ranking", "k", "ranking", "rank push", "rank pull"
+    results_file, result_type, items_key = "rankings.jsonl", Ranking, "prompts"
 
     def rankings(self, batch_id: str) -> list[Ranking]:
         return self.results(batch_id)
@@ -92,39 +95,61 @@ def _candidates(store: Store, ref: str, answers: dict[str, dict[str, str]]) -> t
 
 def push(store: Store, ref: str, n: int, backend_factory, k: int = 4, seed: int = 0, ties: bool = False,
          ratings: bool = True, answers: dict[str, str | Path] | None = None) -> dict:
-    """Queue ``n`` not-yet-queued prompts of ``ref`` with ``k`` responses each."""
+    """Queue ``n`` not-yet-queued prompts of ``ref`` with ``k`` responses each; resumes an unfinished push.
+
+    As for review (``annotation.review.queue.push``): the batch is saved durably before anything
+    reaches the backend, so a push that dies midway is finished by the next ``rank push`` of the
+    dataset - the same batch, its tasks rebuilt from ``batch.json``, only the missing ones imported -
+    instead of sampling other prompts and leaving the rest of the batch behind.
+    """
     if not MIN_K <= k <= MAX_K:
         raise CumedError(f"--k {k}: a ranking task shows {MIN_K}..{MAX_K} responses")
     name, _ = parse_ref(ref)
     state = RankState(store, name)
-    resolved, pool = _candidates(store, ref, read_model_answers(answers or {}))
-    ledger = state.ledger()
-    eligible = sorted(pid for pid, (_, c) in pool.items() if pid not in ledger and len(c) >= k)
-    if not eligible:
-        raise CumedError(f"no prompt of {resolved} has {k} responses and is not yet queued "
-                         f"({len(pool)} prompts, {len(ledger)} already queued); lower --k or add --responses")
-    chosen = sorted(random.Random(f"{seed}\x1fsample").sample(eligible, min(n, len(eligible))))
-    batch_id = state.new_batch_id()
-    (state.root / batch_id).mkdir(parents=True, exist_ok=True)
-    tasks, local = [], {}
-    for pid in chosen:
-        prompt, cands = pool[pid]
-        keep = [m for m in PREFERRED if m in cands][:1]
-        rest = sorted(m for m in cands if m not in keep)
-        models = keep + sorted(random.Random(f"{seed}\x1f{pid}").sample(rest, k - len(keep)))
-        task, rec = make_task(pid, prompt, [Candidate(m, cands[m]) for m in models], seed, batch_id, resolved)
+
+    def plan(batch_id: str, ledger: dict) -> dict:
+        resolved, pool = _candidates(store, ref, read_model_answers(answers or {}))
+        eligible = sorted(pid for pid, (_, c) in pool.items() if pid not in ledger and len(c) >= k)
+        if not eligible:
+            raise CumedError(f"no prompt of {resolved} has {k} responses and is not yet queued "
+                             f"({len(pool)} prompts, {len(ledger)} already queued); lower --k or add --responses")
+        chosen = sorted(random.Random(f"{seed}\x1fsample").sample(eligible, min(n, len(eligible))))
+        local = {}
+        for pid in chosen:
+            prompt, cands = pool[pid]
+            keep = [m for m in PREFERRED if m in cands][:1]
+            rest = sorted(m for m in cands if m not in keep)
+            models = keep + sorted(random.Random(f"{seed}\x1f{pid}").sample(rest, k - len(keep)))
+            _, local[pid] = make_task(pid, prompt, [Candidate(m, cands[m]) for m in models], seed, batch_id, resolved)
+        return {"batch": batch_id, "dataset": name, "ref": resolved, "k": k, "seed": seed, "ties": ties,
+                "ratings": ratings, "n": len(chosen), "prompts": local, "state": "created",
+                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+    with state.pushing(plan) as (info, resumed):
+        batch_id = info["batch"]
+        tasks = batch_tasks(info)
+        backend = backend_factory(state.root / batch_id)
+        result = backend.push(batch_id, name, tasks, label_config(info["k"], ties=info["ties"],
+                                                                  ratings=info.get("ratings", True)))
+        info.update(state="pushed", backend=backend.name, push=result)
+        state.save_batch(info)
+    return {"batch": batch_id, "ref": info["ref"], "backend": backend.name, "tasks": len(tasks), "k": info["k"],
+            "resumed": resumed, **result}
+
+
+def batch_tasks(info: dict) -> list[dict]:
+    """The batch's Label Studio tasks, rebuilt from ``batch.json``: each prompt's record keeps its
+    responses in candidate order, and response ids and display order are seeded by (seed, prompt),
+    so the tasks are the ones the first push built."""
+    tasks = []
+    for pid, rec in info["prompts"].items():
+        cands = [Candidate(r["model"], r["text"]) for r in rec["responses"]]
+        task, again = make_task(pid, rec["prompt"], cands, info["seed"], info["batch"], info["ref"])
+        if again["order"] != rec["order"]:  # the task builder changed since: never send other ids
+            raise CumedError(f"batch {info['batch']}: prompt {pid} no longer rebuilds to its recorded "
+                             f"response order; finish the push with the cumed version that made the batch")
         tasks.append(task)
-        local[pid] = rec
-    info = {"batch": batch_id, "dataset": name, "ref": resolved, "k": k, "seed": seed, "ties": ties,
-            "ratings": ratings, "n": len(chosen), "prompts": local, "state": "created",
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    state.save_batch(info)
-    _write_json(state.root / "ledger.json", {**ledger, **{p: batch_id for p in chosen}})
-    backend = backend_factory(state.root / batch_id)
-    result = backend.push(batch_id, name, tasks, label_config(k, ties=ties, ratings=ratings))
-    info.update(state="pushed", backend=backend.name, push=result)
-    state.save_batch(info)
-    return {"batch": batch_id, "ref": resolved, "backend": backend.name, "tasks": len(tasks), "k": k, **result}
+    return tasks
 
 
 def _export_count_check(tasks: list[dict]) -> dict:
@@ -170,12 +195,8 @@ def pull(store: Store, batch_id: str, backend, source: str | None = None, publis
              if isinstance(t, dict) and ((t.get("data") or {}).get("batch") == batch_id
                                          or (t.get("data") or {}).get("prompt_id") in expected)]
     valid, problems, submitted = parse_tasks(tasks, expected, ties_allowed=bool(info.get("ties")))
-    have = {str(r.annotation_id) for r in state.rankings(batch_id)}
-    new = [r for r in valid if str(r.annotation_id) not in have]
-    with open(state.root / batch_id / "rankings.jsonl", "a", encoding="utf-8") as f:
-        for r in new:
-            f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
-    _write_json(state.root / batch_id / "problems.json", [p.to_dict() for p in problems])
+    new, notes = state.add_results(batch_id, valid, key=lambda r: str(r.annotation_id))
+    _write_json(state.root / batch_id / "problems.json", [p.to_dict() for p in problems], durable=True)
     total = state.rankings(batch_id)
     counts = _export_count_check(tasks)
     counts["submitted"] = submitted
@@ -211,4 +232,4 @@ def pull(store: Store, batch_id: str, backend, source: str | None = None, publis
                                {"batch": batch_id, "annotation_ids": sorted({str(r.annotation_id) for r in total}),
                                 "annotators": sorted({r.annotator for r in total})}]})
         res["ref"] = dv.ref
-    return res
+    return with_notes(res, notes)

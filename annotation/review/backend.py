@@ -20,7 +20,10 @@ class ReviewBackend(ABC):
 
     @abstractmethod
     def push(self, batch_id: str, dataset: str, tasks: list[dict], label_config: str) -> dict:
-        """Queue tasks; idempotent by ``data.doc_id``. Returns at least ``{"pushed": n, "skipped": n}``."""
+        """Queue tasks; idempotent by ``data.doc_id``. Returns at least ``{"pushed": n, "skipped": n}``.
+
+        A push that died midway is resumed by sending the same tasks again (``annotation.batches``),
+        so a task the backend already holds must be skipped, never queued twice."""
 
     @abstractmethod
     def pull(self, batch_id: str, dataset: str, source: str | None = None) -> list[dict]:

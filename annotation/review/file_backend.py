@@ -25,8 +25,9 @@ class FileBackend(ReviewBackend):
     def push(self, batch_id: str, dataset: str, tasks: list[dict], label_config: str) -> dict:
         tasks_path = self.batch_dir / "tasks.json"
         config_path = self.batch_dir / "config.xml"
-        _write_atomic(tasks_path, json.dumps(tasks, ensure_ascii=False, indent=1))
-        _write_atomic(config_path, label_config)
+        # durable: the batch is marked pushed right after, so these must outlive a power cut too
+        _write_atomic(tasks_path, json.dumps(tasks, ensure_ascii=False, indent=1), durable=True)
+        _write_atomic(config_path, label_config, durable=True)
         return {"pushed": len(tasks), "skipped": 0, "tasks_file": str(tasks_path), "config_file": str(config_path)}
 
     def pull(self, batch_id: str, dataset: str, source: str | None = None) -> list[dict]:

@@ -37,7 +37,8 @@ SECRETS = {
     "LABEL_STUDIO_API_KEY": "client-token-cumed-test-leak-11",  # the client's, not the server's
     "PYTHONPATH": "/nonexistent/cumed-test-leak-12",
 }
-KEEP = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR")
+KEEP = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE")  # certificate bundles: paths, not secrets
 KEEP_PREFIXES = ("LC_", "LABEL_STUDIO_", "DJANGO_", "POSTGRE_")
 # what the server is started with on top of the caller's allowed variables
 SERVER_SET = {"COLLECT_ANALYTICS", "LATEST_VERSION_CHECK", "SENTRY_DSN", "FRONTEND_SENTRY_DSN"}

@@ -13,7 +13,7 @@ from annotation.review.apply import apply
 from annotation.review.config import LABEL_CONFIG, result_items
 from annotation.review.decisions import Decision, cohen_kappa_pairs, krippendorff_alpha_nominal, majority, parse_tasks
 from annotation.review.file_backend import FileBackend
-from annotation.review.queue import ReviewState, pull, push
+from annotation.review.queue import ReviewState, _candidates, pull, push
 from annotation.review.sampling import sample
 from cumed.errors import CumedError
 from cumed.store import Store
@@ -118,10 +118,16 @@ def test_interrupted_push_is_resumed_not_resampled(store, monkeypatch):
     with pytest.raises(CumedError):
         push(store, "corpus@1", 5, lambda d: Boom(d), seed=0)
     state = ReviewState(store, "corpus")
-    assert state.batch("corpus.r001")["state"] == "created"
-    res = push(store, "corpus@1", 5, file_backend, seed=9)
+    chosen = state.batch("corpus.r001")["doc_ids"]
+    assert state.batch("corpus.r001")["state"] == "created" and len(chosen) == 5
+    res = push(store, "corpus@1", 5, file_backend, seed=9)  # another seed would sample other documents
     assert res["batch"] == "corpus.r001" and res["resumed"] and res["tasks"] == 5
     assert state.batches() == ["corpus.r001"]
+    tasks = json.loads(open(res["tasks_file"], encoding="utf-8").read())
+    assert [t["data"]["doc_id"] for t in tasks] == chosen == state.batch("corpus.r001")["doc_ids"]
+    # and resampling would have shown: seed 9 picks other documents
+    _, frame = _candidates(store, "corpus@1")
+    assert set(sample(frame, 5, "stratified", seed=9)) != set(chosen)
 
 
 def test_invalid_annotations_are_reported_and_skipped():
