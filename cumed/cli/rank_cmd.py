@@ -7,7 +7,7 @@ from rich.table import Table
 
 from cumed.errors import CumedError
 from cumed.store import Store
-from cumed.cli.review_cmd import BackendOpt, TokenOpt, UrlOpt, _backend
+from cumed.cli.review_cmd import BackendOpt, PullBackendOpt, TokenOpt, UrlOpt, _backend, backend_for_batch
 from cumed.cli.app import JsonOpt, StoreOpt, app, default_raw, emit, out
 
 rank_app = typer.Typer(help="Rank K responses per prompt (Label Studio Ranker) and build reward pairs.",
@@ -83,7 +83,7 @@ def pull_cmd(
     batch: str = typer.Argument(..., help="Batch id printed by rank push, e.g. disc-rankings.k001"),
     source: str = typer.Option(None, "--from", help="Label Studio JSON export."),
     name: str = typer.Option("cumed-rm-rankings", "--name", help="Rankings dataset to publish."),
-    backend: str = BackendOpt,
+    backend: str = PullBackendOpt,
     ls_url: str = UrlOpt,
     ls_token_file: str = TokenOpt,
     store: str = StoreOpt,
@@ -97,7 +97,8 @@ def pull_cmd(
 
     st = Store(store, create=False)
     state = RankState.for_batch(st, batch)
-    res = pull(st, batch, _backend(backend, ls_url, ls_token_file, "ranking")(state.root / batch), source, publish=name)
+    factory = backend_for_batch(state.batch(batch), backend, ls_url, ls_token_file, source, task_type="ranking")
+    res = pull(st, batch, factory(state.root / batch), source, publish=name)
 
     def human():
         a, c = res["agreement"], res["counts"]

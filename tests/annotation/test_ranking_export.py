@@ -9,6 +9,7 @@ import math
 import pytest
 
 from annotation.ranking.pairs import build_pairs
+import training.exports  # noqa: F401 - registers the engines' formats, as the CLI does
 from cumed.exports import export
 from cumed.store import Store
 from tests.annotation.test_ranking import candidates_table

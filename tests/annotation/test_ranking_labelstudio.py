@@ -53,6 +53,8 @@ def test_cli_rank_push_and_pull_on_labelstudio(ls_server, raw_root, tmp_path, da
     assert p.returncode == 0, p.stderr
     pushed = _json.loads(p.stdout)
     assert pushed["tasks"] == 3 and pushed["pushed"] == 3
-    p = run("rank", "pull", pushed["batch"], *common)
+    # no --backend on pull: the batch records the server it was pushed to
+    p = run("rank", "pull", pushed["batch"], "--store", str(st.root), "--ls-token-file", str(ls_server.env_file),
+            "--json")
     assert p.returncode == 0, p.stderr
     assert _json.loads(p.stdout)["new_rankings"] == 0  # nobody ranked yet: nothing invented
