@@ -144,3 +144,45 @@ def test_push_and_pull_killed_at_random_moments(bucket, tmp_path):  # noqa: F811
         got = Store(to).get("corpus@1")
         assert got.content_hash == dv.content_hash and Store(to).verify("corpus@1").ok
     assert landed >= KILLS_PER_COMMAND - 2, f"only {landed} kills landed mid-pull"
+
+
+def _batch_docs(folder: Path, key: str) -> list[str]:
+    tasks = json.loads((folder / "tasks.json").read_text(encoding="utf-8"))
+    return [t["data"][key] for t in tasks]
+
+
+def test_review_and_rank_push_killed_at_random_moments(raw_root, tmp_path):
+    """A review push and a rank push (file backend) killed mid-push: the re-run finishes the same
+    batch with the same items, each queued once, and the next batch takes none of them."""
+    rng = random.Random(18)
+    review = tmp_path / "review"
+    Store(review).publish("corpus", docs_table(30_000))
+    rank = tmp_path / "rank"
+    _run(["rank", "import-disc", "--raw", str(raw_root), "--store", str(rank)])
+
+    cases = [
+        ("review", review, "_review/corpus/corpus.r001", "doc_id",
+         lambda store: ["review", "push", "corpus@1", "--n", "3000", "--seed", "1", "--store", str(store)], 3000),
+        ("rank", rank, "_ranking/disc-rankings/disc-rankings.k001", "prompt_id",
+         lambda store: ["rank", "push", "disc-rankings@1", "--n", "300", "--k", "4", "--store", str(store)], 300),
+    ]
+    for what, template, batch_dir, key, args, n in cases:
+        ref_store = tmp_path / f"{what}-ref"
+        import shutil
+
+        shutil.copytree(template, ref_store)
+        span = _measure(args(ref_store), started=lambda s=ref_store: (s / batch_dir).exists())
+        reference = _batch_docs(ref_store / batch_dir, key)
+        landed = 0
+        for i in range(KILLS_PER_COMMAND // 2):
+            store = tmp_path / f"{what}{i}"
+            shutil.copytree(template, store)
+            landed += _kill_mid(args(store), span, rng, started=lambda s=store: (s / batch_dir).exists())
+            res = _run(args(store))  # finishes the batch the killed push began
+            assert res["batch"] == Path(batch_dir).name and res["tasks"] == n, res
+            items = _batch_docs(store / batch_dir, key)
+            assert len(items) == len(set(items)) == n and sorted(items) == sorted(reference)
+            nxt = _run(args(store)[:-2] + ["--seed", "2", "--store", str(store)])  # a new batch
+            assert nxt["batch"] != res["batch"]
+            assert not set(_batch_docs(store / Path(batch_dir).parent / nxt["batch"], key)) & set(items)
+        assert landed >= KILLS_PER_COMMAND // 2 - 1, f"only {landed} kills landed mid-{what}-push"
