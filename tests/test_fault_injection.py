@@ -3,9 +3,10 @@
 After every kill and re-run: every listed version verifies (local and remote); a build publishes
 exactly what an uninterrupted build publishes (every input document kept or removed with a
 reason); a push or pull ends with the same files and hashes; a review or rank push queues each
-item exactly once in one batch. Each kill is checked to have landed mid-command (the process
-was still running and had started its work), so a run that finished before the signal does not
-count. At least 30 kills in all.
+item exactly once in one batch (the batch a killed push began is finished, not replaced; a kill
+after the batch was complete leaves it so). Each kill is checked to have landed mid-command (the
+process was still running, had started its work and, for a queue, had not completed its batch),
+so a run that finished before the signal does not count. 36 kills in all.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from tests.cumed.test_store import docs_table, removed_table
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-c", "import sys; from cumed.cli import main; sys.argv[0] = 'cumed'; main()"]
-KILLS_PER_COMMAND = 8  # x 4 commands = 32 kills
+KILLS_PER_COMMAND = 8  # build, push, pull
+QUEUE_KILLS = 6  # review push, rank push: 36 kills in all
 
 
 def _start(args: list[str], env: dict | None = None) -> subprocess.Popen:
@@ -57,13 +59,14 @@ def _measure(args: list[str], started, env: dict | None = None) -> float:
     return time.perf_counter() - t0
 
 
-def _kill_mid(args: list[str], span: float, rng: random.Random, started, env: dict | None = None) -> bool:
+def _kill_mid(args: list[str], span: float, rng: random.Random, started, env: dict | None = None,
+              window: tuple[float, float] = (0.05, 0.8)) -> bool:
     """Start the command and, once it has started its work, kill it at a random moment of its
     usual working time; True when the kill landed while it was still running."""
     proc = _start(args, env)
     _wait_started(proc, started)
     began = started()
-    time.sleep(rng.uniform(0.05, 0.8) * span)
+    time.sleep(rng.uniform(*window) * span)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     return proc.returncode == -signal.SIGKILL and began
@@ -164,7 +167,7 @@ def test_review_and_rank_push_killed_at_random_moments(raw_root, tmp_path):
         ("review", review, "_review/corpus/corpus.r001", "doc_id",
          lambda store: ["review", "push", "corpus@1", "--n", "3000", "--seed", "1", "--store", str(store)], 3000),
         ("rank", rank, "_ranking/disc-rankings/disc-rankings.k001", "prompt_id",
-         lambda store: ["rank", "push", "disc-rankings@1", "--n", "300", "--k", "4", "--store", str(store)], 300),
+         lambda store: ["rank", "push", "disc-rankings@1", "--n", "100", "--k", "4", "--store", str(store)], 100),
     ]
     for what, template, batch_dir, key, args, n in cases:
         ref_store = tmp_path / f"{what}-ref"
@@ -174,15 +177,24 @@ def test_review_and_rank_push_killed_at_random_moments(raw_root, tmp_path):
         span = _measure(args(ref_store), started=lambda s=ref_store: (s / batch_dir).exists())
         reference = _batch_docs(ref_store / batch_dir, key)
         landed = 0
-        for i in range(KILLS_PER_COMMAND // 2):
+        for i in range(QUEUE_KILLS):
             store = tmp_path / f"{what}{i}"
             shutil.copytree(template, store)
-            landed += _kill_mid(args(store), span, rng, started=lambda s=store: (s / batch_dir).exists())
-            res = _run(args(store))  # finishes the batch the killed push began
-            assert res["batch"] == Path(batch_dir).name and res["tasks"] == n, res
+            # a push is short once started (writing its tasks): kills go to the first 60 % of it
+            killed = _kill_mid(args(store), span, rng, started=lambda s=store: (s / batch_dir).exists(),
+                               window=(0.0, 0.6))
+            info = store / batch_dir / "batch.json"
+            before = json.loads(info.read_text(encoding="utf-8")).get("state") if info.is_file() else None
+            landed += killed and before != "pushed"  # killed before its batch was complete
+            res = _run(args(store))
+            if before == "pushed":  # the kill came after the push was done: the re-run is a new batch
+                assert res["batch"] != Path(batch_dir).name
+            else:  # the re-run finishes (or, without a saved batch, makes) the batch the killed push began
+                assert res["batch"] == Path(batch_dir).name and res["tasks"] == n, res
+            assert json.loads(info.read_text(encoding="utf-8"))["state"] == "pushed"
             items = _batch_docs(store / batch_dir, key)
             assert len(items) == len(set(items)) == n and sorted(items) == sorted(reference)
             nxt = _run(args(store)[:-2] + ["--seed", "2", "--store", str(store)])  # a new batch
-            assert nxt["batch"] != res["batch"]
+            assert nxt["batch"] != Path(batch_dir).name
             assert not set(_batch_docs(store / Path(batch_dir).parent / nxt["batch"], key)) & set(items)
-        assert landed >= KILLS_PER_COMMAND // 2 - 1, f"only {landed} kills landed mid-{what}-push"
+        assert landed >= QUEUE_KILLS // 2, f"only {landed} of {QUEUE_KILLS} kills landed mid-{what}-push"
