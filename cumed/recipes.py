@@ -6,6 +6,7 @@ and hands the file to that builder.
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,10 +38,14 @@ class RecipeFile:
         return sha256_text(self.text)
 
     def lineage(self) -> dict:
-        """How a manifest names its recipe: never an absolute path (it would leak the builder's
-        home folder into a team store), but the file name, its path inside its repository and
-        its sha256 (which is what identifies it)."""
-        return {"name": self.path.name, "path": repo_relative(self.path), "sha256": self.sha256}
+        return recipe_lineage(self.path, self.text)
+
+
+def recipe_lineage(path: Path, text: str) -> dict:
+    """How a manifest names a recipe: never an absolute path (it would leak the builder's home
+    folder into a team store), but the file name, its path inside its repository and the sha256
+    of its text (which is what identifies it)."""
+    return {"name": Path(path).name, "path": repo_relative(path), "sha256": sha256_text(text)}
 
 
 def repo_relative(path: Path) -> str:
@@ -55,6 +60,7 @@ def repo_relative(path: Path) -> str:
     return path.name
 
 
+@functools.cache  # a build names its recipe in the lineage and again in the card
 def _git_root(folder: Path) -> Path | None:
     try:
         out = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=folder, capture_output=True, text=True,

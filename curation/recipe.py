@@ -17,7 +17,7 @@ import yaml
 from cumed.errors import CumedError
 from cumed.hashing import sha256_file, sha256_text
 from cumed.lineage import config_hash as hash_config
-from cumed.recipes import read_recipe, repo_relative
+from cumed.recipes import read_recipe, recipe_lineage
 from cumed.store import validate_name
 
 TOP_KEYS = {"name", "kind", "description", "card", "shards", "tokenizer", "sources", "steps", "license"}
@@ -58,9 +58,7 @@ class Recipe:
         return sha256_text(self.text)
 
     def lineage(self) -> dict:
-        """How a manifest names this recipe: file name, repository-relative path, sha256 (never an
-        absolute path: it would leak the builder's home folder into a team store)."""
-        return {"name": self.path.name, "path": repo_relative(self.path), "sha256": self.sha256}
+        return recipe_lineage(self.path, self.text)
 
     def config_hash(self, extra: dict | None = None) -> str:
         """Hash of everything that decides the output: recipe content, enabled sources, code version."""

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from cumed.atomic import fsync_dir, write_text
+from cumed.atomic import fsync_dir, write_json, write_text
 from cumed.errors import CumedError
 from cumed.hashing import sha256_file
 from cumed.process import pid_alive
@@ -227,7 +227,7 @@ class LocalStore(Store, scheme="file"):
             version = (latest[-1] if latest else 0) + 1
             manifest["version"] = version
             write_text(tmp / "README.md", card or default_card(manifest), durable=True)
-            _write_json_durable(tmp / "manifest.json", manifest)
+            write_json(tmp / "manifest.json", manifest, indent=2)  # durable: fsynced with its folder
             _crash_point("manifest_written")
             for sub in ("data", "removed"):
                 fsync_dir(tmp / sub)
@@ -337,10 +337,3 @@ def _publisher_alive(tmp: Path) -> bool:
     if owner.get("host") == socket.gethostname():
         return pid_alive(owner.get("pid"))
     return time.time() - touched < STALE_S  # another host: its heartbeat says
-
-
-def _write_json_durable(path: Path, obj: dict) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, ensure_ascii=False, indent=2, sort_keys=False)
-        f.flush()
-        os.fsync(f.fileno())

@@ -57,11 +57,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cumed.errors import CumedError
-from cumed.atomic import fsync_dir
+from cumed.atomic import fsync_dir, write_json
 from cumed.hashing import sha256_file
 from cumed.schemas import FILE_KINDS
 from cumed.store.base import Store
-from cumed.store.local import LocalStore, _write_json_durable
+from cumed.store.local import LocalStore
 from cumed.store.manifest import check_manifest
 from cumed.store.refs import (MODELS_PREFIX, NAME_RE, S3_RE, TMP_PREFIX, default_store,
                               validate_name)
@@ -547,7 +547,7 @@ class RemoteStore(Store, scheme="s3"):
             bar.close()
         if work != final:
             (work / "README.md").write_text(dv.card(), encoding="utf-8")
-            _write_json_durable(work / "manifest.json", dv.manifest)
+            write_json(work / "manifest.json", dv.manifest, indent=2)
             (work / ".owner").unlink(missing_ok=True)
             for sub in ("data", "removed"):
                 fsync_dir(work / sub)
