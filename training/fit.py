@@ -1,15 +1,18 @@
 """``fit``: the optimisation loop every stage shares, and the reason a resumed run ends where an uninterrupted one would.
 
-AdamW, a warm-up + decay schedule, gradient accumulation, optional DDP (gloo on CPU, nccl on GPU;
-start with ``torchrun``), checkpoints every ``checkpoint_every`` steps, resume from the newest
-checkpoint of the run folder. Data order is a pure function of (seed, epoch), so the data position
-is just the step number: a resumed run draws the same micro-batches, and with the RNG state
-restored (dropout) it ends with the same weights as a run that was never interrupted (tested on
-CPU, where kernels are deterministic).
+AdamW, a warm-up + decay schedule, gradient accumulation, data parallelism across ranks (gloo on
+CPU, nccl on GPU; start with ``torchrun``): DDP replicas, or with ``parallelism: fsdp`` FSDP2
+shards (``training/sharding.py``, for models whose replica plus optimizer state does not fit one
+device), checkpoints every ``checkpoint_every`` steps, resume from the newest checkpoint of the
+run folder (sharded ones under FSDP). Data order is a pure function of (seed, epoch), so the data
+position is just the step number: a resumed run draws the same micro-batches, and with the RNG
+state restored (dropout) it ends with the same weights as a run that was never interrupted
+(tested on CPU, where kernels are deterministic; under DDP and FSDP alike).
 
-Deliberately not here: mixed-precision scaling, FSDP/ZeRO, streaming datasets. The paper-scale
-runs (13B) belong to Megatron-LM / LLaMA-Factory via the exports; this loop is for small models,
-checks and the reference implementation of each stage.
+Deliberately not here: fp16 loss scaling (bf16 needs none), tensor/pipeline parallelism, streaming
+datasets. The paper-scale runs (13B) belong to Megatron-LM / LLaMA-Factory via the exports; FSDP
+lets this loop train mid-sized models on a few GPUs, and it stays the reference implementation of
+each stage.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from cumed.errors import CumedError
 from training.distributed import dist_info, unwrap
 from training.run_folder import Run
 from training.schedule import lr_lambda, warmup_steps
+from training.sharding import enable_activation_checkpointing, shard_model
 
 KILL_ENV = "CUMED_TRAIN_KILL_AT"  # fault injection for the resume test: SIGKILL after this step's checkpoint
 
@@ -43,9 +47,22 @@ def fit(run: Run, model, batches: list[dict], loss_fn, cfg: dict, max_steps: int
     ``loss_fn(model, batch) -> (summed loss tensor, metrics dict)``. One optimizer step takes
     ``grad_accum`` micro-batches on every rank; the loss is the sum over the step's items divided by
     their total count across ranks, so the gradient does not depend on how the items were split.
+    Under ``parallelism: fsdp`` the model is sharded in place (its parameters become DTensors) and
+    every rank must call ``fit`` and then ``run.save_final``, which gathers the shards.
     """
     if not batches:
         raise CumedError("no training batches: the dataset split is empty after tokenisation")
+    mode = cfg.get("parallelism") or "ddp"  # runs saved before the key existed are DDP runs
+    if mode not in ("ddp", "fsdp"):
+        raise CumedError(f"unknown parallelism {mode!r}; use ddp (replicas) or fsdp (shards)")
+    if cfg.get("cpu_offload") and mode != "fsdp":
+        raise CumedError("cpu_offload: true offloads FSDP shards; set parallelism: fsdp or cpu_offload: false")
+    fsdp = mode == "fsdp"
+    device = torch.device(f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
+    if fsdp:  # before the optimizer: it must hold the sharded parameters
+        model = shard_model(model, cfg, device)
+    elif cfg.get("activation_checkpointing"):
+        enable_activation_checkpointing(model)
     rank, world = dist_info()
     accum = int(cfg.get("grad_accum") or 0) or max(1, int(cfg.get("batch_size") or 1) // (int(cfg.get("micro_batch_size") or 1) * world))
     per_step = accum * world
@@ -65,11 +82,11 @@ def fit(run: Run, model, batches: list[dict], loss_fn, cfg: dict, max_steps: int
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(cfg.get("schedule", "constant"), warm, total, float(cfg.get("min_lr_ratio") or 0.0)))
     start = run.load_latest(model, optimizer, scheduler)
-    device = torch.device(f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
-    model.to(device)
+    if not fsdp:  # shard_model placed the shards (and, with cpu_offload, keeps them in host memory)
+        model.to(device)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and cfg.get("precision") == "bf16"
                 else contextlib.nullcontext())
-    if world > 1 and not isinstance(model, torch.nn.parallel.DistributedDataParallel):
+    if not fsdp and world > 1 and not isinstance(model, torch.nn.parallel.DistributedDataParallel):
         model = torch.nn.parallel.DistributedDataParallel(model)
     kill_at = int(os.environ.get(KILL_ENV, "0") or 0)
     every = int(cfg.get("checkpoint_every") or 0)
@@ -95,6 +112,8 @@ def fit(run: Run, model, batches: list[dict], loss_fn, cfg: dict, max_steps: int
         for k, b in enumerate(micro):
             sync = k == accum - 1 or world == 1
             ctx = model.no_sync() if (not sync and hasattr(model, "no_sync")) else contextlib.nullcontext()
+            if fsdp:  # FSDP's no_sync: keep accumulating unsharded gradients, reduce-scatter on the last one
+                model.set_requires_gradient_sync(sync)
             b = {key: (v.to(device) if torch.is_tensor(v) else v) for key, v in b.items()}
             with ctx, autocast:
                 loss, m = loss_fn(model, b)
@@ -102,6 +121,7 @@ def fit(run: Run, model, batches: list[dict], loss_fn, cfg: dict, max_steps: int
             loss_sum += float(loss.detach())
             for key, v in m.items():
                 extra[key] = extra.get(key, 0.0) + float(v)
+        # on DTensor parameters clip_grad_norm_ reduces the shards' norms to the global one (same value as DDP's)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), float(clip))) if clip else None
         optimizer.step()
         scheduler.step()

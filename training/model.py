@@ -3,7 +3,9 @@
 Real runs start from a folder (the base model, or the previous stage's ``final/``); tests, demos
 and benchmarks have nothing to download, so ``model: null`` builds a small LLaMA from the
 ``tiny_*`` values with the tokenizer's vocabulary. Either way the seed is set first, so the same
-config gives the same initial weights.
+config gives the same initial weights. Before either, the memory plan checks that the config's
+setting fits this launch's GPUs (``training/memory_plan.py``); for a folder only its config.json is
+read, so a 13B that cannot fit stops in a second with the numbers and the fix.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from pathlib import Path
 
 from cumed.errors import CumedError
 
+from training.distributed import dist_info
+from training.memory_plan import check_fits
 from training.seeds import set_seed
 
 
@@ -23,12 +27,13 @@ def build_model(cfg: dict, tokenizer, head: str = "causal"):
     """
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, LlamaConfig
 
+    if cfg.get("model") and not (Path(cfg["model"]) / "config.json").is_file():
+        raise CumedError(f"model folder {Path(cfg['model'])} has no config.json; give a Hugging Face checkpoint folder or model: null")
+    check_fits(cfg, tokenizer, cfg.get("model"), dist_info()[1], head=head)  # before any weight exists
     set_seed(int(cfg["seed"]))
     dropout = float(cfg.get("dropout") or 0.0)
     if cfg.get("model"):
         path = Path(cfg["model"])
-        if not (path / "config.json").is_file():
-            raise CumedError(f"model folder {path} has no config.json; give a Hugging Face checkpoint folder or model: null")
         kw = {"attention_dropout": dropout, "pad_token_id": tokenizer.pad_token_id}
         if head == "reward":
             return AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1, **kw)

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from cumed.store import Store
 
+from training.checkpoint_lineage import write_lineage
 from training.data import cached_table, load_version, split_table
 from training.distributed import init_distributed
 from training.fit import fit
@@ -53,5 +54,8 @@ def train_pretrain(store: Store | str, ref: str, config: str | Path | None = Non
     model = build_model(cfg, tok)
     result = fit(run, model, batches, lm_loss, cfg, progress=progress)
     final = run.save_final(model, tok)
+    if run.rank == 0:
+        write_lineage(final, stage="pretrain", engine="cumed", datasets={"train": dv}, parent=cfg.get("model"), tokenizer=tok,
+                      config=cfg)
     return {"stage": "pretrain", "dataset": dv.ref, "rows_packed": len(rows), "documents": len(docs),
             "cache": cache, "final": str(final), **result}

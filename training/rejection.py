@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -25,9 +24,10 @@ import torch
 
 from cumed.ids import stable_id
 from cumed.errors import CumedError
-from cumed.hashing import sha256_file, sha256_text
+from cumed.hashing import sha256_text
 from cumed.store import Store
 
+from training.checkpoint_lineage import LINEAGE_FILE, checkpoint_sha256, write_lineage
 from training.config import load_config
 from training.data import load_version, split_table
 from training.distributed import init_distributed
@@ -35,21 +35,6 @@ from training.reward_scoring import score
 from training.seeds import set_seed
 from training.sft import train_sft
 from training.tokenizer import load_tokenizer
-
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".json")
-
-
-def checkpoint_sha256(folder: str | Path) -> str:
-    """One sha256 over a checkpoint folder: (relative path, file sha256) of weights and configs."""
-    folder = Path(folder)
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
-    if not any(p.suffix in (".safetensors", ".bin", ".pt") for p in files):
-        raise CumedError(f"{folder} holds no weights (*.safetensors / *.bin); give a runs/<stage>-*/final folder")
-    h = hashlib.sha256()
-    for p in files:
-        h.update(f"{p.relative_to(folder)}\x1f{sha256_file(p)}\n".encode())
-    return h.hexdigest()
-
 
 def select_top(candidates: list[dict], top_k: int, min_score: float | None = None) -> tuple[list[dict], list[dict]]:
     """Split scored candidates (``prompt_id``, ``sample``, ``score``) into kept and removed.
@@ -171,8 +156,8 @@ def sample_and_publish(store: Store | str, ref: str, policy_dir: str | Path, rew
                         "kept_mean": sum(c["score"] for c in kept) / len(kept)}}
     new = st.publish(name, to_rows(by_id, kept), kind="conversations", removed=to_rows(by_id, removed, removed=True),
                      stats=stats, lineage=lineage)
-    return {"ref": new.ref, "prompts": dv.ref, "candidates": samples, "kept_rows": kept, **stats,
-            "lineage": lineage}
+    # "prompts" is the prompts version's ref (stats' "prompts" is their count, in the manifest)
+    return {"ref": new.ref, "candidates": samples, "kept_rows": kept, **stats, "prompts": dv.ref, "lineage": lineage}
 
 
 def train_rs(store: Store | str, ref: str, policy: str | Path, reward: str | Path, config: str | Path | None = None,
@@ -194,5 +179,12 @@ def train_rs(store: Store | str, ref: str, policy: str | Path, reward: str | Pat
                     cache_dir=cache_dir, stage="rs",
                     extra_datasets={"prompts": pub["prompts"], "checkpoints": pub["lineage"]["checkpoints"]},
                     **{k: v for k, v in cfg.items() if k not in ("runs_dir", "max_steps")})
+    if rank == 0:  # train_sft wrote an SFT lineage; the RS one also names the prompts, the policy and the reward model
+        st = store if isinstance(store, Store) else Store(store, create=False)
+        sft = json.loads((Path(res["final"]) / LINEAGE_FILE).read_text(encoding="utf-8"))
+        write_lineage(res["final"], stage="rs", engine="cumed",
+                      datasets={"train": st.get(pub["ref"]), "prompts": st.get(pub["prompts"])}, parent=policy,
+                      tokenizer=sft["tokenizer"], config=sft["config"],
+                      extra={"checkpoints": pub["lineage"]["checkpoints"]})
     return {**res, "published": pub["ref"], "prompts": pub["prompts"], "sampled": pub["samples"], "kept": pub["kept"],
             "reward": pub["reward"]}

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from cumed.errors import CumedError
 from cumed.store import Store
 
+from training.checkpoint_lineage import write_lineage
 from training.data import cached_table, load_version, split_table
 from training.distributed import init_distributed
 from training.fit import fit
@@ -121,4 +122,7 @@ def train_rm(store: Store | str, ref: str, config: str | Path | None = None, max
     result = fit(run, model, batches, pairwise_loss, cfg, evaluate=evaluate, progress=progress)
     result["eval"]["train_accuracy"] = accuracy(model, batches)["accuracy"]
     final = run.save_final(model, tok)
+    if run.rank == 0:
+        write_lineage(final, stage="rm", engine="cumed", datasets={"train": dv}, parent=cfg.get("model"), tokenizer=tok,
+                      config=cfg)
     return {"stage": "rm", "dataset": dv.ref, "pairs": len(pairs), "cache": cache, "final": str(final), **result}

@@ -24,6 +24,7 @@ import pyarrow as pa
 from cumed.errors import CumedError
 from cumed.store import Store
 
+from training.checkpoint_lineage import write_lineage
 from training.data import cached_table, load_version, split_table
 from training.distributed import init_distributed
 from training.fit import fit
@@ -133,6 +134,9 @@ def train_sft(store: Store | str, ref: str, config: str | Path | None = None, ma
     model = build_model(cfg, tok)
     result = fit(run, model, batches, lm_loss, cfg, evaluate=evaluate, progress=progress)
     final = run.save_final(model, tok)
+    if run.rank == 0:
+        write_lineage(final, stage=stage, engine="cumed", datasets={"train": dv}, parent=cfg.get("model"), tokenizer=tok,
+                      config=cfg)
     real = sum(int((b["labels"] != IGNORE).sum()) for b in batches)
     return {"stage": stage, "dataset": dv.ref, "samples": len(samples), "rows": sum(len(b["input_ids"]) for b in batches),
             "assistant_tokens": real, "cache": cache, "final": str(final), **result}

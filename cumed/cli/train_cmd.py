@@ -26,6 +26,35 @@ TokOpt = typer.Option(None, "--tokenizer", help="Tokenizer folder (default: the 
 ModelOpt = typer.Option(None, "--model", help="Start from this Hugging Face folder (default: a tiny LLaMA).")
 RunsOpt = typer.Option(None, "--runs-dir", help="Where run folders go (default: runs/).")
 ResumeOpt = typer.Option(None, "--resume", help="Continue the run in this runs/<stage>-<time> folder from its last checkpoint.")
+LFEngineOpt = typer.Option("cumed", "--engine", help="cumed (this package's loop) or llamafactory (LLaMA-Factory's "
+                                                   "trainer from .venv-llamafactory on an export of the version).")
+LFArgOpt = typer.Option(None, "--llamafactory-arg", help="KEY=VALUE added to LLaMA-Factory's YAML, last "
+                                                         "(e.g. deepspeed=ds_z3_config.json); repeatable.")
+
+
+def _engine_opts(stage: str, engine: str, resume, extra: list[str] | None, option: str) -> dict:
+    """The engine's own overrides; errors for what only another engine takes."""
+    from training.engines import ENGINES, check_engine, parse_overrides
+
+    check_engine(stage, engine)
+    if engine == "cumed":
+        if extra:
+            raise CumedError(f"{option} goes to another engine; add --engine {ENGINES[stage][1]}")
+        return {}
+    if resume:
+        raise CumedError(f"--resume continues cumed's own runs; with --engine {engine} start a new run")
+    return parse_overrides(extra, option)
+
+
+def _run_llamafactory(stage, st, dataset, config, max_steps, runs_dir, lf_args, as_json, tokenizer, model):
+    from training.engines.llamafactory import train_with_llamafactory
+
+    res = train_with_llamafactory(st, dataset, stage, config, max_steps, runs_dir, progress=not as_json, lf_args=lf_args,
+                                  tokenizer=tokenizer, model=model)
+    emit(res, as_json, lambda: out.print(
+        f"[bold green]{stage}[/] (LLaMA-Factory {res['llamafactory_version']}) {res['dataset']}: {res['steps']} steps, "
+        f"last loss {res['last'].get('loss', float('nan')):.4f}\nrun: {res['run']}\nLLaMA-Factory config: "
+        f"{res['llamafactory_yaml']}\nfinal weights: {res['final']} (lineage.json names {res['content_hash'][:12]})"))
 
 
 def _need_training():
@@ -77,15 +106,35 @@ def tokenizer_cmd(dataset: str = DatasetOpt, vocab_size: int = typer.Option(8000
 @train_app.command("pretrain")
 def pretrain_cmd(dataset: str = DatasetOpt, config: Path = ConfigOpt, max_steps: int = StepsOpt, tokenizer: str = TokOpt,
                  model: str = ModelOpt, runs_dir: str = RunsOpt, resume: Path = ResumeOpt, store: str = StoreOpt,
+                 engine: str = typer.Option("cumed", "--engine", help="cumed (train here) or megatron (export .bin/.idx, "
+                                                                      "write Megatron-LM's command, check it with "
+                                                                      "megatron-core; Megatron-LM runs it)."),
+                 megatron_arg: list[str] = typer.Option(None, "--megatron-arg", help="FLAG=VALUE for pretrain_gpt.py, "
+                                                        "last (e.g. tensor-model-parallel-size=8; =false drops a "
+                                                        "flag); repeatable."),
                  as_json: bool = JsonOpt):
     """Continued pretraining on a documents version, packed into fixed blocks.
 
     Example: cumed train pretrain --dataset cumed-pretrain@1 --max-steps 20
+    Megatron-LM: cumed train pretrain --dataset cumed-pretrain@1 --engine megatron --tokenizer TOKENIZER_DIR
     """
     _need_training()
+    megatron = _engine_opts("pretrain", engine, resume, megatron_arg, "--megatron-arg")
+    st, dataset = open_ref(dataset, store)
+    if engine == "megatron":
+        from training.engines.megatron import prepare_megatron_pretrain
+
+        res = prepare_megatron_pretrain(st, dataset, config, None, tokenizer, max_steps=max_steps, runs_dir=runs_dir,
+                                        megatron_overrides=megatron, model=model)
+        check = res["check"]
+        emit(res, as_json, lambda: out.print(
+            f"[bold green]pretrain[/] (Megatron-LM, prepared) {res['dataset']}: {res['tokens']:,} tokens, "
+            f"{res['train_iters']} iterations\ndata: {res['data_path']}\nrun it: MEGATRON_LM=/path/to/Megatron-LM "
+            f"bash {res['script']}\nmegatron-core GPTDataset: {check['samples_per_epoch']} samples an epoch, "
+            f"{check['samples_read']} read back\nlineage: {res['lineage']}"))
+        return
     from training.pretrain import train_pretrain
 
-    st, dataset = open_ref(dataset, store)
     _report(train_pretrain(st, dataset, config, max_steps, runs_dir, resume, progress=not as_json,
                            tokenizer=tokenizer, model=model), as_json)
 
@@ -93,15 +142,20 @@ def pretrain_cmd(dataset: str = DatasetOpt, config: Path = ConfigOpt, max_steps:
 @train_app.command("sft")
 def sft_cmd(dataset: str = DatasetOpt, config: Path = ConfigOpt, max_steps: int = StepsOpt, tokenizer: str = TokOpt,
             model: str = ModelOpt, runs_dir: str = RunsOpt, resume: Path = ResumeOpt, store: str = StoreOpt,
+            engine: str = LFEngineOpt, llamafactory_arg: list[str] = LFArgOpt,
             as_json: bool = JsonOpt):
     """Supervised fine-tuning on a conversations version (loss on assistant turns only).
 
     Example: cumed train sft --dataset cumed-sft@1 --model runs/pretrain-XXXX/final --max-steps 50
+    LLaMA-Factory: cumed train sft --dataset cumed-sft@1 --engine llamafactory --llamafactory-arg deepspeed=ds_z3.json
     """
     _need_training()
+    lf_args = _engine_opts("sft", engine, resume, llamafactory_arg, "--llamafactory-arg")
+    st, dataset = open_ref(dataset, store)
+    if engine == "llamafactory":
+        return _run_llamafactory("sft", st, dataset, config, max_steps, runs_dir, lf_args, as_json, tokenizer, model)
     from training.sft import train_sft
 
-    st, dataset = open_ref(dataset, store)
     _report(train_sft(st, dataset, config, max_steps, runs_dir, resume, progress=not as_json,
                       tokenizer=tokenizer, model=model), as_json)
 
@@ -109,15 +163,20 @@ def sft_cmd(dataset: str = DatasetOpt, config: Path = ConfigOpt, max_steps: int 
 @train_app.command("rm")
 def rm_cmd(dataset: str = DatasetOpt, config: Path = ConfigOpt, max_steps: int = StepsOpt, tokenizer: str = TokOpt,
            model: str = ModelOpt, runs_dir: str = RunsOpt, resume: Path = ResumeOpt, store: str = StoreOpt,
+           engine: str = LFEngineOpt, llamafactory_arg: list[str] = LFArgOpt,
            as_json: bool = JsonOpt):
     """Reward model on a preferences version; accuracy on its validation and test splits.
 
     Example: cumed train rm --dataset cumed-preferences@1 --model runs/sft-XXXX/final
+    LLaMA-Factory: cumed train rm --dataset cumed-preferences@1 --model runs/sft-XXXX/final --engine llamafactory
     """
     _need_training()
+    lf_args = _engine_opts("rm", engine, resume, llamafactory_arg, "--llamafactory-arg")
+    st, dataset = open_ref(dataset, store)
+    if engine == "llamafactory":
+        return _run_llamafactory("rm", st, dataset, config, max_steps, runs_dir, lf_args, as_json, tokenizer, model)
     from training.reward import train_rm
 
-    st, dataset = open_ref(dataset, store)
     _report(train_rm(st, dataset, config, max_steps, runs_dir, resume, progress=not as_json,
                      tokenizer=tokenizer, model=model), as_json)
 
