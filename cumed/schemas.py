@@ -1,4 +1,4 @@
-"""The four row schemas of the store (contract: docs/design.md) and their validation.
+"""The row schemas of the store (contract: docs/design.md) and their validation.
 
 Extra columns are allowed; the named columns must exist with a compatible type. Validation
 casts only where it loses nothing (``large_string`` -> ``string``, ``int32`` -> ``int64``) and
@@ -59,13 +59,45 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("split", pa.string()),
         ]
     ),
+    # Model outputs (`cumed generate`): one row per (prompt, model, sample). The prompt is the
+    # message history the model saw; the row key is an opaque id (stable over prompt, model, sample)
+    # so a ranking task can show responses without naming their model.
+    "responses": pa.schema(
+        [
+            ("response_id", pa.string()),
+            ("prompt_id", pa.string()),
+            ("prompt", pa.list_(MESSAGE)),
+            ("model", pa.string()),
+            ("sample", pa.int64()),
+            ("response", pa.string()),
+            ("finish_reason", pa.string()),
+            ("params", pa.string()),  # sampling parameters as JSON (temperature, top_p, max_tokens, seed)
+            ("prompt_tokens", pa.int64()),
+            ("completion_tokens", pa.int64()),
+        ]
+    ),
+    # Model-scored labels (`cumed annotate`): one row per document a model graded with a rubric
+    # (0-5 and a reason); `label` is keep|discard at the rubric's threshold. The texts stay in the
+    # documents version the lineage names as parent.
+    "labels": pa.schema(
+        [
+            ("id", pa.string()),
+            ("source", pa.string()),
+            ("score", pa.float64()),
+            ("label", pa.string()),
+            ("reason", pa.string()),
+            ("model", pa.string()),
+            ("rubric", pa.string()),
+        ]
+    ),
 }
 KINDS = tuple(SCHEMAS)
 # Versions of files rather than rows (a model artifact): same protocol, no schema.
 FILE_KINDS = ("model",)
 REMOVAL_FIELDS = [pa.field("removed_by", pa.string()), pa.field("reason", pa.string())]
 # The first column is the row key: dedup, diff and review decisions refer to rows by it.
-KEY_COLUMN = {"documents": "id", "conversations": "id", "rankings": "prompt_id", "preferences": "prompt_id"}
+KEY_COLUMN = {"documents": "id", "conversations": "id", "rankings": "prompt_id", "preferences": "prompt_id",
+              "responses": "response_id", "labels": "id"}
 
 
 def check_kind(kind: str) -> str:

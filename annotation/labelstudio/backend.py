@@ -22,6 +22,8 @@ Connection: ``LABEL_STUDIO_URL`` / ``LABEL_STUDIO_API_KEY`` (the SDK's names), o
   full exports of large projects time out in Label Studio) and keeps a checkpoint in
   ``<cache_dir>/pull-<batch>.json`` so an interrupted pull resumes; the checkpoint is removed when
   the pull completes. Returns tasks in Label Studio's JSON export format.
+- Predictions (pre-annotations, ``annotation.review.predictions``) travel in the import format; the
+  project's ``model_version`` is set to the batch's, so Label Studio pre-selects its suggestion.
 - Text: lone UTF-16 surrogates (not encodable as UTF-8, so no server can store them) become U+FFFD
   before upload; everything else, emoji included, round-trips exactly.
 """
@@ -287,6 +289,7 @@ class LabelStudioBackend(ReviewBackend):
         before = self._tasks_by_doc(project)
         new = [t for t in prepared if t["data"]["doc_id"] not in before]
         imported, ours = self._import(project, batch_id, new)
+        self._prelabel_with(project, new)
         dedup = {"removed": [], "annotated_duplicates": 0}
         pushed = imported
         if imported or any(len(c) > 1 for c in before.values()):
@@ -299,6 +302,19 @@ class LabelStudioBackend(ReviewBackend):
                 "project": project, "project_title": self.project_title(dataset), "url": self.url,
                 "batch": batch_id, "surrogates_replaced": replaced,
                 "duplicates_removed": len(dedup["removed"]), "annotated_duplicates": dedup["annotated_duplicates"]}
+
+    def _prelabel_with(self, project: int, tasks: list[dict]) -> None:
+        """Tasks carrying predictions (``review push --predictions``): make their model version the
+        project's, which Label Studio pre-labels with (it sets only an empty one on import, so a later
+        batch scored by another model would otherwise open blank)."""
+        # after the import: Label Studio accepts only a model version some prediction already has
+        versions = sorted({p.get("model_version") for t in tasks for p in t.get("predictions") or []} - {None})
+        if not versions:
+            return
+        current = self._call("reading project", self.client.projects.get, id=project).model_version
+        if current != versions[-1]:
+            self._call("setting the project's model version", self.client.projects.update, id=project,
+                       model_version=versions[-1])
 
     def _import(self, project: int, batch_id: str, new: list[dict]) -> tuple[int, set[int]]:
         """Import in chunks: (tasks imported, the task ids the server reports it made for us)."""

@@ -56,12 +56,15 @@ def save_artifact(model: QualityModel, store, name: str = "quality", *, metrics:
 
 def _standard_lineage(lineage: dict) -> dict:
     """The model's training data in the lineage keys every version has: the datasets its texts
-    came from as ``parents``, the review batches as ``annotations``; the full detail stays beside
+    came from as ``parents``, the review batches and model-scored labels versions as ``annotations``
+    (``review:<batch>``, ``labels:<ref>``); the full detail stays beside
     them (``review``, ``weak_labels``, ``train_rows``...)."""
-    found = [lineage, lineage.get("review") or {}]
+    found = [lineage, lineage.get("review") or {}, lineage.get("labels") or {}]
     parents = sorted({str(d) for part in found for d in part.get("datasets") or []})
     batches = [b.get("batch") if isinstance(b, dict) else b for part in found for b in part.get("label_batches") or []]
-    return {"parents": parents, "annotations": [f"review:{b}" for b in batches if b], **lineage}
+    scored = [v["ref"] for part in found for v in part.get("label_versions") or []]
+    return {"parents": parents, "annotations": [f"review:{b}" for b in batches if b] + [f"labels:{r}" for r in scored],
+            **lineage}
 
 
 def _plain(o):

@@ -6,6 +6,8 @@ State lives in ``<store>/_ranking/<dataset>/`` (not a valid dataset name, so lis
     ledger.json                prompt_id -> batch id for every prompt ever queued
     <batch>/batch.json         source ref, k, seed, ties, and per prompt the response_id -> model
                                mapping and the shuffled display order (never sent to annotators);
+                               from generated answers also responses_ref, id_salt, selection and
+                               per response source_id (the responses row's id, or ``doctor``);
                                saved before the push, it rebuilds the tasks when a push is resumed
     <batch>/.push.lock         flock held by the process pushing the batch
     <batch>/tasks.json         Label Studio import format (file backend)
@@ -17,13 +19,17 @@ Candidates come from a ``rankings`` dataset (its responses: imported rankings, m
 a ``conversations`` dataset (single-turn: the assistant turn is the reference answer, model
 ``reference``), plus answers imported from JSONL files per model (``{"prompt_id"|"id", "response"}``).
 When a prompt has more than ``k`` candidates, the reference/doctor answer is kept and the rest
-are sampled with the batch seed.
+are sampled with the batch seed. With ``responses_ref`` (a ``responses`` version) the candidates
+are a conversation's doctor answer plus K-1 generated ones (``annotation.ranking.generated``);
+their ids and display order are then hashed from the seed and a random salt kept in
+``batch.json``, so nobody who knows the (default) seed can work out which id is the doctor's.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import secrets
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -35,6 +41,7 @@ from cumed.store import Store, parse_ref
 
 from annotation.batches import BatchState, with_notes
 from annotation.ranking.config import label_config
+from annotation.ranking.generated import generated_pool
 from annotation.ranking.importers import RANKINGS_SCHEMA
 from annotation.ranking.tasks import MAX_K, MIN_K, Candidate, make_task
 from annotation.ranking.validate import Ranking, agreement, latest_per_annotator, parse_tasks
@@ -93,9 +100,18 @@ def _candidates(store: Store, ref: str, answers: dict[str, dict[str, str]]) -> t
     return dv.ref, pool
 
 
+def _id_seed(info: dict):
+    """What response ids and display order are hashed from: the seed, salted where the batch has a salt."""
+    return f"{info['seed']}\x1f{info['id_salt']}" if info.get("id_salt") else info["seed"]
+
+
 def push(store: Store, ref: str, n: int, backend_factory, k: int = 4, seed: int = 0, ties: bool = False,
-         ratings: bool = True, answers: dict[str, str | Path] | None = None) -> dict:
+         ratings: bool = True, answers: dict[str, str | Path] | None = None, responses_ref: str | None = None) -> dict:
     """Queue ``n`` not-yet-queued prompts of ``ref`` with ``k`` responses each; resumes an unfinished push.
+
+    With ``responses_ref``, ``ref`` is a conversations version and each task is its doctor's answer
+    plus K-1 rows of that responses version; prompts that cannot make a task are counted by reason
+    in the result's ``selection`` (also kept in ``batch.json``).
 
     As for review (``annotation.review.queue.push``): the batch is saved durably before anything
     reaches the backend, so a push that dies midway is finished by the next ``rank push`` of the
@@ -104,10 +120,34 @@ def push(store: Store, ref: str, n: int, backend_factory, k: int = 4, seed: int 
     """
     if not MIN_K <= k <= MAX_K:
         raise CumedError(f"--k {k}: a ranking task shows {MIN_K}..{MAX_K} responses")
+    if responses_ref and answers:
+        raise CumedError("--responses: give either a responses version (NAME@N) or MODEL=FILE.jsonl answers, not both")
     name, _ = parse_ref(ref)
     state = RankState(store, name)
 
+    def plan_generated(batch_id: str, ledger: dict) -> dict:
+        resolved, resp_ref, pool, selection = generated_pool(store, ref, responses_ref, k, seed, ledger)
+        eligible = sorted(pool)
+        if not eligible:
+            raise CumedError(f"no prompt of {resolved} can make a task of the doctor's answer and {k - 1} responses "
+                             f"of {resp_ref}: {selection['already_queued']} already queued, skipped "
+                             + ", ".join(f"{r} {c}" for r, c in selection["skipped"].items())
+                             + "; lower --k or generate more samples")
+        chosen = sorted(random.Random(f"{seed}\x1fsample").sample(eligible, min(n, len(eligible))))
+        info = {"batch": batch_id, "dataset": name, "ref": resolved, "responses_ref": resp_ref, "k": k, "seed": seed,
+                "id_salt": secrets.token_hex(8), "ties": ties, "ratings": ratings, "n": len(chosen)}
+        local = {}
+        for pid in chosen:
+            prompt, cands = pool[pid]
+            _, local[pid] = make_task(pid, prompt, cands, _id_seed(info), batch_id, resolved)
+        selection["queued"] = len(chosen)
+        selection["not_sampled"] = len(eligible) - len(chosen)  # left for a later push
+        return {**info, "prompts": local, "selection": selection, "state": "created",
+                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
     def plan(batch_id: str, ledger: dict) -> dict:
+        if responses_ref:
+            return plan_generated(batch_id, ledger)
         resolved, pool = _candidates(store, ref, read_model_answers(answers or {}))
         eligible = sorted(pid for pid, (_, c) in pool.items() if pid not in ledger and len(c) >= k)
         if not eligible:
@@ -133,8 +173,9 @@ def push(store: Store, ref: str, n: int, backend_factory, k: int = 4, seed: int 
                                                                   ratings=info.get("ratings", True)))
         info.update(state="pushed", backend=backend.name, push=result)
         state.save_batch(info)
+    extra = {"responses_ref": info["responses_ref"], "selection": info["selection"]} if info.get("responses_ref") else {}
     return {"batch": batch_id, "ref": info["ref"], "backend": backend.name, "tasks": len(tasks), "k": info["k"],
-            "resumed": resumed, **result}
+            "resumed": resumed, **extra, **result}
 
 
 def batch_tasks(info: dict) -> list[dict]:
@@ -143,8 +184,8 @@ def batch_tasks(info: dict) -> list[dict]:
     so the tasks are the ones the first push built."""
     tasks = []
     for pid, rec in info["prompts"].items():
-        cands = [Candidate(r["model"], r["text"]) for r in rec["responses"]]
-        task, again = make_task(pid, rec["prompt"], cands, info["seed"], info["batch"], info["ref"])
+        cands = [Candidate(r["model"], r["text"], key=r.get("source_id", "")) for r in rec["responses"]]
+        task, again = make_task(pid, rec["prompt"], cands, _id_seed(info), info["batch"], info["ref"])
         if again["order"] != rec["order"]:  # the task builder changed since: never send other ids
             raise CumedError(f"batch {info['batch']}: prompt {pid} no longer rebuilds to its recorded "
                              f"response order; finish the push with the cumed version that made the batch")
@@ -173,7 +214,8 @@ def rows_for(info: dict, rankings: list[Ranking]) -> list[dict]:
     rows = []
     for r in sorted(latest_per_annotator(rankings), key=lambda r: (r.prompt_id, r.annotator)):
         rec = info["prompts"][r.prompt_id]
-        rows.append({"prompt_id": r.prompt_id, "prompt": rec["prompt"], "responses": rec["responses"],
+        responses = [{"response_id": x["response_id"], "text": x["text"], "model": x["model"]} for x in rec["responses"]]
+        rows.append({"prompt_id": r.prompt_id, "prompt": rec["prompt"], "responses": responses,
                      "ranking": r.ranking, "annotator": r.annotator, "batch": info["batch"],
                      "scores": json.dumps({"ratings": r.ratings}, ensure_ascii=False) if r.ratings else "",
                      "method": "annotation", "seed": rec["seed"], "order": rec["order"],
@@ -214,7 +256,7 @@ def pull(store: Store, batch_id: str, backend, source: str | None = None, publis
            "counts": counts, "agreement": agree}
     if publish and rows:
         table = pa.Table.from_pylist(rows, schema=RANKINGS_SCHEMA)
-        parents = [info["ref"]]
+        parents = [info["ref"]] + ([info["responses_ref"]] if info.get("responses_ref") else [])
         if publish in store.names():
             prev = store.get(publish)
             old = prev.to_arrow()

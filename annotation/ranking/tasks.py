@@ -1,9 +1,10 @@
 """Ranking tasks: a prompt with K named responses -> one Label Studio task.
 
 Annotators never see model names: each response gets an opaque id ``r`` + 6 hex digits of
-sha256(seed, prompt_id, model) and the display order is a shuffle seeded by (seed, prompt_id),
-recorded in the task so position bias can be measured later. The mapping response_id -> model
-stays local (batch state) and in the rankings dataset.
+sha256(seed, prompt_id, key) (the key is the model name, or for generated answers the responses
+row's own id, so two samples of one model can share a task) and the display order is a shuffle
+seeded by (seed, prompt_id), recorded in the task so position bias can be measured later. The
+mapping response_id -> model stays local (batch state) and in the rankings dataset.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ class Candidate:
     text: str
     score: float | None = None
     scores: dict = field(default_factory=dict)
+    key: str = ""  # what the id is hashed from and what must not repeat in a task; "" = the model
+
+    @property
+    def source(self) -> str:
+        return self.key or self.model
 
 
 def response_id(seed: int | str, prompt_id: str, model: str, taken: set[str] | None = None) -> str:
@@ -47,13 +53,13 @@ def make_task(prompt_id: str, prompt: str, candidates: list[Candidate], seed: in
     """(task in Label Studio import format, local record {response_id: model, order, seed})."""
     if not MIN_K <= len(candidates) <= MAX_K:
         raise CumedError(f"prompt {prompt_id}: {len(candidates)} responses; a ranking task needs {MIN_K}..{MAX_K}")
-    models = [c.model for c in candidates]
-    if len(set(models)) != len(models):
-        raise CumedError(f"prompt {prompt_id}: response sources repeat ({models}); name each source once")
+    sources = [c.source for c in candidates]
+    if len(set(sources)) != len(sources):
+        raise CumedError(f"prompt {prompt_id}: response sources repeat ({sources}); name each source once")
     taken: set[str] = set()
     ids = []
     for c in candidates:
-        rid = response_id(seed, prompt_id, c.model, taken)
+        rid = response_id(seed, prompt_id, c.source, taken)
         taken.add(rid)
         ids.append(rid)
     tseed = task_seed(seed, prompt_id)
@@ -65,5 +71,6 @@ def make_task(prompt_id: str, prompt: str, candidates: list[Candidate], seed: in
     task = {"data": {"prompt_id": prompt_id, "doc_id": prompt_id, "prompt": prompt, "responses": items, "rubric": rubric_html(),
                      "batch": batch, "dataset_ref": dataset_ref}}
     local = {"prompt_id": prompt_id, "prompt": prompt, "seed": tseed, "order": [ids[i] for i in order],
-             "responses": [{"response_id": ids[i], "text": c.text, "model": c.model} for i, c in enumerate(candidates)]}
+             "responses": [{"response_id": ids[i], "text": c.text, "model": c.model} | ({"source_id": c.key} if c.key else {})
+                           for i, c in enumerate(candidates)]}
     return task, local

@@ -1,7 +1,8 @@
 """Apply review decisions: the next version moves discarded documents to ``removed``.
 
 Several annotators on a document: majority vote; ties are not applied but listed for
-adjudication. Agreement (Krippendorff's alpha, pairwise Cohen's kappa) is reported per batch.
+adjudication. Agreement (Krippendorff's alpha, pairwise Cohen's kappa) is reported per batch, and
+for a batch pushed with predictions the model-reviewer agreement (agree count, rate, confusion, kappa).
 Lineage names the parent version, the batches, their annotation ids and annotators.
 """
 
@@ -16,6 +17,7 @@ from cumed.errors import CumedError
 from cumed.store import DatasetVersion, Store, parse_ref
 
 from annotation.review.decisions import cohen_kappa_pairs, krippendorff_alpha_nominal, majority
+from annotation.review.predictions import agreement
 from annotation.review.queue import ReviewState
 
 
@@ -38,6 +40,10 @@ def apply(store: Store, ref: str, batches: list[str]) -> tuple[DatasetVersion, d
             "krippendorff_alpha": krippendorff_alpha_nominal(ds),
             "cohen_kappa": cohen_kappa_pairs(ds),
         }
+        pred = state.predictions(b)
+        if pred is not None:
+            suggested = {d: s["decision"] for d, s in (pred.get("suggestions") or {}).items()}
+            per_batch[b]["model_agreement"] = agreement(pred.get("model_version"), suggested, ds)
         annotations.append({"batch": b, "annotation_ids": sorted({str(d.annotation_id) for d in ds}),
                             "annotators": sorted({d.annotator for d in ds})})
     verdicts = majority(decisions)

@@ -7,6 +7,7 @@ so listings ignore it)::
     ledger.json                 doc_id -> batch id for every document ever queued
     <batch>/batch.json          what was sampled, how, from which version; push state
     <batch>/pending.json        the batch's tasks, saved before the push (a resumed push sends them)
+    <batch>/predictions.json    the model's suggestion per document (``push --predictions``), for apply
     <batch>/.push.lock          flock held by the process pushing the batch
     <batch>/tasks.json          Label Studio import format (file backend)
     <batch>/config.xml          the labeling config
@@ -33,7 +34,11 @@ from annotation.batches import BatchState, with_notes
 from annotation.review.backend import ReviewBackend
 from annotation.review.config import LABEL_CONFIG, meta_line
 from annotation.review.decisions import Decision, Problem, parse_tasks
+from annotation.review.predictions import attach, load_predictions
 from annotation.review.sampling import sample
+
+
+PREDICTIONS_FILE = "predictions.json"
 
 
 class ReviewState(BatchState):
@@ -42,6 +47,18 @@ class ReviewState(BatchState):
 
     def decisions(self, batch_id: str) -> list[Decision]:
         return self.results(batch_id)
+
+    def predictions(self, batch_id: str) -> dict | None:
+        """``{model_version, source, suggestions: {doc_id: {decision, score, ...}}}`` of a batch pushed
+        with predictions, else None."""
+        p = self.root / batch_id / PREDICTIONS_FILE
+        if not p.is_file():
+            return None
+        try:
+            return json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise CumedError(f"{p}: unreadable ({e}); restore it, or delete it to apply batch {batch_id} "
+                             f"without model agreement") from None
 
 
 def _candidates(store: Store, ref: str) -> tuple[str, pd.DataFrame]:
@@ -65,8 +82,11 @@ def make_tasks(frame: pd.DataFrame, batch_id: str, ref: str) -> list[dict]:
 
 
 def push(store: Store, ref: str, n: int, backend_factory, strategy: str = "stratified", seed: int = 0,
-         threshold: float = 0.5) -> dict:
+         threshold: float = 0.5, predictions: str | None = None) -> dict:
     """Sample ``n`` not-yet-queued documents of ``ref`` and queue them; resumes an unfinished push.
+
+    ``predictions``: a labels version or a classifier (``annotation.review.predictions``) whose
+    suggestion every task carries as a Label Studio prediction.
 
     The batch (its documents and tasks) is saved durably before anything reaches the backend, and
     the backend skips the tasks it already has, so a push killed at any point is finished by the next
@@ -85,9 +105,19 @@ def push(store: Store, ref: str, n: int, backend_factory, strategy: str = "strat
         if not ids:
             return None
         chosen = fresh.set_index("id").loc[ids].reset_index()
-        _write_json(state.root / batch_id / "pending.json", make_tasks(chosen, batch_id, resolved), durable=True)
+        tasks = make_tasks(chosen, batch_id, resolved)
+        extra = {}
+        if predictions:
+            version, source, suggestions = load_predictions(store, predictions, chosen)
+            tasks = attach(tasks, version, suggestions)
+            _write_json(state.root / batch_id / PREDICTIONS_FILE,
+                        {"model_version": version, "source": source,
+                         "suggestions": {d: s.to_dict() for d, s in sorted(suggestions.items())}}, durable=True)
+            extra["predictions"] = {"model_version": version, **source, "tasks_with_prediction": len(suggestions),
+                                    "tasks_without_prediction": len(ids) - len(suggestions)}
+        _write_json(state.root / batch_id / "pending.json", tasks, durable=True)
         return {"batch": batch_id, "dataset": name, "ref": resolved, "strategy": strategy, "seed": seed, "n": n,
-                "doc_ids": ids, "state": "created",
+                "doc_ids": ids, "state": "created", **extra,
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
     with state.pushing(plan) as (info, resumed):
@@ -101,7 +131,7 @@ def push(store: Store, ref: str, n: int, backend_factory, strategy: str = "strat
         info.update(state="pushed", backend=backend.name, push=result)
         state.save_batch(info)
     return {"batch": info["batch"], "ref": info["ref"], "backend": backend.name, "tasks": len(tasks),
-            "resumed": resumed, **result}
+            "resumed": resumed, **({"predictions": info["predictions"]} if info.get("predictions") else {}), **result}
 
 
 def _pending_tasks(state: ReviewState, info: dict) -> list[dict]:

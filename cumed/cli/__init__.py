@@ -8,7 +8,7 @@ import typer
 
 from cumed.errors import CumedError
 from cumed.cli.app import app
-from cumed.cli import build_cmd, datasets_cmd, demo_cmd, eval_cmd, labelstudio_cmd, lineage_cmd, quality_cmd, rank_cmd, report_cmd, review_cmd, train_cmd  # noqa: F401,E402 - registers commands
+from cumed.cli import annotate_cmd, build_cmd, datasets_cmd, demo_cmd, eval_cmd, generate_cmd, labelstudio_cmd, lineage_cmd, quality_cmd, rank_cmd, report_cmd, review_cmd, serve_cmd, train_cmd  # noqa: F401,E402 - registers commands
 from cumed.cli import train_plan_cmd  # noqa: F401,E402 - registers `cumed train plan` on train_app
 
 try:  # typer >= 0.20 vendors click as typer._click

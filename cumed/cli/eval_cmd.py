@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 
 from cumed.errors import CumedError
-from cumed.cli.app import JsonOpt, app, default_raw, emit, out
+from cumed.cli.app import JsonOpt, StoreOpt, app, default_raw, emit, out
 
 eval_app = typer.Typer(help="Evaluate models: pairwise judge (Table 2 rubric), BLEU/ROUGE-L, HTML report.",
                        no_args_is_help=True)
@@ -27,11 +27,52 @@ def _model_name(path: Path) -> str:
     return path.stem
 
 
+def _answers(a: str, b: str, bench: str | None, sample: int, a_model: str | None, b_model: str | None,
+             store: str | None, raw: str | None, subset: str) -> tuple[list, dict, dict, dict, dict]:
+    """(items, answers A, answers B, skip, meta): from two JSONL files and a benchmark, or from two
+    responses versions (their prompts are the items)."""
+    for x in (a, b):
+        if x.endswith((".jsonl", ".json")) and not Path(x).is_file():
+            raise CumedError(f"answers file {x} not found")
+    files = [Path(x).is_file() for x in (a, b)]
+    if all(files):
+        from training.evaluation.benchmarks import load_answers, load_benchmark
+
+        if not bench:
+            raise CumedError("--bench: name the benchmark the JSONL answers answer (or give responses versions)")
+        if a_model or b_model:
+            raise CumedError("--a-model/--b-model pick a model of a responses version; JSONL files hold one each")
+        return (load_benchmark(bench, raw or default_raw(), subset), load_answers(a), load_answers(b), {},
+                {"bench": bench, "subset": subset, "model_a": _model_name(Path(a)), "model_b": _model_name(Path(b))})
+    if any(files):
+        raise CumedError("--a and --b: give two JSONL answer files or two responses versions, not one of each")
+    if bench:
+        raise CumedError("--bench is for JSONL answers; responses versions bring their prompts (leave --bench out)")
+    from cumed.store import open_ref
+    from training.evaluation.responses import pair, side
+
+    sides = []
+    for ref, model in ((a, a_model), (b, b_model)):
+        st, r = open_ref(ref, store)
+        sides.append(side(st.get(r), sample, model))
+    items, skip, report = pair(*sides)
+    if subset == "urology":
+        items = [it for it in items if it.urology]
+    return (items, sides[0]["answers"], sides[1]["answers"], skip,
+            {"bench": None, "subset": subset, "model_a": f"{sides[0]['ref']}:{sides[0]['model']}",
+             "model_b": f"{sides[1]['ref']}:{sides[1]['model']}", "sample": sample, "responses": report})
+
+
 @eval_app.command("judge")
 def judge_cmd(
-    bench: str = BenchOpt,
-    a: Path = typer.Option(..., "--a", help="Answers of model A: JSONL {id, answer}."),
-    b: Path = typer.Option(..., "--b", help="Answers of model B: JSONL {id, answer}."),
+    bench: Optional[str] = typer.Option(None, "--bench", help="With JSONL answers: huatuo26m_test, cmb_clin, "
+                                        "disc_cmd, disc_cmid or disc_eval. Leave out for responses versions."),
+    a: str = typer.Option(..., "--a", help="Answers of model A: JSONL {id, answer}, or a responses version NAME@N."),
+    b: str = typer.Option(..., "--b", help="Answers of model B: JSONL {id, answer}, or a responses version NAME@N."),
+    sample: int = typer.Option(0, "--sample", help="Responses versions: which sample of each prompt is the answer."),
+    a_model: Optional[str] = typer.Option(None, "--a-model", help="Responses version A holds several models: this one."),
+    b_model: Optional[str] = typer.Option(None, "--b-model", help="Responses version B holds several models: this one."),
+    store: Optional[str] = StoreOpt,
     limit: Optional[int] = typer.Option(None, "--limit", help="Judge only the first N items."),
     subset: str = SubsetOpt,
     raw: Optional[str] = RawOpt,
@@ -49,16 +90,18 @@ def judge_cmd(
     out_path: Optional[Path] = typer.Option(None, "--out", help="Also write the full result JSON here."),
     as_json: bool = JsonOpt,
 ):
-    """Compare answers A and B with a judge, in both orders, on one benchmark."""
+    """Compare answers A and B with a judge, in both orders, on one benchmark or on two responses versions.
+
+    Example: cumed eval judge --bench huatuo26m_test --a sft.jsonl --b rs.jsonl
+    Responses versions (matched on prompt id, sample 0): cumed eval judge --a sft-responses@1 --b rs-responses@1
+    """
     import json
 
-    from training.evaluation.benchmarks import load_answers, load_benchmark
     from training.evaluation.judge import DIMENSIONS, Judge, JudgeCache, OpenAIBackend, TransformersBackend, run_judge
 
     if limit is not None and limit < 1:
         raise CumedError(f"--limit {limit}: give a positive number of items")
-    items = load_benchmark(bench, raw or default_raw(), subset)
-    ans_a, ans_b = load_answers(a), load_answers(b)
+    items, ans_a, ans_b, skip, meta = _answers(a, b, bench, sample, a_model, b_model, store, raw, subset)
     if backend == "openai":
         be = OpenAIBackend(base_url=base_url, model=judge_model, timeout=timeout)
     elif backend == "local":
@@ -71,8 +114,7 @@ def judge_cmd(
     judge = Judge(be, cache, retries=retries, backoff=backoff, price_prompt_1k=price_prompt,
                   price_completion_1k=price_completion)
     try:
-        res = run_judge(judge, items, ans_a, ans_b, limit=limit, workers=workers,
-                        meta={"bench": bench, "subset": subset, "model_a": _model_name(a), "model_b": _model_name(b)})
+        res = run_judge(judge, items, ans_a, ans_b, limit=limit, workers=workers, meta=meta, skip=skip)
     finally:
         cache.close()
     if out_path:
@@ -81,8 +123,13 @@ def judge_cmd(
 
     def human():
         s = res["summary"]
-        out.print(f"[bold]{res['model_a']}[/] vs [bold]{res['model_b']}[/] on {bench} ({subset}), judge {res['judge_model']}: "
+        on = bench or "their prompts"
+        out.print(f"[bold]{res['model_a']}[/] vs [bold]{res['model_b']}[/] on {on} ({subset}), judge {res['judge_model']}: "
                   f"{s['n_valid']} valid, {s['n_invalid']} invalid")
+        if res.get("responses"):
+            r = res["responses"]
+            out.print(f"prompts answered only by A: {len(r['only_a'])}, only by B: {len(r['only_b'])}, "
+                      f"different prompts under one id: {len(r['different_prompt'])}")
         for d in DIMENSIONS:
             out.print(f"  {d:<10} win {s[d]['win']:>5}  draw {s[d]['draw']:>5}  loss {s[d]['loss']:>5}")
         st, u = res["stats"], res["usage"]

@@ -1,4 +1,5 @@
-"""``cumed quality train``: the fastText quality classifier from review labels and weak labels."""
+"""``cumed quality train``: the fastText quality classifier from review labels, model-scored labels
+(``cumed annotate``) and weak labels; all routes feed one training."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ app.add_typer(quality_app, name="quality")
 @quality_app.command("train")
 def train_cmd(
     batch: list[str] = typer.Option([], "--batch", help="Review batch whose decisions are labels; repeatable."),
+    labels: list[str] = typer.Option([], "--labels", help="Labels version (cumed annotate) whose keep/discard are "
+                                                          "labels, e.g. cumed-pretrain-quality-labels@1; repeatable."),
     weak: bool = typer.Option(True, "--weak/--no-weak",
                               help="Add weak labels: real doctor answers (keep) vs GPT-distilled answers (discard)."),
     raw: str = typer.Option(None, "--raw", help="Raw data root for weak labels (default: $CUMED_RAW or ../shared/data/raw)."),
@@ -25,8 +28,10 @@ def train_cmd(
 ):
     """Train, evaluate on held-out labels and publish a versioned model (store/_models/quality/vN).
 
-    Example: cumed quality train --batch cumed-pretrain.r001 --target-precision 0.95
+    Examples: cumed quality train --batch cumed-pretrain.r001 --target-precision 0.95;
+    cumed quality train --labels cumed-pretrain-quality-labels@1 --no-weak
     """
+    from annotation.quality.model_labels import label_examples
     from annotation.quality.review_labels import review_examples
     from annotation.quality.weak_labels import load_weak_labels, source_lineage
     from annotation.quality.workflow import train_and_publish
@@ -39,15 +44,24 @@ def train_cmd(
         ex, lin = review_examples(st, batch)
         examples += ex
         lineage["review"] = lin
+    if labels:
+        ex, lin = label_examples(st, labels)
+        examples += ex
+        lineage["labels"] = lin
     if weak:
         root = raw or default_raw()
         examples += load_weak_labels(root)
         lineage["weak_labels"] = source_lineage(root)
     if not examples:
-        raise CumedError("no labels: give --batch with pulled review decisions, or keep --weak")
-    path, metrics = train_and_publish(st, examples, lineage=lineage, tokenizer=tokenizer, seed=seed,
-                                      target_precision=target_precision)
-    res = {"model": str(path), "threshold": metrics.get("threshold"), "metrics": metrics}
+        raise CumedError("no labels: give --batch with pulled review decisions, --labels with a labels version, "
+                         "or keep --weak")
+    try:
+        path, metrics = train_and_publish(st, examples, lineage=lineage, tokenizer=tokenizer, seed=seed,
+                                          target_precision=target_precision)
+    except ValueError as e:  # one label only, or no threshold reaching the precision: say so, no traceback
+        raise CumedError(f"quality train on {len(examples)} labelled texts: {e}") from None
+    res = {"model": str(path), "threshold": metrics.get("threshold"), "metrics": metrics,
+           "examples": len(examples), "sources": sorted({e.source for e in examples})}
 
     def human():
         m = metrics

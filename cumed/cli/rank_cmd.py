@@ -49,26 +49,41 @@ def push_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed for sampling, response ids and display order."),
     ties: bool = typer.Option(False, "--ties", help="Allow ties (Ranker with one bucket per rank)."),
     no_ratings: bool = typer.Option(False, "--no-ratings", help="Leave out the per-dimension ratings."),
-    responses: list[str] = typer.Option([], "--responses", help="MODEL=FILE.jsonl answers per prompt_id; repeatable."),
+    responses: list[str] = typer.Option([], "--responses", help=(
+        "A responses version (NAME@N, from cumed generate): each task is the doctor's answer plus K-1 of its "
+        "answers; or MODEL=FILE.jsonl answers per prompt_id, repeatable.")),
     backend: str = BackendOpt,
     ls_url: str = UrlOpt,
     ls_token_file: str = TokenOpt,
     store: str = StoreOpt,
     as_json: bool = JsonOpt,
 ):
-    """Queue prompts for ranking.  Example: cumed rank push disc-rankings@1 --n 20 --k 4"""
+    """Queue prompts for ranking.
+
+    Example: cumed rank push cumed-sft@latest --k 4 --responses cumed-sft-responses@1
+    """
     from annotation.ranking.queue import push
-    answers = {}
+    answers, refs = {}, []
     for spec in responses:
         model, sep, path = spec.partition("=")
-        if not sep or not model or not path:
-            raise CumedError(f"--responses {spec!r}: use MODEL=FILE.jsonl")
+        if not sep:
+            refs.append(spec)  # no "=": a responses version
+            continue
+        if not model or not path:
+            raise CumedError(f"--responses {spec!r}: use MODEL=FILE.jsonl or a responses version NAME@N")
         answers[model] = path
+    if len(refs) > 1:
+        raise CumedError(f"--responses {' '.join(refs)}: give one responses version (publish the models' answers together)")
     res = push(Store(store, create=False), ref, n, _backend(backend, ls_url, ls_token_file, "ranking"), k=k,
-               seed=seed, ties=ties, ratings=not no_ratings, answers=answers)
+               seed=seed, ties=ties, ratings=not no_ratings, answers=answers, responses_ref=refs[0] if refs else None)
 
     def human():
-        out.print(f"queued {res['tasks']} prompts x {res['k']} responses of {res['ref']} as batch [bold]{res['batch']}[/]")
+        src = f"{res['ref']} + {res['responses_ref']}" if res.get("responses_ref") else res["ref"]
+        out.print(f"queued {res['tasks']} prompts x {res['k']} responses of {src} as batch [bold]{res['batch']}[/]")
+        if res.get("selection"):
+            sel = res["selection"]
+            out.print(f"of {sel['prompts']} prompts: {sel['eligible']} could make a task, {sel['already_queued']} "
+                      f"already queued; skipped: " + ", ".join(f"{r} {c}" for r, c in sel["skipped"].items()))
         if res.get("tasks_file"):
             out.print(f"tasks: {res['tasks_file']}\nlabeling config: {res['config_file']}")
             out.print(f"import both into Label Studio, rank, export JSON, then:\n  cumed rank pull {res['batch']} --from EXPORT.json")

@@ -74,20 +74,31 @@ def push_cmd(
     strategy: str = typer.Option("stratified", "--strategy", help="stratified | score_band | uncertainty"),
     seed: int = typer.Option(0, "--seed", help="Sampling seed (same seed, same batch)."),
     threshold: float = typer.Option(0.5, "--threshold", help="Classifier threshold for --strategy uncertainty."),
+    predictions: str = typer.Option(None, "--predictions",
+                                    help="Pre-annotate: a classifier (quality@N) or a labels version (cumed annotate) "
+                                         "whose score and keep/discard suggestion each task carries."),
     backend: str = BackendOpt,
     ls_url: str = UrlOpt,
     ls_token_file: str = TokenOpt,
     store: str = StoreOpt,
     as_json: bool = JsonOpt,
 ):
-    """Queue a batch of documents for review.  Example: cumed review push cumed-pretrain@1 --n 50"""
+    """Queue a batch of documents for review.
+
+    Examples: cumed review push cumed-pretrain@1 --n 50;
+    cumed review push cumed-pretrain@1 --n 50 --predictions quality@3 --backend labelstudio
+    """
     from annotation.review.queue import push
 
     res = push(Store(store, create=False), ref, n, _backend(backend, ls_url, ls_token_file), strategy=strategy,
-               seed=seed, threshold=threshold)
+               seed=seed, threshold=threshold, predictions=predictions)
 
     def human():
         out.print(f"queued {res['tasks']} documents of {res['ref']} as batch [bold]{res['batch']}[/] ({res['backend']})")
+        if res.get("predictions"):
+            p = res["predictions"]
+            out.print(f"pre-annotated by {p['model_version']}: {p['tasks_with_prediction']} tasks carry its "
+                      f"suggestion, {p['tasks_without_prediction']} none")
         if res["backend"] == "file":
             out.print(f"tasks: {res['tasks_file']}\nlabeling config: {res['config_file']}")
             out.print("import both into a Label Studio project, review, export JSON, then:\n"
@@ -156,5 +167,14 @@ def apply_cmd(
             alpha = s["krippendorff_alpha"]
             out.print(f"  {b}: {s['decisions']} decisions, Krippendorff's alpha "
                       f"{'n/a (one annotator per document)' if alpha is None else f'{alpha:.3f}'}")
+            m = s.get("model_agreement")
+            if m:
+                c = m["confusion"]
+                rate = "n/a" if m["rate"] is None else f"{m['rate']:.1%}"
+                kappa = "n/a" if m["kappa"] is None else f"{m['kappa']:.3f}"
+                out.print(f"    model {m['model_version']} vs reviewers: {m['agree']}/{m['compared']} agree ({rate}), "
+                          f"kappa {kappa}; model keep -> reviewer keep {c['keep']['keep']}, discard "
+                          f"{c['keep']['discard']}; model discard -> reviewer keep {c['discard']['keep']}, discard "
+                          f"{c['discard']['discard']}")
 
     emit(res, as_json, human)

@@ -82,6 +82,10 @@ def _report(res: dict, as_json: bool) -> None:
             out.print(f"eval: {res['eval']}")
         if res.get("published"):
             out.print(f"published {res['published']} ({res.get('kept')} responses kept of {res.get('sampled')})")
+        if res.get("generator"):
+            g = res["generator"]
+            out.print(f"sampled through the generator: {g['responses']}, {g['requests_sent']} requests, "
+                      f"{len(g['failures'])} failed")
         out.print(f"run: {res.get('run')}\nfinal weights: {res.get('final')}")
 
     emit(res, as_json, human)
@@ -185,14 +189,21 @@ def rm_cmd(dataset: str = DatasetOpt, config: Path = ConfigOpt, max_steps: int =
 def rs_cmd(dataset: str = DatasetOpt, policy: Path = typer.Option(..., "--policy", help="SFT checkpoint folder (runs/sft-*/final)."),
            reward: Path = typer.Option(..., "--reward", help="Reward model folder (runs/rm-*/final)."),
            config: Path = ConfigOpt, max_steps: int = StepsOpt, runs_dir: str = RunsOpt, store: str = StoreOpt,
+           generator: str = typer.Option(None, "--generator", help="inprocess (the preset's default), local "
+                                         "('cumed serve' the policy), endpoint (a server already serving it), "
+                                         "vllm or sglang (started on this GPU node)."),
+           base_url: str = typer.Option(None, "--base-url", help="--generator endpoint: its OpenAI-compatible base URL."),
+           model_name: str = typer.Option(None, "--model-name", help="--generator endpoint: the policy's name there."),
+           api_key_env: str = typer.Option(None, "--api-key-env", help="--generator endpoint: variable holding its key."),
            as_json: bool = JsonOpt):
     """Rejection sampling: sample, score, keep the top-k, publish a new version, fine-tune on it.
 
     Example: cumed train rs --dataset cumed-sft@1 --policy runs/sft-XXXX/final --reward runs/rm-XXXX/final
+    Through a vLLM server: ... --generator endpoint --base-url http://gpu-node:8000/v1 --model-name cumed-sft
     """
     _need_training()
     from training.rejection import train_rs
 
     st, dataset = open_ref(dataset, store)
-    _report(train_rs(st, dataset, policy, reward, config, max_steps, runs_dir,
-                     progress=not as_json), as_json)
+    _report(train_rs(st, dataset, policy, reward, config, max_steps, runs_dir, progress=not as_json,
+                     generator=generator, base_url=base_url, model_name=model_name, api_key_env=api_key_env), as_json)

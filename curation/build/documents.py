@@ -1,7 +1,7 @@
 """The documents build: a recipe becomes three datatrove stages, then a published version.
 
 A. per shard: read -> drop read errors -> normalise -> mojibake -> PII -> filters -> quality ->
-   decontaminate -> near-dup signatures -> Parquet (``filtered/``)
+   relevance -> decontaminate -> near-dup signatures -> Parquet (``filtered/``)
 B. one task: cluster duplicates from the signatures -> decisions
 C. per shard: Parquet (``filtered/``) -> duplicate decisions -> Parquet (``kept/``)
 

@@ -29,7 +29,7 @@ def removed_writer(work: Path, order: int, step_name: str) -> ParquetWriter:
     )
 
 
-STEP_NAMES = ("normalize", "pii", "filters", "quality", "decontaminate", "dedup")
+STEP_NAMES = ("normalize", "pii", "filters", "quality", "relevance", "decontaminate", "dedup")
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,9 @@ def step_specs(recipe: Recipe, store: Store | None = None) -> list[StepSpec]:
 
         specs.append(StepSpec("quality", QualityFilter,
                               {"store": str(store.root) if store is not None else None, **quality}, (70, "quality")))
+    relevance = cfg.get("relevance")
+    if relevance:
+        specs.append(relevance_spec(recipe, store, relevance))
     decon = cfg.get("decontaminate")
     if decon:
         from curation.steps.decontaminate import Decontaminate
@@ -102,6 +105,31 @@ def step_specs(recipe: Recipe, store: Store | None = None) -> list[StepSpec]:
                               {"raw": str(recipe.raw), **(decon if isinstance(decon, dict) else {})},
                               (80, "decontaminate")))
     return specs
+
+
+RELEVANCE_KEYS = {"labels", "sources", "threshold"}
+
+
+def relevance_spec(recipe: Recipe, store: Store | None, cfg) -> StepSpec:
+    """``relevance: {labels: curation/relevance/labels, sources: [chinaxiv_medical], threshold: null}``:
+    the model trained from the labels at build time, or reused from the store by its training key
+    (``curation.relevance.model``); ``threshold: null`` takes the one recorded with the model."""
+    from curation.relevance.model import relevance_model
+    from curation.steps.relevance import DEFAULT_SOURCES, RelevanceFilter
+
+    cfg = {} if cfg is True else dict(cfg)
+    unknown = set(cfg) - RELEVANCE_KEYS
+    if unknown:
+        raise CumedError(f"unknown relevance option(s) {', '.join(sorted(unknown))} in {recipe.path}; "
+                         f"allowed: {', '.join(sorted(RELEVANCE_KEYS))}")
+    sources = list(cfg.get("sources") or DEFAULT_SOURCES)
+    names = {s.name for s in recipe.sources}
+    if set(sources) - names:
+        raise CumedError(f"{recipe.path}: steps.relevance.sources names {', '.join(sorted(set(sources) - names))}, "
+                         f"not a source of the recipe ({', '.join(sorted(names))})")
+    path = relevance_model(recipe, store, cfg.get("labels") or "curation/relevance/labels")
+    return StepSpec("relevance", RelevanceFilter, {"artifact": str(path), "threshold": cfg.get("threshold"),
+                                                   "sources": sources}, (75, "relevance"))
 
 
 @contextmanager
@@ -141,6 +169,7 @@ STEP_PACKAGES = {
     "normalize": ("opencc",),  # Traditional -> Simplified tables
     "filters.lexicon_density": ("ahocorasick",),  # leftmost-longest term matching
     "quality": ("fasttext", "jieba"),  # the classifier and its word tokenizer
+    "relevance": ("fasttext",),  # character n-grams: no jieba
     "decontaminate": ("numpy", "opencc"),  # canonical form (t2s) and span hashes
     "dedup": ("numpy", "opencc"),
 }
@@ -156,16 +185,22 @@ def dependencies(recipe: Recipe, store: Store | None = None) -> dict[str, str]:
 
 
 def models_applied(recipe: Recipe, store: Store) -> list[dict]:
-    """Classifier artifacts a recipe applies, resolved to a version and the model file's sha256."""
-    q = recipe.steps.get("quality")
-    if not q:
-        return []
+    """Classifier artifacts a recipe applies, resolved to a version and the model file's sha256
+    (the relevance model trained first when the store has none for its labels)."""
     from curation.quality.artifact import read_meta, resolve_artifact
 
-    path = resolve_artifact(q.get("artifact", "quality@latest"), store)
-    meta = read_meta(path)
-    return [{"name": meta.get("name", "quality"), "version": meta.get("version"), "path": str(path),
-             "sha256": meta["files"]["model.bin"]["sha256"]}]
+    paths = []
+    q = recipe.steps.get("quality")
+    if q:
+        paths.append(resolve_artifact(q.get("artifact", "quality@latest"), store))
+    if recipe.steps.get("relevance"):
+        paths.append(Path(relevance_spec(recipe, store, recipe.steps["relevance"]).kwargs["artifact"]))
+    out = []
+    for path in paths:
+        meta = read_meta(path)
+        out.append({"name": meta.get("name"), "version": meta.get("version"), "path": str(path),
+                    "sha256": meta["files"]["model.bin"]["sha256"]})
+    return out
 
 
 

@@ -1,1 +1,1 @@
-"""The quality classifier at inference time: tokenizer, model wrapper and artifact loading (training: ``annotation.quality``)."""
+"""fastText classifiers (quality, relevance): tokenizer, model wrapper, deterministic training and artifact loading (the quality workflow: ``annotation.quality``)."""

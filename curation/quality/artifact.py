@@ -62,12 +62,14 @@ def read_meta(path: str | os.PathLike) -> dict:
             "created_at": manifest.get("created_at"), "lineage": manifest.get("lineage") or {}}
 
 
-def load_artifact(path: str | os.PathLike, store=None, verify: bool = True) -> tuple[QualityModel, dict]:
-    """(model, meta) of an artifact; ``verify`` checks model.bin against the recorded sha256."""
+def load_artifact(path: str | os.PathLike, store=None, verify: bool = True,
+                  kind: str = ARTIFACT_KIND) -> tuple[QualityModel, dict]:
+    """(model, meta) of an artifact; ``verify`` checks model.bin against the recorded sha256.
+    ``kind``: the classifier expected (``quality-classifier``; ``relevance-classifier``)."""
     d = resolve_artifact(path, store)
     meta = read_meta(d)
-    if meta.get("kind") != ARTIFACT_KIND:
-        raise CumedError(f"{d}: kind {meta.get('kind')!r}, expected {ARTIFACT_KIND!r}")
+    if meta.get("kind") != kind:
+        raise CumedError(f"{d}: kind {meta.get('kind')!r}, expected {kind!r}")
     if MODEL_FILE not in meta["files"]:
         raise CumedError(f"{d}: the manifest lists no {MODEL_FILE}; re-publish the model")
     model_path = d / meta["files"][MODEL_FILE]["path"]

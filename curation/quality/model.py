@@ -1,8 +1,9 @@
 """The quality classifier at inference: a fastText model plus the tokenizer it was trained with.
 
-``QualityModel.score(texts)`` is P(keep) per text. Training it (``annotation.quality.train``)
-and publishing it (``annotation.quality.artifact``) belong to the annotation wing; scoring a
-corpus with it is a curation step (``curation.steps.quality``).
+``QualityModel.score(texts)`` is P(keep) per text. The fastText training is
+``curation.quality.train``; the quality workflow around it (labels, thresholds, publishing:
+``annotation.quality``) belongs to the annotation wing; scoring a corpus with it is a curation
+step (``curation.steps.quality``).
 """
 
 from __future__ import annotations

@@ -26,6 +26,14 @@ from curation.quality.artifact import load_artifact, read_meta, resolve_artifact
 from curation.quality.tokenize import tokenize
 
 
+def score_reason(score: float, threshold: float) -> str:
+    """``0.12 < 0.40``; more digits when two would read "0.40 < 0.40" (0.396 < 0.40)."""
+    a, b = f"{score:.2f}", f"{threshold:.2f}"
+    if a == b:
+        a, b = f"{score:.4f}", f"{threshold:.4f}"
+    return f"{a} < {b}"
+
+
 class QualityFilter(CumedFilter):
     name = "quality"
 
@@ -55,10 +63,7 @@ class QualityFilter(CumedFilter):
         doc.metadata["quality_score"] = round(float(score), 6)
         if self.score_only or score >= self.threshold:
             return True
-        a, b = f"{score:.2f}", f"{self.threshold:.2f}"
-        if a == b:  # 0.396 < 0.40 must not read "0.40 < 0.40"
-            a, b = f"{score:.4f}", f"{self.threshold:.4f}"
-        return False, f"quality: {a} < {b}"
+        return False, f"quality: {score_reason(score, self.threshold)}"
 
     def filter_batch(self, batch: list[Document]):
         model = self.model

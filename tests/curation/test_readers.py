@@ -273,7 +273,7 @@ def test_recipe_sources_build(tmp_path):
     import yaml
 
     recipe = yaml.safe_load((Path(__file__).parents[2] / "datasets" / "cumed-pretrain.yaml").read_text(encoding="utf-8"))
-    assert set(recipe["steps"]) <= {"normalize", "pii", "filters", "decontaminate", "dedup"}
+    assert set(recipe["steps"]) <= {"normalize", "pii", "filters", "relevance", "decontaminate", "dedup"}
     for src in recipe["sources"]:
         make_reader(src, str(tmp_path))  # options valid for their reader
     synthetic = [s for s in recipe["sources"] if (s.get("options") or {}).get("synthetic")]

@@ -377,12 +377,15 @@ class Judge:
 
 
 def run_judge(judge: Judge, items, answers_a: dict[str, str], answers_b: dict[str, str], *, limit: int | None = None,
-              workers: int = 4, meta: dict | None = None) -> dict:
+              workers: int = 4, meta: dict | None = None, skip: dict[str, str] | None = None) -> dict:
     """Judge A against B on benchmark ``items``; every item id appears in ``items`` of the result, as a
-    verdict or as invalid (an item without an answer from A or B is invalid with that reason)."""
+    verdict or as invalid (an item without an answer from A or B is invalid with that reason, and so
+    is one named in ``skip``, with the reason given there)."""
     items = list(items)[:limit] if limit else list(items)
 
     def one(it):
+        if skip and it.id in skip:
+            return {"id": it.id, "invalid": skip[it.id]}
         miss = [n for n, ans in (("A", answers_a), ("B", answers_b)) if it.id not in ans]
         if miss:
             return {"id": it.id, "invalid": f"no answer from {' and '.join(miss)}"}
