@@ -17,21 +17,15 @@ work folder: a rerun of the same command sends no request that was answered befo
 
 from __future__ import annotations
 
-import json
-import select
-import subprocess
-import sys
-import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from cumed.errors import CumedError
+from cumed.generation.local_server import serve_checkpoint
 from cumed.hashing import checkpoint_sha256
 
 GENERATORS = ("inprocess", "local", "endpoint", "vllm", "sglang")
 # the CLI's entry point, run as a child: training never imports the CLI
-SERVE = [sys.executable, "-c", "from cumed.cli import main; main()", "serve"]
 
 
 def check_generator(cfg: dict) -> str:
@@ -71,34 +65,6 @@ def _target(gen: str, policy_dir: str | Path, cfg: dict, url: str | None = None)
     return Target(name=name, server=gen, model_path=str(policy_dir))
 
 
-@contextmanager
-def serve_policy(policy_dir: str | Path, name: str, request_log: str | Path | None = None, timeout: float = 300.0):
-    """``cumed serve POLICY --port 0`` as a child; yields its base URL once the model is loaded."""
-    cmd = [*SERVE, str(policy_dir), "--port", "0", "--name", name, "--json"]
-    if request_log:
-        cmd += ["--request-log", str(request_log)]
-    with tempfile.TemporaryFile(mode="w+") as errf:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf, text=True)
-        try:
-            ready, _, _ = select.select([proc.stdout], [], [], timeout)
-            line = proc.stdout.readline() if ready else ""  # printed once the port is bound and the model loaded
-            if not line:
-                proc.kill()
-                proc.wait()
-                errf.seek(0)
-                why = errf.read()[-500:].strip() or f"no answer in {timeout:.0f} s"
-                raise CumedError(f"cumed serve {policy_dir} did not start: {why}")
-            yield json.loads(line)["url"]
-        finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-
-
 def sample_via_generator(st, dv, policy_dir: str | Path, cfg: dict, name: str):
     """The generator's ``responses`` version of ``dv``'s prompts; returns (version, report, generator lineage)."""
     from dataclasses import replace
@@ -114,7 +80,7 @@ def sample_via_generator(st, dv, policy_dir: str | Path, cfg: dict, name: str):
     target = _target(gen, policy_dir, cfg, url="http://127.0.0.1:1/v1" if gen == "local" else None)
     started = time.time()
     if gen == "local":
-        with serve_policy(policy_dir, target.name, cfg.get("serve_request_log")) as url:
+        with serve_checkpoint(policy_dir, target.name, cfg.get("serve_request_log")) as url:
             rv, rep = generate(st, dv.ref, [replace(target, url=url)], **kw)
     else:
         rv, rep = generate(st, dv.ref, [target], **kw)

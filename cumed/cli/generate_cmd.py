@@ -11,7 +11,7 @@ from rich.table import Table
 from cumed.errors import CumedError
 from cumed.store import Store
 from cumed.cli.app import JsonOpt, StoreOpt, app, emit, err, out
-from cumed.cli.serve_cmd import start_local, stop_local
+from cumed.generation.local_server import serve_checkpoint
 
 
 def _stamp(folder: str) -> str:
@@ -85,21 +85,22 @@ def generate_cmd(
         if not as_json:
             err.print(f"{model_name}: {done}/{total}{'  failed: ' + prompt_id if failed else ''}", highlight=False)
 
-    proc = None
-    try:
-        if targets[0].local:
-            from dataclasses import replace
+    def run(targets):
+        return generate(st, ref, targets, k=k, n=n, split=split, max_tokens=max_tokens, temperature=temperature,
+                        top_p=top_p, seed=seed, name=name, work_dir=work_dir, concurrency=concurrency,
+                        timeout=timeout, retry_failed=retry_failed, price_in=price_in, price_out=price_out,
+                        progress=progress)
 
-            err.print(f"starting cumed serve {model_path} ...")
-            proc, url = start_local(model_path, targets[0].name)
-            targets = [replace(targets[0], url=url)]
-        dv, rep = generate(st, ref, targets, k=k, n=n, split=split, max_tokens=max_tokens, temperature=temperature,
-                           top_p=top_p, seed=seed, name=name, work_dir=work_dir, concurrency=concurrency,
-                           timeout=timeout, retry_failed=retry_failed, price_in=price_in, price_out=price_out,
-                           progress=progress)
-    finally:
-        if proc is not None:
-            stop_local(proc)
+    if targets[0].local:
+        from dataclasses import replace
+
+        if not (Path(model_path) / "config.json").is_file():
+            raise CumedError(f"--model-path {model_path}: no config.json there; give a checkpoint folder (a run's final/)")
+        err.print(f"starting cumed serve {model_path} ...")
+        with serve_checkpoint(model_path, targets[0].name) as url:
+            dv, rep = run([replace(targets[0], url=url)])
+    else:
+        dv, rep = run(targets)
 
     def human():
         out.print(f"published {rep['ref']}: {rep['rows']} responses to {rep['prompts']} prompts of {rep['parent']} "

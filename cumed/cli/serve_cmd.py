@@ -1,21 +1,16 @@
 """``cumed serve MODEL_DIR``: an OpenAI-compatible chat server for a local checkpoint.
 
 For local checkpoints and tests (``training/serving.py``); serve for throughput with vLLM or
-SGLang. ``start_local`` runs it as a child process for ``cumed generate --model-path`` (a
-subprocess, so the foundation never imports training).
+SGLang. ``cumed.generation.local_server`` runs it as a child process for ``cumed generate
+--model-path`` and rejection sampling (a subprocess, so the foundation never imports training).
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
-import time
-from pathlib import Path
 
 import typer
 
-from cumed.errors import CumedError
 from cumed.cli.app import JsonOpt, app, emit, err
 
 
@@ -45,27 +40,3 @@ def serve_cmd(
         pass
     finally:
         srv.server_close()
-
-
-def start_local(model_dir: str, name: str, timeout: float = 300.0) -> tuple[subprocess.Popen, str]:
-    """``cumed serve MODEL_DIR --port 0`` as a child; returns (process, base URL) once it listens."""
-    if not (Path(model_dir) / "config.json").is_file():
-        raise CumedError(f"--model-path {model_dir}: no config.json there; give a checkpoint folder (a run's final/)")
-    proc = subprocess.Popen([sys.executable, "-c", "from cumed.cli import main; main()", "serve", model_dir,
-                             "--port", "0", "--name", name, "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + timeout
-    line = proc.stdout.readline()  # the server prints its URL once the port is bound and the model loaded
-    if not line or time.time() > deadline:
-        proc.kill()
-        raise CumedError(f"cumed serve {model_dir} did not start: {proc.stderr.read()[-500:].strip()}")
-    return proc, json.loads(line)["url"]
-
-
-def stop_local(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()

@@ -7,8 +7,8 @@ reason ``quality: 0.12 < 0.40`` (``removed_by = "quality"``). The threshold defa
 recorded in the artifact (chosen for a target precision on held-out labels); pass
 ``threshold=`` to override, or ``threshold=None`` with ``score_only=True`` to only annotate.
 
-The filter is pickled to datatrove's workers holding only the artifact path; each worker loads
-the fastText model on first use (and checks its sha256). Documents are scored in batches of
+Artifact loading, pickling to workers and the lazy model are ``ModelFilter``'s
+(``curation/steps/model_filter.py``). Documents are scored in batches of
 ``batch_size`` with one fastText call per batch.
 
 Recipe (``steps.quality``)::
@@ -20,10 +20,8 @@ from __future__ import annotations
 
 from datatrove.data import Document
 
-from curation.steps.base import CumedFilter
-
-from curation.quality.artifact import load_artifact, read_meta, resolve_artifact
 from curation.quality.tokenize import tokenize
+from curation.steps.model_filter import ModelFilter
 
 
 def score_reason(score: float, threshold: float) -> str:
@@ -34,30 +32,14 @@ def score_reason(score: float, threshold: float) -> str:
     return f"{a} < {b}"
 
 
-class QualityFilter(CumedFilter):
+class QualityFilter(ModelFilter):
     name = "quality"
 
     def __init__(self, artifact: str, threshold: float | None = None, *, store: str | None = None,
                  score_only: bool = False, batch_size: int = 512, verify: bool = True, exclusion_writer=None):
-        super().__init__(exclusion_writer=exclusion_writer, batch_size=batch_size)
-        self.artifact = str(resolve_artifact(artifact, store))  # fail early, in the driver
-        meta = read_meta(self.artifact)
-        self.model_ref = f"{meta.get('name', 'quality')}@{meta.get('version', '?')}"
-        self.threshold = float(meta.get("threshold", 0.5) if threshold is None else threshold)
+        super().__init__(artifact, threshold, store=store, batch_size=batch_size, verify=verify,
+                         exclusion_writer=exclusion_writer)
         self.score_only = score_only
-        self.verify = verify
-        self._model = None
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_model"] = None  # the fastText object is not picklable; workers reload it
-        return state
-
-    @property
-    def model(self):
-        if self._model is None:
-            self._model, _ = load_artifact(self.artifact, verify=self.verify)
-        return self._model
 
     def _decide(self, doc: Document, score: float):
         doc.metadata["quality_score"] = round(float(score), 6)
@@ -69,6 +51,3 @@ class QualityFilter(CumedFilter):
         model = self.model
         scores = model.score_tokenized([tokenize(d.text, model.tokenizer) for d in batch])
         return [self._decide(d, s) for d, s in zip(batch, scores)]
-
-    def filter(self, doc: Document):
-        return self.filter_batch([doc])[0]

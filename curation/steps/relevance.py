@@ -23,17 +23,16 @@ from __future__ import annotations
 
 from datatrove.data import Document
 
-from curation.quality.artifact import load_artifact, read_meta, resolve_artifact
 from curation.relevance.artifact import KIND
 from curation.relevance.train import HEAD_CHARS, features
-from curation.steps.base import CumedFilter
+from curation.steps.model_filter import ModelFilter
 from curation.steps.quality import score_reason
 
 # The papers: the only source the classifier was trained on (see the module docstring).
 DEFAULT_SOURCES = ("chinaxiv_medical",)
 
 
-class RelevanceFilter(CumedFilter):
+class RelevanceFilter(ModelFilter):
     """Args:
         artifact: the model's version folder (``_models/relevance/v<N>``) or ``relevance@N`` with ``store``.
         threshold: default None = the one recorded in the artifact (chosen by cross-validation on
@@ -43,30 +42,14 @@ class RelevanceFilter(CumedFilter):
 
     name = "relevance"
 
+    kind = KIND
+
     def __init__(self, artifact: str, threshold: float | None = None, *, sources=DEFAULT_SOURCES,
                  store: str | None = None, batch_size: int = 256, verify: bool = True, exclusion_writer=None):
-        super().__init__(exclusion_writer=exclusion_writer, batch_size=batch_size)
-        self.artifact = str(resolve_artifact(artifact, store))  # fail early, in the driver
-        meta = read_meta(self.artifact)
-        if meta.get("kind") != KIND:
-            raise ValueError(f"{self.artifact}: kind {meta.get('kind')!r} is not a relevance model ({KIND})")
-        self.model_ref = f"{meta.get('name', 'relevance')}@{meta.get('version', '?')}"
-        self.threshold = float(meta.get("threshold", 0.5) if threshold is None else threshold)
-        self.head = int(meta.get("head_chars") or HEAD_CHARS)  # the features it was trained on
+        super().__init__(artifact, threshold, store=store, batch_size=batch_size, verify=verify,
+                         exclusion_writer=exclusion_writer)
+        self.head = int(self.meta.get("head_chars") or HEAD_CHARS)  # the features it was trained on
         self.sources = frozenset(sources or ())
-        self.verify = verify
-        self._model = None
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_model"] = None  # the fastText object is not picklable; workers reload it
-        return state
-
-    @property
-    def model(self):
-        if self._model is None:
-            self._model, _ = load_artifact(self.artifact, verify=self.verify, kind=KIND)
-        return self._model
 
     def _decide(self, doc: Document, score: float):
         doc.metadata["relevance_score"] = round(float(score), 6)
@@ -82,6 +65,3 @@ class RelevanceFilter(CumedFilter):
             for i, s in zip(todo, self.model.score(texts)):
                 out[i] = self._decide(batch[i], s)
         return out
-
-    def filter(self, doc: Document):
-        return self.filter_batch([doc])[0]

@@ -15,7 +15,7 @@ from cumed.errors import CumedError
 from cumed.schemas import schema_for
 from training.rejection import sample_and_publish, train_rs
 from training.reward_scoring import score
-from training.rs_generator import serve_policy
+from cumed.generation.local_server import serve_checkpoint
 
 from .conftest import tiny_cfg
 from .test_evaluation import GOOD, Server, prefers_good
@@ -90,7 +90,7 @@ def test_rs_through_an_endpoint(toy_store, checkpoints, tmp_path):  # noqa: F811
     st, refs = toy_store
     policy, reward = checkpoints
     log = tmp_path / "requests.jsonl"
-    with serve_policy(policy, "team-policy", log) as url:
+    with serve_checkpoint(policy, "team-policy", log) as url:
         cfg = tiny_cfg("rs", **{**SMALL, "n_prompts": 2, "samples_per_prompt": 2}, generator="endpoint",
                        base_url=url, model_name="team-policy", publish_name="toy-rs-endpoint")
         pub = sample_and_publish(st, refs["sft"], policy, reward, cfg)
