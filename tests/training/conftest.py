@@ -91,3 +91,16 @@ def tiny_cfg(stage, **kw):
     base = {"block_size": 256, "micro_batch_size": 4, "batch_size": 4, "checkpoint_every": 0, "warmup_ratio": 0.0,
             "warmup_min_steps": 0, "schedule": "constant", "tokenizer_vocab_size": 400}
     return load_config(stage, **{**base, **kw})
+
+
+def run_cli(args, capsys):
+    """``cumed ARGS`` in this process: (exit code, stdout, stderr)."""
+    from cumed.cli import main
+
+    try:
+        main(args)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err

@@ -15,21 +15,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cumed.cli import main
+from tests.training.conftest import run_cli
 from tests.training.test_llamafactory import lf_python
 
 TINY = {"tokenizer_vocab_size": 400, "tiny_hidden_size": 32, "tiny_layers": 1, "tiny_heads": 2, "tiny_kv_heads": 2,
         "tiny_intermediate_size": 64, "block_size": 256, "batch_size": 4, "micro_batch_size": 4}
 
-
-def run_cli(args, capsys):
-    try:
-        main(args)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cumed.cli import main
+from tests.training.conftest import run_cli
 from cumed.errors import CumedError
 import training.exports  # noqa: F401 - registers the engines' formats, as the CLI does
 from cumed.exports import export
@@ -87,15 +87,6 @@ def test_tokenizer_for_a_format_without_one_is_an_error(toy_store, tmp_path):
         export(st.get(refs["docs"]), "jsonl", tmp_path / "out", tokenizer=str(tmp_path))
     assert not (tmp_path / "out").exists()
 
-
-def run_cli(args, capsys):
-    try:
-        main(args)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
 
 
 def test_cli_tokenizer_and_pretrain_json(toy_store, tmp_path, capsys, monkeypatch):
