@@ -57,6 +57,15 @@ class Recipe:
     def sha256(self) -> str:
         return sha256_text(self.text)
 
+    def step(self, name: str):
+        """The options of step ``name`` when the recipe lists it (``{}`` for ``name: {}`` or
+        ``name: true``), else None (absent, ``false`` or null): the steps a recipe lists are the
+        steps that run, nothing runs by default."""
+        value = self.steps.get(name)
+        if value is None or value is False:
+            return None
+        return {} if value is True else value
+
     def lineage(self) -> dict:
         return recipe_lineage(self.path, self.text)
 
@@ -81,6 +90,19 @@ class Recipe:
                 out.append({"source": s.name, "path": str(f.relative_to(self.raw)), "bytes": f.stat().st_size,
                             "sha256": sha256_file(f)})
         return out
+
+
+def matching_files(raw: Path, pattern: str) -> list[Path]:
+    """The files a source path names under ``raw``: a file, a glob, or a folder (every file under
+    it, hidden ones excepted: a saved ``datasets`` folder, a folder of shards)."""
+    out = set()
+    for p in map(Path, glob.glob(str(raw / pattern), recursive=True)):
+        if p.is_file():
+            out.add(p)
+        elif p.is_dir():
+            out.update(f for f in p.rglob("*") if f.is_file() and not any(
+                part.startswith(".") for part in f.relative_to(p).parts))
+    return sorted(out)
 
 
 def load_recipe(path: str | Path, raw: str | Path) -> Recipe:
@@ -121,7 +143,7 @@ def load_recipe(path: str | Path, raw: str | Path) -> Recipe:
             description=str(s.get("description") or ""),
         )
         if src.enabled:
-            files = sorted(Path(p) for p in glob.glob(str(raw / src.path), recursive=True) if Path(p).is_file())
+            files = matching_files(raw, src.path)
             if not files:
                 raise CumedError(
                     f"source {sname!r} in {path}: no file matches {src.path!r} under {raw}; check --raw / CUMED_RAW or the path"

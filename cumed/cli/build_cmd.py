@@ -21,7 +21,8 @@ KINDS = ("documents", "conversations", "preferences")
 
 
 def build_recipe(recipe: str | Path, raw: str | Path, store: Store, *, executor: str = "local", workers: int = 2,
-                 work_root: str | Path = ".cache/builds", progress: bool = True) -> tuple[DatasetVersion, dict]:
+                 work_root: str | Path = ".cache/builds", progress: bool = True,
+                 dedup_tasks: int | None = None) -> tuple[DatasetVersion, dict]:
     """Build any recipe in ``datasets/`` and publish it; returns (version, stats)."""
     kind = read_recipe(recipe).kind
     if kind == "preferences":
@@ -31,7 +32,8 @@ def build_recipe(recipe: str | Path, raw: str | Path, store: Store, *, executor:
     if kind in ("documents", "conversations"):
         from curation.build import build
 
-        return build(recipe, raw, store, executor=executor, workers=workers, work_root=work_root, progress=progress)
+        return build(recipe, raw, store, executor=executor, workers=workers, work_root=work_root, progress=progress,
+                     dedup_tasks=dedup_tasks)
     raise CumedError(f"recipe {recipe} has kind {kind!r}; cumed build takes {', '.join(KINDS)}")
 
 
@@ -43,6 +45,8 @@ def build_cmd(
     executor: str = typer.Option("local", "--executor", help="local | ray"),
     workers: int = typer.Option(2, "--workers", help="Parallel tasks."),
     work_dir: str = typer.Option(".cache/builds", "--work-dir", help="Where resumable intermediate files go."),
+    dedup_tasks: int = typer.Option(None, "--dedup-tasks", help="Tasks of the near-duplicate stage (default: --workers); "
+                                    "same decisions for any number, each task holds its share of the signatures."),
     as_json: bool = JsonOpt,
 ):
     """Build a dataset version from a recipe (documents, conversations or preferences).
@@ -51,7 +55,7 @@ def build_cmd(
     Example: cumed build datasets/cumed-rm.yaml     (DISC-MedLLM rankings -> reward-model pairs)
     """
     dv, stats = build_recipe(recipe, raw or default_raw(), Store(store), executor=executor, workers=workers,
-                             work_root=work_dir, progress=not as_json)
+                             work_root=work_dir, progress=not as_json, dedup_tasks=dedup_tasks)
     result = {"ref": dv.ref, "path": str(dv.path), "rows": dv.rows, "removed_rows": dv.removed_rows,
               "kind": dv.kind, "content_hash": dv.content_hash}
 

@@ -29,7 +29,7 @@ from curation.recipe import load_recipe
 
 def build(recipe_path: str | Path, raw: str | Path, store: Store, *, executor: str = "local", workers: int = 1,
           work_root: str | Path = ".cache/builds", progress: bool = True,
-          keep_work: bool = True) -> tuple[DatasetVersion, dict]:
+          keep_work: bool = True, dedup_tasks: int | None = None) -> tuple[DatasetVersion, dict]:
     """Build a ``documents`` or ``conversations`` recipe and publish it (preferences recipes are
     annotation's: ``cumed build`` dispatches them there)."""
     recipe = load_recipe(recipe_path, raw)
@@ -41,7 +41,7 @@ def build(recipe_path: str | Path, raw: str | Path, store: Store, *, executor: s
         raise CumedError(f"curation builds documents and conversations recipes; {recipe.path} is kind {recipe.kind!r}: "
                          f"build it with `cumed build {recipe.path}`")
     return build_documents(recipe, store, executor=executor, workers=workers, work_root=work_root, progress=progress,
-                           keep_work=keep_work)
+                           keep_work=keep_work, dedup_tasks=dedup_tasks)
 
 
 __all__ = ["build", "build_documents", "build_steps"]

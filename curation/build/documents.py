@@ -2,7 +2,8 @@
 
 A. per shard: read -> drop read errors -> normalise -> mojibake -> PII -> filters -> quality ->
    relevance -> decontaminate -> near-dup signatures -> Parquet (``filtered/``)
-B. one task: cluster duplicates from the signatures -> decisions
+B. exact-hash and band-hash range tasks: exact duplicates, candidate pairs, Jaccard check; then
+   one task unions the verified pairs -> decisions (``curation.dedup.buckets``)
 C. per shard: Parquet (``filtered/``) -> duplicate decisions -> Parquet (``kept/``)
 
 Each stage is resumable: the work folder is keyed by the recipe, the code (a hash of its
@@ -24,10 +25,11 @@ from cumed.lineage import build_lineage, code_fingerprint
 from cumed.store import DatasetVersion, Store
 from curation.build.card import render_card
 from curation.build.executors import quiet_datatrove, run_stage
+from curation.build.progress import print_steps
 from curation.build.reader import RecipeReader
 from curation.build.stats import collect_stats, read_counts
-from curation.build.steps import (build_steps, cluster_options, dependencies, models_applied, side_inputs,
-                                  signature_options)
+from curation.build.steps import (build_steps, cluster_options, dependencies, models_applied, resolved_steps,
+                                  side_inputs, signature_options)
 from curation.recipe import Recipe
 from curation.rows import DOC_SCHEMA, REMOVED_SCHEMA, RankParquetWriter, kept_adapter
 from curation.tokens import TokenCounter
@@ -38,9 +40,14 @@ CODE_PACKAGES = ("cumed", "curation")
 
 def build_documents(recipe: Recipe, store: Store, *, executor: str = "local", workers: int = 1,
                     work_root: str | Path = ".cache/builds", progress: bool = True,
-                    keep_work: bool = True) -> tuple[DatasetVersion, dict]:
+                    keep_work: bool = True, dedup_tasks: int | None = None) -> tuple[DatasetVersion, dict]:
+    """``dedup_tasks``: tasks of each parallel step of stage B (default: ``workers``); the
+    decisions do not depend on it, only each task's memory (its share of the signatures)."""
+    steps = resolved_steps(recipe)  # what runs: the steps the recipe lists, nothing else
+    if progress:
+        print_steps(recipe.name, steps)
     inputs = recipe.inputs()
-    dedup_cfg = recipe.steps.get("dedup")
+    dedup_cfg = recipe.step("dedup")  # None: not listed; {}: the defaults
     cluster_kwargs = cluster_options(dedup_cfg, store, recipe.path) if dedup_cfg else {}
     parents = [store.get(dedup_cfg["against"]).ref] if dedup_cfg and dedup_cfg.get("against") else []
     models = models_applied(recipe, store)
@@ -55,7 +62,7 @@ def build_documents(recipe: Recipe, store: Store, *, executor: str = "local", wo
 
     # Stage A: read, clean, filter, decontaminate, sign.
     pipeline_a = [RecipeReader(recipe, str(work / "counts")), *build_steps(recipe, work, store)]
-    if dedup_cfg:
+    if dedup_cfg is not None:
         from curation.dedup import NearDupSignatures
 
         pipeline_a.append(NearDupSignatures(str(work / "signatures"), **signature_options(dedup_cfg)))
@@ -64,12 +71,16 @@ def build_documents(recipe: Recipe, store: Store, *, executor: str = "local", wo
     run_stage(f"{recipe.name}: read + clean + filter", pipeline_a, recipe.shards, workers, executor, logs / "a", progress)
 
     final_dir = work / "filtered"
-    if dedup_cfg:
-        from curation.dedup import ApplyDuplicateDecisions, NearDupClusters
+    if dedup_cfg is not None:
+        from curation.dedup import ApplyDuplicateDecisions
+        from curation.dedup.buckets import bucket_stages
 
-        run_stage(f"{recipe.name}: find duplicates",
-                  [NearDupClusters(str(work / "signatures"), str(work / "dedup"), **cluster_kwargs)], 1, 1, executor,
-                  logs / "b", progress)
+        # Stage B in bucket tasks (exact-hash and band-hash ranges), then one task over the pairs:
+        # the same decisions for any number of tasks, each task's memory its share of the signatures.
+        for key, label, pipeline_b, tasks in bucket_stages(str(work / "signatures"), str(work / "dedup"),
+                                                           dedup_tasks or workers, **cluster_kwargs):
+            run_stage(f"{recipe.name}: {label}", pipeline_b, tasks, min(workers, tasks), executor, logs / key,
+                      progress)
         # Same rows as ParquetReader -> DuplicateFilter -> ParquetWriter (+ exclusion writer into
         # removed/90_dedup), but on Arrow tables: kept texts are copied, never decoded per document.
         pipeline_c = [ApplyDuplicateDecisions(str(work / "filtered"), str(work / "kept"), str(work / "dedup"),
@@ -84,7 +95,7 @@ def build_documents(recipe: Recipe, store: Store, *, executor: str = "local", wo
                           TokenCounter(recipe.tokenizer), work)
     lineage = build_lineage(recipe=recipe.lineage(), config_hash=config_hash, code_packages=CODE_PACKAGES,
                             inputs=inputs, parents=parents, models=models, executor=executor,
-                            side_inputs=side, dependencies=deps)
+                            side_inputs=side, dependencies=deps, steps=steps)
     dv = store.publish(recipe.name, [_read_conformed(f) for f in kept_files], kind="documents",
                        removed=[_read_conformed(f, removed=True) for f in removed_files],
                        stats=stats, lineage=lineage, card=render_card(recipe, stats))

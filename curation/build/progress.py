@@ -41,3 +41,16 @@ class StageProgress:
             self._p.stop()
 
 
+
+
+def print_steps(name: str, steps: list[dict]) -> None:
+    """The resolved step list, before anything runs: the build does these and nothing else
+    (``curation.build.steps.resolved_steps``)."""
+    from rich.console import Console
+
+    def fmt(entry: dict) -> str:
+        opts = ", ".join(f"{k}={v}" for k, v in entry["options"].items())
+        return f"{entry['step']}({opts})" if opts else entry["step"]
+
+    listed = "; ".join(fmt(e) for e in steps) if steps else "none (read and publish only)"
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"{name}: steps: {listed}", markup=False)

@@ -32,20 +32,25 @@ OPENCC_DICTIONARIES = "opencc-dictionaries"
 _DICTIONARY_SUFFIXES = {".json", ".ocd2", ".ocd", ".txt"}
 
 
-def side_file(role: str, name: str, path: str | Path, root: str | Path | None) -> dict:
-    """What a step's ``side_files`` returns for one file it reads (resolved by ``resolve``)."""
-    return {"role": role, "name": name, "path": Path(path), "root": Path(root) if root is not None else None}
+def side_file(role: str, name: str, path: str | Path, root: str | Path | None, key: str | None = None) -> dict:
+    """What a step's ``side_files`` returns for one file it reads (resolved by ``resolve``);
+    ``key`` is the recipe key that names the file (for the error when it is missing)."""
+    return {"role": role, "name": name, "path": Path(path), "root": Path(root) if root is not None else None,
+            "key": key}
 
 
 def resolve(files: list[dict]) -> list[dict]:
     """Lineage entries ``{role, name, path, sha256}`` for ``side_file`` dicts, in a stable order.
 
-    A missing file is an error here, before any stage runs, naming the step's role and set."""
+    A missing file is an error here, before any stage runs, naming the step's role and set and
+    the recipe key to set."""
     out = []
     for f in files:
         path = Path(f["path"])
         if not path.is_file():
-            raise FileNotFoundError(f"{f['role']} {f['name']!r}: {path} not found; check --raw / CUMED_RAW or the recipe")
+            where = f"set {f['key']} in the recipe (paths relative to --raw) or" if f.get("key") else "check the recipe or"
+            raise FileNotFoundError(f"{f['role']} {f['name']!r}: {path} not found; {where} pass --raw (or CUMED_RAW) "
+                                    "the folder holding it")
         out.append({"role": f["role"], "name": f["name"], "path": display_path(path, f.get("root")),
                     "sha256": sha256_file(path)})
     return sorted(out, key=lambda e: (e["role"], e["name"], e["path"]))

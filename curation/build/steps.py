@@ -1,4 +1,5 @@
-"""Recipe -> steps: stage A's per-document steps from the recipe's ``steps`` mapping, each filter
+"""Recipe -> steps: stage A's per-document steps from the recipe's ``steps`` mapping (the steps it
+lists are the steps that run: ``resolved_steps``), each filter
 with its exclusion writer, plus the options of the near-duplicate stages, the models a recipe
 applies, the side files its steps read and the package versions they run with (for the work
 folder key and the lineage)."""
@@ -55,55 +56,109 @@ class StepSpec:
         return list(side(**self.kwargs)) if side else []
 
 
-def step_specs(recipe: Recipe, store: Store | None = None) -> list[StepSpec]:
-    """Stage A's per-document steps from the recipe's ``steps`` mapping, not yet built.
+FILTERS_ALL = "all"
 
-    ``normalize``, ``pii`` and ``filters`` are on by default (``false`` disables one; an empty
-    ``filters`` mapping means every filter with its defaults); ``decontaminate`` and ``dedup``
-    run only when the recipe configures them. Every filter gets an exclusion writer.
-    """
+
+def filter_options(recipe: Recipe) -> dict[str, dict]:
+    """``{filter: options}`` of the filters the recipe runs, in the order it lists them.
+
+    ``filters: all`` runs the nine (``FILTERS``) with their defaults; a mapping runs the filters
+    it lists (``{}`` or ``true`` for a filter's defaults, ``false`` to keep one listed but off);
+    an empty mapping is an error (it would run nothing while looking like "the defaults")."""
     from curation.steps.filters import FILTERS
-    from curation.steps.normalize import Normalize
-    from curation.steps.pii import PIIRedactor
+
+    cfg = recipe.step("filters")
+    if cfg is None:
+        return {}
+    if cfg == FILTERS_ALL:
+        chosen = {name: {} for name in FILTERS}
+    elif isinstance(cfg, dict) and cfg:
+        chosen = dict(cfg)
+    else:
+        raise CumedError(f"steps.filters in {recipe.path} is {cfg!r}; list the filters to run "
+                         f"(e.g. {{min_length: {{}}, cjk_ratio: {{}}}}) or write `filters: {FILTERS_ALL}` for all of "
+                         f"them ({', '.join(FILTERS)})")
+    out = {}
+    for fname, kwargs in chosen.items():
+        if fname not in FILTERS:
+            raise CumedError(f"unknown filter {fname!r} in {recipe.path}; use one of {', '.join(FILTERS)}")
+        if kwargs is None or kwargs is False:
+            continue
+        out[fname] = {} if kwargs is True else dict(kwargs)
+    return out
+
+
+def resolved_steps(recipe: Recipe) -> list[dict]:
+    """What the build runs, in pipeline order, with the options it runs them with:
+    ``[{"step": "normalize", "options": {}}, {"step": "filters.min_length", ...}, ..., {"step": "dedup", ...}]``.
+
+    The steps a recipe lists are the steps that run (``Recipe.step``): nothing is on by default.
+    Side inputs a step reads appear with their defaults (the lexicon files, the evaluation sets).
+    Printed before the build starts and recorded in the lineage (``steps``)."""
+    from curation.steps.decontaminate import DEFAULT_SETS
+    from curation.steps.lexicon import DEFAULT_LEXICON
 
     cfg = dict(recipe.steps)
     unknown = set(cfg) - set(STEP_NAMES)
     if unknown:
         raise CumedError(f"unknown step(s) {', '.join(sorted(unknown))} in {recipe.path}; allowed: {', '.join(STEP_NAMES)}")
+    out = []
+    for name in STEP_NAMES:
+        if name == "filters":
+            for fname, kwargs in filter_options(recipe).items():
+                if fname == "lexicon_density" and "terms" not in kwargs:
+                    kwargs.setdefault("lexicon", list(DEFAULT_LEXICON))
+                out.append({"step": f"filters.{fname}", "options": kwargs})
+            continue
+        options = recipe.step(name)
+        if options is None:
+            continue
+        if not isinstance(options, dict):
+            raise CumedError(f"steps.{name} in {recipe.path} is {options!r}; give its options as a mapping "
+                             f"(`{name}: {{}}` for the defaults) or `false`")
+        options = dict(options)
+        if name == "decontaminate":
+            options.setdefault("eval_sets", list(DEFAULT_SETS))
+        out.append({"step": name, "options": options})
+    return out
+
+
+def step_specs(recipe: Recipe, store: Store | None = None) -> list[StepSpec]:
+    """Stage A's per-document steps from ``resolved_steps`` (dedup excepted: its own stages),
+    not yet built; every filter gets an exclusion writer. Side inputs are resolved against
+    ``--raw`` here, so they are demanded only when their step runs."""
+    from curation.steps.filters import FILTERS
+    from curation.steps.normalize import Normalize
+    from curation.steps.pii import PIIRedactor
+
     specs = [StepSpec("reader", DropReadErrors, removed=(0, "reader"))]
-    if cfg.get("normalize", {}) is not False:
-        specs.append(StepSpec("normalize", Normalize, dict(cfg.get("normalize") or {})))
-    if cfg.get("pii", {}) is not False:
-        specs.append(StepSpec("pii", PIIRedactor, dict(cfg.get("pii") or {})))
-    filters = cfg.get("filters", {})
-    if filters is not False:
-        chosen = dict(filters or {}) or {name: {} for name in FILTERS}
-        for order, (fname, kwargs) in enumerate(chosen.items(), start=1):
-            if fname not in FILTERS:
-                raise CumedError(f"unknown filter {fname!r} in {recipe.path}; use one of {', '.join(FILTERS)}")
-            if kwargs is None or kwargs is False:
-                continue
-            kwargs = {} if kwargs is True else dict(kwargs)
+    listed = recipe.step("filters")
+    # removed/ folder order: the filter's place in the recipe's list (stable paths)
+    filter_order = list(FILTERS) if listed == FILTERS_ALL else list(listed or {})
+    for entry in resolved_steps(recipe):
+        name, kwargs = entry["step"], dict(entry["options"])
+        if name == "normalize":
+            specs.append(StepSpec("normalize", Normalize, kwargs))
+        elif name == "pii":
+            specs.append(StepSpec("pii", PIIRedactor, kwargs))
+        elif name.startswith("filters."):
+            fname = name.split(".", 1)[1]
             if fname == "lexicon_density":
                 kwargs.setdefault("raw_dir", str(recipe.raw))
-            specs.append(StepSpec(f"filters.{fname}", FILTERS[fname], kwargs, (order, fname)))
-    quality = cfg.get("quality")
-    if quality:
-        # {artifact: quality@latest | path, threshold: optional override} (trained by annotation.quality)
-        from curation.steps.quality import QualityFilter
+            specs.append(StepSpec(name, FILTERS[fname], kwargs, (filter_order.index(fname) + 1, fname)))
+        elif name == "quality":
+            # {artifact: quality@latest | path, threshold: optional override} (trained by annotation.quality)
+            from curation.steps.quality import QualityFilter
 
-        specs.append(StepSpec("quality", QualityFilter,
-                              {"store": str(store.root) if store is not None else None, **quality}, (70, "quality")))
-    relevance = cfg.get("relevance")
-    if relevance:
-        specs.append(relevance_spec(recipe, store, relevance))
-    decon = cfg.get("decontaminate")
-    if decon:
-        from curation.steps.decontaminate import Decontaminate
+            specs.append(StepSpec("quality", QualityFilter,
+                                  {"store": str(store.root) if store is not None else None, **kwargs}, (70, "quality")))
+        elif name == "relevance":
+            specs.append(relevance_spec(recipe, store, kwargs))
+        elif name == "decontaminate":
+            from curation.steps.decontaminate import Decontaminate
 
-        specs.append(StepSpec("decontaminate", Decontaminate,
-                              {"raw": str(recipe.raw), **(decon if isinstance(decon, dict) else {})},
-                              (80, "decontaminate")))
+            specs.append(StepSpec("decontaminate", Decontaminate, {"raw": str(recipe.raw), **kwargs},
+                                  (80, "decontaminate")))
     return specs
 
 
@@ -177,7 +232,7 @@ STEP_PACKAGES = {
 
 def dependencies(recipe: Recipe, store: Store | None = None) -> dict[str, str]:
     """``{package: version}`` for the packages this recipe's steps use (``STEP_PACKAGES``)."""
-    names = [spec.name for spec in step_specs(recipe, store)] + (["dedup"] if recipe.steps.get("dedup") else [])
+    names = [spec.name for spec in step_specs(recipe, store)] + (["dedup"] if recipe.step("dedup") is not None else [])
     modules = [*BUILD_PACKAGES, *(m for n in names for m in STEP_PACKAGES.get(n, ()))]
     if recipe.tokenizer:
         modules.append("tokenizers")
@@ -190,11 +245,11 @@ def models_applied(recipe: Recipe, store: Store) -> list[dict]:
     from curation.quality.artifact import read_meta, resolve_artifact
 
     paths = []
-    q = recipe.steps.get("quality")
-    if q:
+    q = recipe.step("quality")
+    if q is not None:
         paths.append(resolve_artifact(q.get("artifact", "quality@latest"), store))
-    if recipe.steps.get("relevance"):
-        paths.append(Path(relevance_spec(recipe, store, recipe.steps["relevance"]).kwargs["artifact"]))
+    if recipe.step("relevance") is not None:
+        paths.append(Path(relevance_spec(recipe, store, recipe.step("relevance")).kwargs["artifact"]))
     out = []
     for path in paths:
         meta = read_meta(path)

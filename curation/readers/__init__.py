@@ -7,7 +7,15 @@
 ``text_blocks``           blank-line separated blocks (Toyhom ``内科.txt``)
 ``markdown``              one document per Markdown paper (ChinaXiv), references/images dropped
 ``kg_triples``            knowledge-graph triples → one document per subject (CMeKG)
+``jsonl``                 your own JSON Lines (``.gz``/``.zst``/``.bz2`` by extension), datatrove's JsonlReader
+``parquet``               your own Parquet rows, datatrove's ParquetReader
+``hf``                    a saved ``datasets`` folder or Hub-layout Parquet shards
 ========================  ====================================================================
+
+The last three read any data a user brings (options ``text_field`` or ``template``,
+``id_field``, ``metadata_fields``: ``curation.readers.records``), local or ``s3://``::
+
+    - {name: dumps, reader: jsonl, path: 'jsonl/*.jsonl.gz', category: qa, options: {text_field: text, id_field: id}}
 
 ``make_reader(source, raw_root)`` turns one recipe entry into a reader::
 
@@ -32,9 +40,12 @@ import os
 from curation.readers.base import ENCODINGS, CumedReader, one_of
 from curation.readers.csv_table import CsvReader
 from curation.readers.disease_cards import DiseaseCardsReader
+from curation.readers.hf import HfDatasetReader
 from curation.readers.json_records import JsonReader
+from curation.readers.jsonl import JsonlFilesReader
 from curation.readers.kg_triples import KgTriplesReader
 from curation.readers.markdown import MarkdownReader
+from curation.readers.parquet import ParquetFilesReader
 from curation.readers.text_blocks import TextBlocksReader
 
 READERS: dict[str, type[CumedReader]] = {
@@ -44,6 +55,9 @@ READERS: dict[str, type[CumedReader]] = {
     "text_blocks": TextBlocksReader,
     "markdown": MarkdownReader,
     "kg_triples": KgTriplesReader,
+    "jsonl": JsonlFilesReader,
+    "parquet": ParquetFilesReader,
+    "hf": HfDatasetReader,
 }
 
 # keys of a recipe ``sources:`` entry; ``enabled`` and ``note`` are for the recipe builder/card

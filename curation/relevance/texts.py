@@ -30,9 +30,9 @@ def _cleaners(recipe: Recipe) -> list:
 
     out = []
     for key, cls in (("normalize", Normalize), ("pii", PIIRedactor)):
-        cfg = recipe.steps.get(key, {})
-        if cfg is not False:
-            out.append(cls(**dict(cfg or {})))
+        cfg = recipe.step(key)
+        if cfg is not None:
+            out.append(cls(**dict(cfg)))
     return out
 
 

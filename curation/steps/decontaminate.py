@@ -69,6 +69,7 @@ class Decontaminate(CumedFilter):
         self,
         eval_sets: Sequence[str] | Mapping[str, Iterable[tuple[str, str]]] = DEFAULT_SETS,
         raw: str | Path | None = None,
+        paths: Mapping[str, str | Sequence[str]] | None = None,
         n: int = 20,
         max_items_per_span: int | None = 3,
         min_spans: int | None = 50,
@@ -79,12 +80,19 @@ class Decontaminate(CumedFilter):
     ):
         """``eval_sets``: names of sets in ``cumed.eval_sets`` (read from ``raw``), or a mapping
         name -> iterable of (item id, text). ``min_spans`` / ``min_coverage``: see the module doc;
-        ``None`` disables that rule (both ``None``: one shared span is enough)."""
+        ``None`` disables that rule (both ``None``: one shared span is enough). ``paths``: a named
+        set's files (relative to ``raw``, or absolute) instead of its defaults (``cumed.eval_sets.EVAL_FILES``,
+        the seed's layout), e.g. ``{cmb_clin: [evals/cmb.json]}``."""
         super().__init__(exclusion_writer=exclusion_writer, batch_size=batch_size)
         if not isinstance(eval_sets, Mapping) and raw is None:
             raise ValueError("Decontaminate(eval_sets=[...names]) needs raw= the raw data folder, or pass {name: items}")
         self.eval_sets = eval_sets if not isinstance(eval_sets, Mapping) else {k: list(v) for k, v in eval_sets.items()}
         self.raw = raw
+        self.paths = dict(paths or {})
+        unknown = set(self.paths) - set(eval_sets if not isinstance(eval_sets, Mapping) else ())
+        if unknown:
+            raise ValueError(f"decontaminate: paths names {', '.join(sorted(unknown))}, not in eval_sets "
+                             f"({', '.join(self.eval_sets)}); add it to eval_sets or drop it from paths")
         self.n, self.max_items_per_span = n, max_items_per_span
         self.min_spans, self.min_coverage = min_spans, min_coverage
         self.cache = cache
@@ -92,15 +100,17 @@ class Decontaminate(CumedFilter):
 
     @classmethod
     def side_files(cls, eval_sets: Sequence[str] | Mapping = DEFAULT_SETS, raw: str | Path | None = None,
-                   **_options) -> list[dict]:
+                   paths: Mapping | None = None, **_options) -> list[dict]:
         """The evaluation files a step built with these options reads (none for in-memory sets).
 
         The build hashes them into its work folder key and lineage: a re-run after an evaluation
         set changed must not resume from outputs decontaminated against the old set."""
         if isinstance(eval_sets, Mapping):
             return []
-        return [{"role": "eval_set", "name": name, "path": path, "root": raw}
-                for name in eval_sets for path in eval_set_files(name, raw)]
+        paths = paths or {}
+        return [{"role": "eval_set", "name": name, "path": path, "root": raw,
+                 "key": f"steps.decontaminate.paths.{name}"}
+                for name in eval_sets for path in eval_set_files(name, raw, paths.get(name))]
 
     # --------------------------------------------------------------- index
     def _items(self):
@@ -110,7 +120,7 @@ class Decontaminate(CumedFilter):
                     yield name, str(i), t
         else:
             for name in self.eval_sets:
-                for i, t in load_eval_set(name, self.raw):
+                for i, t in load_eval_set(name, self.raw, self.paths.get(name)):
                     yield name, i, t
 
     def cache_key(self) -> str | None:
@@ -124,7 +134,7 @@ class Decontaminate(CumedFilter):
 
         parts = {
             "format": INDEX_FORMAT,
-            "sets": [[name, [sha256_file(f) for f in eval_set_files(name, self.raw)]] for name in self.eval_sets],
+            "sets": [[name, [sha256_file(f) for f in eval_set_files(name, self.raw, self.paths.get(name))]] for name in self.eval_sets],
             "n": self.n,
             "max_items_per_span": self.max_items_per_span,
             "canonical": sha256_file(canonical_mod.__file__),

@@ -1,10 +1,14 @@
 """Medical term lexicon (CMeKG + 39health vocabularies) and a fast matcher for lexicon density.
 
-``build_lexicon(raw_dir)`` collects terms from
-- CMeKG ``cmekg_triples.tsv``: every subject, and the objects of medical predicates
+``build_lexicon(raw_dir, files)`` collects terms from ``files`` (paths or globs relative to
+``raw_dir``; a recipe's ``filters: {lexicon_density: {lexicon: [...]}}``), by default the seed's
+(``DEFAULT_LEXICON``):
+- a ``.tsv`` file is knowledge-graph triples ``subject<TAB>predicate<TAB>object`` after a header
+  line (CMeKG ``cmekg_triples.tsv``): every subject, and the objects of medical predicates
   (``MEDICAL_PREDICATES``: symptoms, drugs, ingredients, departments, checks...; not English
   names, dosage text, storage, taxonomy), kept when 2..12 characters long and mostly CJK;
-- 39health ``disease/alias/symptom/complications_vocab.txt`` (a BOM in one file is stripped).
+- any other file is one term per line (39health ``disease/alias/symptom/complications_vocab.txt``;
+  a BOM is stripped).
 The set is cached as one term per line under ``$CUMED_CACHE`` (default ``~/.cache/cumed``),
 keyed by the sha256 of the inputs (``lexicon_files``), so rebuilding after a data change is automatic.
 
@@ -72,46 +76,57 @@ def _ok(term: str) -> bool:
     return _MIN_LEN <= len(term) <= _MAX_LEN and len(_CJK.findall(term)) * 2 >= len(term)
 
 
-def lexicon_files(raw_dir: str | Path) -> list[Path]:
-    """The files the term set is built from: CMeKG triples, then the 39health vocabularies."""
+# The seed's lexicon files (relative to --raw): CMeKG triples, then the 39health vocabularies.
+DEFAULT_LEXICON = ("CMeKG_pycmekg/cmekg_triples.tsv", "QASystemOnMedicalGraph_39health/data/*_vocab.txt")
+LEXICON_KEY = "steps.filters.lexicon_density.lexicon"
+
+
+def lexicon_files(raw_dir: str | Path, files=DEFAULT_LEXICON) -> list[Path]:
+    """The files the term set is built from: each entry of ``files`` (a path or glob relative to
+    ``raw_dir``, or absolute) in order, a glob's matches sorted. An entry that matches nothing is
+    an error naming the recipe key that sets them."""
     raw_dir = Path(raw_dir)
-    paths = [raw_dir / "CMeKG_pycmekg" / "cmekg_triples.tsv"]
-    paths += sorted((raw_dir / "QASystemOnMedicalGraph_39health" / "data").glob("*_vocab.txt"))
-    missing = [str(p) for p in paths if not p.exists()]
-    if missing or len(paths) < 2:
-        raise FileNotFoundError(
-            f"lexicon inputs not found under {raw_dir}: {missing or 'no *_vocab.txt'}; "
-            "pass raw_dir= the folder holding CMeKG_pycmekg/ and QASystemOnMedicalGraph_39health/"
-        )
+    files = DEFAULT_LEXICON if files is None else files
+    paths: list[Path] = []
+    for entry in [files] if isinstance(files, (str, Path)) else files:
+        found = sorted(p for p in raw_dir.glob(str(entry)) if p.is_file()) if not Path(entry).is_absolute() else (
+            [Path(entry)] if Path(entry).is_file() else [])
+        if not found:
+            raise FileNotFoundError(
+                f"lexicon_density: no lexicon file matches {str(entry)!r} under {raw_dir}; set {LEXICON_KEY} in the "
+                "recipe to your term files (paths relative to --raw), pass --raw the folder holding them, or drop "
+                "the lexicon_density filter"
+            )
+        paths.extend(found)
+    if not paths:
+        raise FileNotFoundError(f"lexicon_density: {LEXICON_KEY} lists no file; list your term files or drop the filter")
     return paths
 
 
-def collect_terms(raw_dir: str | Path) -> set[str]:
-    """Read the raw sources and return the term set (no cache)."""
-    raw_dir = Path(raw_dir)
-    cmekg, *vocabs = lexicon_files(raw_dir)
+def collect_terms(raw_dir: str | Path, files=DEFAULT_LEXICON) -> set[str]:
+    """Read the lexicon files and return the term set (no cache)."""
     terms: set[str] = set()
-    lines = lookup_lines(cmekg)
-    next(lines, None)  # header: subject predicate object
-    for line in lines:
-        parts = line.rstrip("\r\n").split("\t")
-        if len(parts) != 3:
+    for p in lexicon_files(raw_dir, files):
+        lines = lookup_lines(p)
+        if p.suffix != ".tsv":
+            terms.update(line.strip() for line in lines if _ok(line))
             continue
-        subj, pred, obj = parts
-        if _ok(subj):
-            terms.add(subj.strip())
-        if pred in MEDICAL_PREDICATES and _ok(obj):
-            terms.add(obj.strip())
-    for p in vocabs:
-        for line in lookup_lines(p):
-            if _ok(line):
-                terms.add(line.strip())
+        next(lines, None)  # header: subject predicate object
+        for line in lines:
+            parts = line.rstrip("\r\n").split("\t")
+            if len(parts) != 3:
+                continue
+            subj, pred, obj = parts
+            if _ok(subj):
+                terms.add(subj.strip())
+            if pred in MEDICAL_PREDICATES and _ok(obj):
+                terms.add(obj.strip())
     return terms
 
 
-def build_lexicon(raw_dir: str | Path, cache_dir: str | Path | None = None) -> set[str]:
+def build_lexicon(raw_dir: str | Path, cache_dir: str | Path | None = None, files=DEFAULT_LEXICON) -> set[str]:
     """The term set, from the on-disk cache when the inputs are unchanged."""
-    paths = lexicon_files(raw_dir)
+    paths = lexicon_files(raw_dir, files)
     # Keyed by content, not size and mtime: an edit that keeps the size within the same second
     # (a term replaced by another of the same length) must not reuse the old list.
     key = hashlib.sha1(
@@ -122,7 +137,7 @@ def build_lexicon(raw_dir: str | Path, cache_dir: str | Path | None = None) -> s
     path = cache / f"medical_lexicon-{key}.txt"
     if path.exists():
         return set(path.read_text(encoding="utf-8").split("\n")) - {""}
-    terms = collect_terms(raw_dir)
+    terms = collect_terms(raw_dir, files)
     cache.mkdir(parents=True, exist_ok=True)
     write_text(path, "\n".join(sorted(terms)))  # atomic: parallel workers never read a half-written cache
     return terms

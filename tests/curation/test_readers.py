@@ -254,7 +254,7 @@ def test_markdown_cleanup(tmp_path):
 
 # -- make_reader --------------------------------------------------------------------------------
 def test_make_reader_errors(tmp_path):
-    with pytest.raises(ValueError, match=r"unknown reader 'xml' in source s1; use csv, disease_cards, json, text_blocks, markdown or kg_triples"):
+    with pytest.raises(ValueError, match=r"unknown reader 'xml' in source s1; use csv, disease_cards, json, text_blocks, markdown, kg_triples, jsonl, parquet or hf"):
         make_reader(source("s1", "xml", "a.xml"), str(tmp_path))
     with pytest.raises(ValueError, match=r"unknown option 'encodng' for reader csv in source s2; use encoding, template"):
         make_reader(source("s2", "csv", "a.csv", encodng="gb18030"), str(tmp_path))
@@ -266,7 +266,7 @@ def test_make_reader_errors(tmp_path):
         make_reader({"name": "s4", "reader": "csv", "path": "a", "category": "qa", "optoins": {}}, str(tmp_path))
     with pytest.raises(FileNotFoundError, match=r"source s5: no file matches"):
         list(make_reader(source("s5", "csv", "missing/*.csv"), str(tmp_path)).run())
-    assert set(READERS) == {"csv", "disease_cards", "json", "text_blocks", "markdown", "kg_triples"}
+    assert set(READERS) == {"csv", "disease_cards", "json", "text_blocks", "markdown", "kg_triples", "jsonl", "parquet", "hf"}
 
 
 def test_recipe_sources_build(tmp_path):

@@ -9,7 +9,7 @@ from datatrove.data import Document
 
 from curation.steps.base import CumedFilter
 from curation.steps.filters._text import cjk_chars, features, fmt
-from curation.steps.lexicon import LexiconMatcher, build_lexicon, lexicon_files
+from curation.steps.lexicon import DEFAULT_LEXICON, LEXICON_KEY, LexiconMatcher, build_lexicon, lexicon_files
 
 DEFAULT_RAW = Path(os.environ.get("CUMED_RAW", Path(__file__).resolve().parents[4] / "shared" / "data" / "raw"))
 
@@ -25,8 +25,13 @@ class LexiconDensityFilter(CumedFilter):
             documents of 50+ CJK characters; generic chit-chat ("谢谢医生，祝您生活愉快") is 0.
         min_cjk: documents with fewer CJK characters are not judged (default 10; the CJK-ratio
             and length filters deal with them).
-        raw_dir / cache_dir: where the CMeKG and 39health files are (default ``$CUMED_RAW`` or
-            ``../shared/data/raw``) and where the term list is cached (``$CUMED_CACHE``).
+        lexicon: the term files, paths or globs relative to ``raw_dir`` (a recipe's
+            ``steps.filters.lexicon_density.lexicon``): ``.tsv`` knowledge-graph triples or one term
+            per line (``curation.steps.lexicon``). Default: the seed's CMeKG triples and 39health
+            vocabularies (``DEFAULT_LEXICON``); read only when this filter runs.
+        raw_dir / cache_dir: the folder ``lexicon`` is relative to (a build passes ``--raw``;
+            default ``$CUMED_RAW`` or ``../shared/data/raw``) and where the term list is cached
+            (``$CUMED_CACHE``).
         terms: an explicit term iterable instead (tests, other domains).
     """
 
@@ -40,24 +45,26 @@ class LexiconDensityFilter(CumedFilter):
         cache_dir: str | Path | None = None,
         terms=None,
         exclusion_writer=None,
+        lexicon=DEFAULT_LEXICON,
     ):
         super().__init__(exclusion_writer)
         self.min_density = min_density
         self.min_cjk = min_cjk
         self.matcher = None
         if min_density is not None:
-            terms = terms if terms is not None else build_lexicon(raw_dir or DEFAULT_RAW, cache_dir)
+            terms = terms if terms is not None else build_lexicon(raw_dir or DEFAULT_RAW, cache_dir, lexicon)
             self.matcher = LexiconMatcher(terms)
 
     @classmethod
     def side_files(cls, min_density: float | None = 0.05, raw_dir: str | Path | None = None, terms=None,
-                   **_options) -> list[dict]:
+                   lexicon=DEFAULT_LEXICON, **_options) -> list[dict]:
         """The lexicon files a filter built with these options reads (none with ``terms=`` or
         ``min_density=None``): the build hashes them into its work folder key and lineage."""
         if min_density is None or terms is not None:
             return []
         root = Path(raw_dir or DEFAULT_RAW)
-        return [{"role": "lexicon", "name": "medical_lexicon", "path": p, "root": root} for p in lexicon_files(root)]
+        return [{"role": "lexicon", "name": "medical_lexicon", "path": p, "root": root, "key": LEXICON_KEY}
+                for p in lexicon_files(root, lexicon)]
 
     def density(self, text: str) -> float:
         n = cjk_chars(text)

@@ -1,0 +1,498 @@
+"""Stage 2 of the staged dedup as parallel bucket tasks, with a last task over the pairs only.
+
+(``cumed build`` runs these; ``NearDupClusters`` stays the one-task form and the reference.)
+
+``NearDupClusters`` is one task whose memory grows with the corpus (the meta table and the
+sketches of every document: ~1.4 KB per document). Here the same decisions come from four
+datatrove stages that exchange data only through files under ``output_folder``:
+
+1. ``ExactDuplicateTasks`` (T tasks): task t reads the ``exact`` column of stage 1's meta files,
+   keeps the documents whose exact hash falls in hash range t (one T-th of the 64-bit space),
+   and for each hash shared by several of them picks the keeper (``core.exact_groups`` over the
+   group members' preference keys only). Writes ``exact/{t}.parquet``: removed, keeper.
+2. ``CandidatePairTasks`` (T tasks): task t reads, in every band, the slice of each rank's sorted
+   band file whose hashes fall in hash range t (``np.searchsorted`` on the memory-mapped file:
+   only that slice is read), drops the exact duplicates of step 1 (they are not candidates, as
+   in ``resolve``), pairs the members of each bucket (``core.candidate_pairs``) and filters the
+   pairs by the sketch estimate (sketch rows gathered from the memory-mapped sketch files).
+   Writes ``candidates/{t}.parquet``: a, b and the verifying task (a hash of the pair: a pair
+   colliding in several bands is found by several tasks, and verified once).
+3. ``VerifyPairTasks`` (T tasks): the pairs routed to task t, deduplicated; the actual Jaccard
+   from the canonical texts of their endpoints (read by range from the ``.canon.u16`` files).
+   Writes ``pairs/{t}.parquet``: a, b, similarity, for the pairs at or above the threshold.
+4. ``ResolveDuplicatePairs`` (one task): the same greedy best-first clustering as ``resolve``
+   over the pair endpoints only, then ``decisions.parquet``.
+
+Why the decisions are the same as ``resolve``'s: a bucket (one band hash) lies in one hash
+range, and its members are concatenated in the same rank order, so the candidate pairs of all
+tasks together are exactly ``resolve``'s; the estimate is per pair; ``resolve``'s greedy pass
+only ever uses pairs at or above the threshold with their Jaccard, visits documents in
+preference order (a total order on per-document keys, so ranking only the pair endpoints orders
+them the same), and among equally similar kept neighbours takes the one with the smallest index
+(its neighbour lists are ascending). Exact groups share one hash, so one task sees each whole.
+The price: every estimated pair gets a Jaccard check, not only those against kept documents
+(4,646 instead of 3,477 on cumed-pretrain), and ~3T+1 task start-ups.
+
+Memory of a task: its share of one band at a time (16 bytes per document / T), its candidate
+pairs, their sketch rows and the n-gram sets of their endpoints; the meta files are read in
+batches, one rank file at a time. Step 3 holds the pairs and the exact duplicates: memory
+proportional to the duplicates, not to the corpus. Signature files are memory-mapped, so local
+folders only (as for ``NearDupClusters``); the exchanged files are plain Parquet.
+
+Every task records its peak memory (``VmHWM``, reset at the task's start) in
+``{step}/{t}.stats.json``; ``/proc/self/status`` rather than ``ru_maxrss``, which Linux carries
+across fork and exec.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datatrove.data import DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+
+from cumed.atomic import replacing
+from curation.dedup.canonical import _mix64, jaccard, ngram_sets
+from curation.dedup.core import (
+    Decision,
+    DedupConfig,
+    candidate_pairs,
+    default_prefer,
+    estimated_similarity,
+    exact_groups,
+    split_pairs,
+)
+from curation.dedup.near import (
+    NearDupClusters,
+    _codepoints,
+    _map_u16,
+    write_decisions,
+)
+from curation.dedup.resolve import META_SCHEMA, Prefer, preference_rank
+
+EXACT, CANDIDATES, PAIRS = "exact", "candidates", "pairs"
+REFERENCE = "reference_signatures"
+READ_BATCH = 65_536  # meta rows per Parquet batch: what a task holds of a rank file at once
+ESTIMATE_CHUNK = 200_000
+
+
+def hash_cuts(parts: int) -> list[np.uint64]:
+    """Bounds of ``parts`` equal ranges of the 64-bit hash space (the last one inclusive)."""
+    return [np.uint64(min((2**64 * q) // parts, 2**64 - 1)) for q in range(parts + 1)]
+
+
+def _in_range(h: np.ndarray, cuts: list[np.uint64], q: int) -> np.ndarray:
+    m = h >= cuts[q] if q else np.ones(len(h), bool)
+    if q + 1 < len(cuts) - 1:
+        m &= h < cuts[q + 1]
+    return m
+
+
+def _in_sorted(x: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    if not len(sorted_set):
+        return np.zeros(len(x), bool)
+    pos = np.minimum(np.searchsorted(sorted_set, x), len(sorted_set) - 1)
+    return sorted_set[pos] == x
+
+
+class SignatureFiles:
+    """Stage 1's rank files of the corpus (then of the reference, if any) as one index space, the
+    same as ``near._SignatureStore``'s, without loading them: row counts come from the Parquet
+    footers; columns, sketches, band slices and canonical texts are read on demand."""
+
+    def __init__(self, folders: list[tuple[str, bool]]):
+        self.parts = []  # (folder, tag, offset, n, is_ref)
+        off = 0
+        for folder, is_ref in folders:
+            for mf in sorted(Path(folder).glob("*.meta.parquet")):
+                n = pq.ParquetFile(mf).metadata.num_rows
+                self.parts.append((Path(folder), mf.name.split(".")[0], off, n, is_ref))
+                off += n
+        self.n = off
+        self.offsets = np.array([p[2] for p in self.parts] + [off], dtype=np.int64)
+        refs = [p[2] for p in self.parts if p[4]]
+        self.first_ref = refs[0] if refs else off  # reference rank files come last
+
+    def is_ref(self, idx: np.ndarray) -> np.ndarray:
+        return idx >= self.first_ref
+
+    def _by_part(self, idx: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """(part, positions in ``idx``, local rows) for each part that ``idx`` touches."""
+        part = np.searchsorted(self.offsets, idx, side="right") - 1
+        for p in np.unique(part):
+            pos = np.flatnonzero(part == p)
+            yield int(p), pos, idx[pos] - self.offsets[p]
+
+    def columns(self, p: int, names: list[str]) -> Iterator[pa.RecordBatch]:
+        folder, tag = self.parts[p][:2]
+        yield from pq.ParquetFile(folder / f"{tag}.meta.parquet").iter_batches(batch_size=READ_BATCH, columns=names)
+
+    def rows(self, idx: np.ndarray, names: list[str]) -> pa.Table:
+        """The meta rows of the (ascending, unique) global indices ``idx``, in that order."""
+        tables = []
+        for p, _, local in self._by_part(idx):
+            start = 0
+            for b in self.columns(p, names):
+                lo, hi = np.searchsorted(local, [start, start + b.num_rows])
+                if hi > lo:
+                    tables.append(pa.Table.from_batches([b]).take(pa.array(local[lo:hi] - start)))
+                start += b.num_rows
+        schema = pa.schema([META_SCHEMA.field(c) if c in META_SCHEMA.names else pa.field(c, pa.int64()) for c in names])
+        return pa.concat_tables([t.select(names).cast(schema) for t in tables]) if tables else schema.empty_table()
+
+    def sketch_rows(self, idx: np.ndarray, bins: int) -> np.ndarray:
+        out = np.empty((len(idx), bins), np.uint8)
+        for p, pos, local in self._by_part(idx):
+            folder, tag = self.parts[p][:2]
+            out[pos] = np.load(folder / f"{tag}.sketch.npy", mmap_mode="r")[local]
+        return out
+
+    def band_slice(self, band: int, p: int, cuts: list[np.uint64], q: int) -> tuple[np.ndarray, np.ndarray]:
+        """(band hashes, global indices) of part ``p``'s rows in band ``band`` within range ``q``."""
+        folder, tag, off = self.parts[p][:3]
+        mm = np.load(folder / "bands" / f"{band:02d}" / f"{tag}.npy", mmap_mode="r")
+        col = mm[:, 0]
+        lo = np.searchsorted(col, cuts[q], side="left") if q else 0
+        hi = np.searchsorted(col, cuts[q + 1], side="left") if q + 1 < len(cuts) - 1 else len(col)
+        sl = np.asarray(mm[lo:hi])
+        return sl[:, 0], sl[:, 1].astype(np.int64) + off
+
+    def shingles(self, idx: np.ndarray, n: int) -> dict[int, np.ndarray]:
+        """{global index: sorted n-gram hashes} of the (ascending, unique) ``idx``: only their
+        canonical texts are read (memory-mapped slices of the rank's ``.canon.u16``)."""
+        out: dict[int, np.ndarray] = {}
+        for p, pos, local in self._by_part(idx):
+            folder, tag = self.parts[p][:2]
+            have = np.unique(np.concatenate([local, local[local > 0] - 1]))
+            ends = self.rows(have + self.offsets[p], ["canon_end"])
+            end_of = dict(zip(have.tolist(), ends.column(0).to_numpy().tolist()))
+            canon = _map_u16(folder / f"{tag}.canon.u16")
+            for s in range(0, len(local), 2000):
+                ls = local[s : s + 2000].tolist()
+                cps = [_codepoints(canon[(end_of[j - 1] if j else 0) : end_of[j]]) for j in ls]
+                out.update(zip(idx[pos[s : s + 2000]].tolist(), ngram_sets(cps, n)))
+        return out
+
+
+def _read_status(key: str) -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:  # not Linux: no figure
+        pass
+    return 0
+
+
+def reset_peak_memory() -> int:
+    """Reset this process's ``VmHWM`` to its current RSS (Linux >= 4.0); returns that RSS."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+    return _read_status("VmRSS")
+
+
+class _DedupTask(PipelineStep):
+    """One step of the bucketed stage 2: the signature view, the config, the peak-memory record
+    and the per-task stats file belong here; subclasses write ``work(rank, world_size, stats)``."""
+
+    type = "🫂 - DEDUP"
+    folder_name = ""
+
+    def __init__(self, signatures_folder: str, output_folder: str, has_reference: bool = False,
+                 threshold: float = 0.75, est_margin: float = 0.15, max_bucket: int = 32, partitions: int = 1,
+                 prefer: Prefer = default_prefer):
+        super().__init__()
+        self.signatures_folder, self.output_folder = str(signatures_folder), str(output_folder)
+        self.has_reference = has_reference
+        self.threshold, self.est_margin, self.max_bucket = threshold, est_margin, max_bucket
+        self.partitions, self.prefer = max(1, int(partitions)), prefer
+
+    def _config(self) -> DedupConfig:
+        # the same format check and overrides as the one-task stage 2
+        return NearDupClusters(self.signatures_folder, self.output_folder, threshold=self.threshold,
+                               est_margin=self.est_margin, max_bucket=self.max_bucket)._config()
+
+    def files(self) -> SignatureFiles:
+        folders = [(self.signatures_folder, False)]
+        if self.has_reference:
+            folders.append((str(Path(self.output_folder) / REFERENCE), True))
+        return SignatureFiles(folders)
+
+    def out(self, name: str) -> Path:
+        d = Path(self.output_folder) / name
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def exact_removed(self) -> np.ndarray:
+        """(k, 2) int64 [removed, keeper] of all exact-dedup tasks, sorted by removed."""
+        files = sorted((Path(self.output_folder) / EXACT).glob("*.parquet"))
+        arr = [np.stack([t.column("removed").to_numpy(), t.column("keeper").to_numpy()], axis=1)
+               for t in map(pq.read_table, files)]
+        out = np.concatenate(arr) if arr else np.zeros((0, 2), np.int64)
+        return out[np.argsort(out[:, 0], kind="stable")]
+
+    def work(self, rank: int, world_size: int, stats: dict) -> None:
+        raise NotImplementedError
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if data:
+            yield from data
+        stats: dict = {"rss_start_bytes": reset_peak_memory()}
+        with self.track_time():
+            self.work(rank, world_size, stats)
+        stats["peak_rss_bytes"] = _read_status("VmHWM")
+        (self.out(self.folder_name) / f"{rank:05d}.stats.json").write_text(json.dumps(stats, indent=1))
+        for k, v in stats.items():
+            if not k.endswith("_bytes"):
+                self.stat_update(k, value=v)
+
+
+def _write(table: pa.Table, path: Path) -> None:
+    with replacing(path, "wb") as f:
+        pq.write_table(table, f)
+
+
+class ExactDuplicateTasks(_DedupTask):
+    """Step 1 (T tasks): exact duplicates within one exact-hash range -> ``exact/{t}.parquet``."""
+
+    name = "🫂 exact duplicates"
+    folder_name = EXACT
+
+    def work(self, rank: int, world_size: int, stats: dict) -> None:
+        files, cuts = self.files(), hash_cuts(world_size)
+        hs, gs = [], []
+        for p in range(len(files.parts)):
+            start = int(files.offsets[p])
+            for b in files.columns(p, ["exact"]):
+                h = b.column(0).to_numpy().astype(np.uint64)
+                m = np.flatnonzero(_in_range(h, cuts, rank))
+                hs.append(h[m])
+                gs.append(m + start)
+                start += b.num_rows
+        h = np.concatenate(hs) if hs else np.zeros(0, np.uint64)
+        g = np.concatenate(gs) if gs else np.zeros(0, np.int64)
+        # the members of groups of two or more, in index order (``preference_rank``'s tie order)
+        u, inv, cnt = np.unique(h, return_inverse=True, return_counts=True)
+        members = np.sort(g[cnt[inv] > 1])
+        stats["in_range"] = int(len(g))
+        removed = keeper = np.zeros(0, np.int64)
+        if len(members):
+            mh = h[cnt[inv] > 1][np.argsort(g[cnt[inv] > 1], kind="stable")]
+            is_ref = files.is_ref(members)
+            rank_ = preference_rank(files.rows(members, META_SCHEMA.names), is_ref, self.prefer)
+            dup = exact_groups(mh, is_ref, rank_)
+            removed = members[np.fromiter(dup.keys(), np.int64, len(dup))]
+            keeper = members[np.fromiter(dup.values(), np.int64, len(dup))]
+        stats["exact_removed"] = int(len(removed))
+        _write(pa.table({"removed": removed, "keeper": keeper}), self.out(EXACT) / f"{rank:05d}.parquet")
+
+
+class CandidatePairTasks(_DedupTask):
+    """Step 2 (T tasks): candidate pairs of one band-hash range in every band, filtered by the
+    sketch estimate -> ``candidates/{t}.parquet`` (a, b, the verifying task)."""
+
+    name = "🫂 near-dup candidates"
+    folder_name = CANDIDATES
+
+    def work(self, rank: int, world_size: int, stats: dict) -> None:
+        cfg, files = self._config(), self.files()
+        inactive = self.exact_removed()[:, 0].copy()
+        inactive.sort()
+        # range ``rank`` of ``world_size``, split again into ``partitions`` (what one band slice holds)
+        cuts = hash_cuts(world_size * self.partitions)
+        chunks = []
+        for band in range(cfg.bands):
+            for q in range(rank * self.partitions, (rank + 1) * self.partitions):
+                hs, ds = [], []
+                for p in range(len(files.parts)):
+                    h, g = files.band_slice(band, p, cuts, q)
+                    keep = ~_in_sorted(g, inactive)
+                    hs.append(h[keep])
+                    ds.append(g[keep])
+                if hs:
+                    c = candidate_pairs(np.concatenate(hs), np.concatenate(ds), cfg)
+                    if len(c):
+                        chunks.append(c)
+        pairs = np.unique(np.concatenate(chunks)) if chunks else np.zeros(0, np.uint64)
+        del chunks
+        a, b = split_pairs(pairs)
+        keep = ~(files.is_ref(a) & files.is_ref(b))
+        a, b = a[keep], b[keep]
+        stats["candidate_pairs"] = int(len(a))
+
+        sel = []
+        for s in range(0, len(a), ESTIMATE_CHUNK):
+            aa, bb = a[s : s + ESTIMATE_CHUNK], b[s : s + ESTIMATE_CHUNK]
+            est = estimated_similarity(files.sketch_rows(aa, cfg.num_bins), files.sketch_rows(bb, cfg.num_bins))
+            sel.append(est >= cfg.threshold - cfg.est_margin)
+        if sel:
+            m = np.concatenate(sel)
+            a, b = a[m], b[m]
+        stats["checked_pairs"] = int(len(a))
+        # a pair found in several bands is found by several tasks: route each pair to one
+        # verifying task by its hash, so its Jaccard is computed once
+        with np.errstate(over="ignore"):
+            dest = (_mix64((a.astype(np.uint64) << np.uint64(32)) | b.astype(np.uint64)) % np.uint64(world_size))
+        _write(pa.table({"a": a, "b": b, "dest": dest.astype(np.int32)}), self.out(CANDIDATES) / f"{rank:05d}.parquet")
+
+
+class VerifyPairTasks(_DedupTask):
+    """Step 3 (T tasks): the candidate pairs routed to this task, once each -> actual Jaccard
+    -> ``pairs/{t}.parquet`` (the verified duplicate pairs)."""
+
+    name = "🫂 near-dup verify"
+    folder_name = PAIRS
+
+    def work(self, rank: int, world_size: int, stats: dict) -> None:
+        cfg, files = self._config(), self.files()
+        parts = [pq.read_table(f, columns=["a", "b"], filters=[("dest", "=", rank)])
+                 for f in sorted((Path(self.output_folder) / CANDIDATES).glob("*.parquet"))]
+        ab = (np.unique((np.concatenate([t.column("a").to_numpy() for t in parts]).astype(np.uint64) << np.uint64(32))
+                        | np.concatenate([t.column("b").to_numpy() for t in parts]).astype(np.uint64))
+              if parts else np.zeros(0, np.uint64))
+        a, b = split_pairs(ab)
+        sh = files.shingles(np.unique(np.concatenate([a, b])), cfg.n) if len(a) else {}
+        sim = np.fromiter((jaccard(sh[i], sh[j]) for i, j in zip(a.tolist(), b.tolist())), np.float64, len(a))
+        stats["jaccard_checks"] = int(len(a))
+        dup = sim >= cfg.threshold
+        stats["duplicate_pairs"] = int(dup.sum())
+        _write(pa.table({"a": a[dup], "b": b[dup], "similarity": sim[dup]}), self.out(PAIRS) / f"{rank:05d}.parquet")
+
+
+class ResolveDuplicatePairs(_DedupTask):
+    """Step 3 (one task): the pairs of all tasks -> greedy best-first keepers (as ``resolve``)
+    -> ``decisions.parquet``. Holds the pairs, the exact duplicates and their ids only."""
+
+    name = "🫂 near-dup clusters"
+    folder_name = "resolve"
+
+    def __init__(self, signatures_folder: str, output_folder: str, decisions_folder: str | None = None, **kwargs):
+        super().__init__(signatures_folder, output_folder, **kwargs)
+        self.decisions_folder = str(decisions_folder or output_folder)
+
+    def work(self, rank: int, world_size: int, stats: dict) -> None:
+        files = self.files()
+        t = pa.concat_tables([pq.read_table(f) for f in sorted((Path(self.output_folder) / PAIRS).glob("*.parquet"))])
+        a, b, sim = (t.column(c).to_numpy() for c in ("a", "b", "similarity"))
+        # each pair was verified by one task; sorted (a, b) is the order ``resolve`` reads them in
+        order = np.lexsort((b, a))
+        a, b, sim = a[order], b[order], sim[order]
+        first = np.ones(len(a), bool)
+        first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+        a, b, sim = a[first], b[first], sim[first]
+        exact = self.exact_removed()
+
+        nodes = np.unique(np.concatenate([a, b]))
+        is_ref = files.is_ref(nodes)
+        rank_ = preference_rank(files.rows(nodes, META_SCHEMA.names), is_ref, self.prefer)
+        pos = {int(x): k for k, x in enumerate(nodes.tolist())}
+        # neighbours in ascending index, as ``resolve`` builds them from the sorted pair list
+        nbrs: dict[int, list[tuple[int, float]]] = {}
+        for i, j, s in sorted([(i, j, s) for i, j, s in zip(a.tolist(), b.tolist(), sim.tolist())]
+                              + [(j, i, s) for i, j, s in zip(a.tolist(), b.tolist(), sim.tolist())]):
+            nbrs.setdefault(i, []).append((j, s))
+        kept: set[int] = set()
+        near: dict[int, tuple[int, float]] = {}
+        for k in np.argsort(rank_, kind="stable").tolist():
+            i = int(nodes[k])
+            if is_ref[k]:
+                kept.add(i)
+                continue
+            best = None
+            for j, s in nbrs[i]:
+                if j in kept and (best is None or s > best[1]):
+                    best = (j, s)
+            if best is None:
+                kept.add(i)
+            else:
+                near[i] = best
+
+        named = np.unique(np.concatenate([nodes, exact.ravel()]))
+        ids = dict(zip(named.tolist(), files.rows(named, ["id"]).column(0).to_pylist()))
+        out = [Decision(ids[i], ids[k], round(float(s), 4), "near") for i, (k, s) in near.items()]
+        for i, k in exact.tolist():
+            if k in near:  # the exact keeper itself went: point at the final keeper
+                k2, s = near[k]
+                out.append(Decision(ids[i], ids[k2], round(float(s), 4), "near"))
+            else:
+                out.append(Decision(ids[i], ids[k], 1.0, "exact"))
+        out.sort(key=lambda d: d.id)
+        write_decisions(out, self.decisions_folder)
+
+        for name in (EXACT, CANDIDATES, PAIRS):  # the tasks' counters, summed, next to this task's own
+            for f in sorted((Path(self.output_folder) / name).glob("*.stats.json")):
+                for key, v in json.loads(f.read_text()).items():
+                    if not key.endswith("_bytes"):
+                        stats[key] = stats.get(key, 0) + v
+        stats.pop("exact_removed", None)
+        stats.pop("in_range", None)
+        stats["documents"] = files.n
+        stats["duplicate_pairs"] = int(len(a))
+        stats["exact_removed"] = sum(1 for d in out if d.kind == "exact")
+        stats["near_removed"] = len(out) - stats["exact_removed"]
+        (Path(self.decisions_folder) / "stats.json").write_text(json.dumps(
+            {k: v for k, v in stats.items() if not k.endswith("_bytes")}, indent=1))
+
+
+class SignReference(_DedupTask):
+    """Before step 1 when deduplicating against an earlier version (one task): sign its texts
+    into ``reference_signatures/``, which the tasks then read as the last rank files."""
+
+    name = "🫂 sign reference"
+    folder_name = REFERENCE + "_task"
+
+    def __init__(self, signatures_folder: str, output_folder: str, reference_folder, **kwargs):
+        super().__init__(signatures_folder, output_folder, has_reference=True, **kwargs)
+        self.reference_folder = reference_folder
+
+    def work(self, rank: int, world_size: int, stats: dict) -> None:
+        NearDupClusters(self.signatures_folder, self.output_folder, reference_folder=self.reference_folder,
+                        )._sign_reference(self._config())
+
+
+def bucket_stages(signatures_folder: str, output_folder: str, tasks: int, reference_folder=None,
+                  **cluster_kwargs) -> list[tuple[str, str, list[PipelineStep], int]]:
+    """Stage 2 in bucket tasks, as (log folder name, label, pipeline, tasks) to run in order.
+
+    The work of each step is keyed by ``tasks`` (``buckets-{tasks}/``), so a resumed build with
+    another task count never mixes the files of two splits; the decisions are the same for any
+    ``tasks`` and go to ``output_folder/decisions.parquet`` as ``NearDupClusters`` writes them.
+    """
+    tasks = max(1, int(tasks))
+    work = str(Path(output_folder) / f"buckets-{tasks}")
+    ref = reference_folder is not None
+    kw = dict(has_reference=ref, **cluster_kwargs)
+    stages = []
+    if ref:
+        kw_ref = {k: v for k, v in kw.items() if k != "has_reference"}
+        stages.append((f"b-reference-{tasks}", "sign reference", [SignReference(signatures_folder, work, reference_folder, **kw_ref)], 1))
+    stages += [
+        (f"b-exact-{tasks}", "exact duplicates", [ExactDuplicateTasks(signatures_folder, work, **kw)], tasks),
+        (f"b-candidates-{tasks}", "near-duplicate candidates", [CandidatePairTasks(signatures_folder, work, **kw)], tasks),
+        (f"b-verify-{tasks}", "near-duplicate check", [VerifyPairTasks(signatures_folder, work, **kw)], tasks),
+    ]
+    resolve_step = ResolveDuplicatePairs(signatures_folder, work, decisions_folder=output_folder, **kw)
+    return stages + [("b", "find duplicates", [resolve_step], 1)]
+
+
+def run_measured(step: PipelineStep, rank: int = 0, world_size: int = 1) -> tuple[int, int]:
+    """Run one task of ``step`` and return (peak RSS, peak above the task's start) in bytes: the
+    figures the benchmark and the memory test report. Call it in a fresh process (a forkserver
+    child): a process forked from a large parent reuses the parent's freed heap and hides growth.
+    The Parquet reader is warmed first, so the ~60 MB of Arrow library code paged in on first use
+    count as the start, not as the task's data."""
+    files = SignatureFiles([(step.signatures_folder, False)])
+    if files.n:
+        files.rows(np.arange(1), [*META_SCHEMA.names, "canon_end"])
+    start = reset_peak_memory()
+    for _ in step.run(None, rank, world_size) or []:
+        pass
+    peak = _read_status("VmHWM")
+    return peak, peak - start

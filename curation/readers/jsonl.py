@@ -1,0 +1,87 @@
+"""``jsonl``: one document per line of JSON Lines files, on datatrove's ``JsonlReader``.
+
+Compression follows the file name (datatrove's ``compression="infer"``, fsspec's codecs):
+``.gz``, ``.zst`` (with ``zstandard`` installed), ``.bz2``, ``.xz``; ``options.compression``
+forces one. Paths may be local or any fsspec URL (``s3://...``).
+
+Text, id and metadata: ``curation.readers.records`` (``text_field`` / ``template``, ``id_field``,
+``metadata_fields``). A line that is not JSON, a record without its text or id field, a text
+that is not a string: each a read error naming the file, the line and the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from datatrove.data import Document
+from datatrove.pipeline.readers.jsonl import JsonlReader
+
+from curation.readers.records import RecordsReader
+
+
+class JsonlFilesReader(RecordsReader, JsonlReader):
+    """datatrove's ``JsonlReader`` with cumed ids, metadata and counted read errors.
+
+    Args:
+        compression: ``infer`` (default: from the extension), ``gzip``, ``zstd``, ``bz2`` or none.
+        text_field, template, each, id_field, metadata_fields, list_sep: see ``curation.readers.records``.
+    """
+
+    name = "jsonl"
+    options = (*RecordsReader.options, "compression")
+    unit = "line"
+
+    def read_records(self, filepath: str) -> Iterator[Document]:
+        # Why not JsonlReader.read_file: it logs a line that does not parse and goes on (and stops
+        # the file at the first undecodable byte), so the document is lost from the count. This is
+        # the same loop (datatrove's open with its compression, orjson, the adapter through
+        # get_document_from_dict) with those cases yielded as read errors instead.
+        import orjson
+
+        relpath = self.relpath(filepath)
+        li, seen = -1, 0
+        try:
+            with self.data_folder.open(filepath, "rb", compression=self.compression) as f:
+                for li, line in enumerate(_lines(f)):
+                    if not line.strip():
+                        continue
+                    seen += 1
+                    with self.track_time():
+                        try:
+                            record = orjson.loads(line.rstrip(b"\r\n"))
+                        except orjson.JSONDecodeError as e:
+                            doc = self.error(
+                                f"{relpath} line {li + 1}, column {e.colno}: invalid JSON ({e.msg}); "
+                                "fix: repair or delete the line (a truncated last line means the file was cut)",
+                                filepath, li, line=li + 1)
+                        else:
+                            doc = self.get_document_from_dict(record, filepath, li)
+                    yield doc
+        except _stream_errors() as e:  # a compressed stream cut short, a corrupt archive
+            yield self.error(f"{relpath}: cannot read past line {li + 1} ({type(e).__name__}: {e}); "
+                             "fix: restore the complete file", filepath, f"broken@{li + 1}", line=li + 2)
+            return
+        if not seen:
+            yield self.error(f"{relpath}: no JSON line in the file; fix: remove it from the recipe path or restore "
+                             "its content", filepath, 0)
+
+
+def _stream_errors() -> tuple[type[Exception], ...]:
+    errors: tuple[type[Exception], ...] = (EOFError, OSError)
+    try:
+        import zstandard
+    except ImportError:
+        return errors
+    return (*errors, zstandard.ZstdError)
+
+
+def _lines(f, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    """The lines of a binary stream. Not ``for line in f``: the zstd stream fsspec opens has no
+    ``readline`` (datatrove opens in text mode, whose decoder stops the file at a bad byte)."""
+    rest = b""
+    while chunk := f.read(chunk_size):
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        yield from lines
+    if rest:
+        yield rest

@@ -1,0 +1,100 @@
+"""Stage B in bucket tasks (issue #17): on the real pretraining corpus's signatures, 1, 4 and 16
+tasks give the decisions of the one-task ``NearDupClusters``, each task's memory is its share,
+and the published ``cumed-pretrain`` keeps its content hash."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from cumed.store import Store
+from curation.build import build
+from curation.dedup import NearDupClusters, read_decisions
+from curation.dedup.buckets import bucket_stages, run_measured
+
+REPO = Path(__file__).resolve().parents[2]
+# cumed-pretrain as published before stage B was split (main, with the relevance step): 48,571 kept
+PRETRAIN_CONTENT_HASH = "eef52e1ded573c5481827b320a3bac2945fb3ebfbb460feae9d6b6a9df97b49e"
+
+
+@pytest.fixture(scope="session")
+def pretrain(raw_root, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pretrain_buckets")
+    dv, stats = build(REPO / "datasets" / "cumed-pretrain.yaml", raw_root, Store(tmp / "store"), workers=2,
+                      dedup_tasks=4, work_root=tmp / "work", progress=False)
+    return dv, next((tmp / "work").iterdir()), tmp
+
+
+def run_forked(pool, step, rank: int = 0, world_size: int = 1) -> int:
+    """Run one task in a fresh process of ``pool``; returns its peak memory above its start, bytes."""
+    return pool.apply(run_measured, (step, rank, world_size))[1]
+
+
+@pytest.fixture(scope="session")
+def stage_b(pretrain):
+    """Today's one-task stage B and the bucket tasks at 1, 4 and 16, each task forked alone."""
+    _, work, tmp = pretrain
+    sigs = str(work / "signatures")
+    one = tmp / "one_task"
+    # forkserver, one process per task: a child forked from pytest (GBs after the build) would
+    # reuse its freed heap and show no growth
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["curation.dedup.buckets"])
+    with ctx.Pool(1, maxtasksperchild=1) as pool:
+        base_growth = run_forked(pool, NearDupClusters(sigs, str(one)))
+        runs = {}
+        for n in (1, 4, 16):
+            out = tmp / f"buckets_{n}"
+            growth = {}
+            for key, _, (step,), tasks in bucket_stages(sigs, str(out), n):
+                step_name = key.split("-")[1] if "-" in key else "resolve"
+                growth[step_name] = [run_forked(pool, step, t, tasks) for t in range(tasks)]
+            runs[n] = (out, growth)
+    return one, base_growth, runs
+
+
+def test_the_published_corpus_keeps_its_content_hash(pretrain):
+    dv, work, _ = pretrain
+    assert dv.rows == 48_571
+    assert dv.content_hash == PRETRAIN_CONTENT_HASH
+    # the build ran stage B as 4 bucket tasks per step
+    assert len(list((work / "logs" / "b-candidates-4" / "completions").iterdir())) == 4
+
+
+@pytest.mark.parametrize("tasks", [1, 4, 16])
+def test_bucket_tasks_give_the_one_task_decisions(stage_b, pretrain, tasks):
+    one, _, runs = stage_b
+    out, _ = runs[tasks]
+    expected = sorted(read_decisions(str(one)))
+    got = sorted(read_decisions(str(out)))
+    assert len(expected) > 5000 and {d.kind for d in expected} == {"exact", "near"}
+    assert got == expected  # same removed ids, kinds, kept documents (duplicate_of) and similarities
+    # and the same as the build's own stage B (4 tasks)
+    assert got == sorted(read_decisions(str(pretrain[1] / "dedup")))
+    s, base = json.loads((out / "stats.json").read_text()), json.loads((one / "stats.json").read_text())
+    for k in ("documents", "candidate_pairs", "checked_pairs", "exact_removed", "near_removed"):
+        if k in ("candidate_pairs", "checked_pairs") and tasks > 1:
+            assert s[k] >= base[k]  # a pair of several bands is found in several ranges, checked once
+        else:
+            assert s[k] == base[k], k
+    assert s["jaccard_checks"] == base["checked_pairs"]
+
+
+def test_each_task_holds_its_share(stage_b):
+    """Peak memory above the task's start (``VmHWM``, reset per task, each in a fresh process).
+    Measured at 1x: one-task stage B 127 MB; bucket candidates step at 1 task 111 MB; at 16
+    tasks every exact/candidates/verify task <= 35 MB and the last task 54 MB (BENCHMARKS.md)."""
+    _, base_growth, runs = stage_b
+    mb = lambda b: b / 2**20  # noqa: E731
+    one = max(max(v) for v in runs[1][1].values())
+    sixteen = {k: max(v) for k, v in runs[16][1].items()}
+    print(f"\nstage B growth: one task (NearDupClusters) {mb(base_growth):.0f} MB; buckets x1 max {mb(one):.0f} MB; "
+          f"x16 per step max " + ", ".join(f"{k} {mb(v):.0f} MB" for k, v in sixteen.items()))
+    parallel = max(v for k, v in sixteen.items() if k != "resolve")
+    assert parallel < 0.5 * one
+    assert parallel < 0.5 * base_growth
+    # the last task holds the pairs, not the corpus
+    assert sixteen["resolve"] < 0.6 * base_growth
