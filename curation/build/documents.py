@@ -41,7 +41,8 @@ CODE_PACKAGES = ("cumed", "curation")
 def build_documents(recipe: Recipe, store: Store, *, executor: str = "local", workers: int = 1,
                     work_root: str | Path = ".cache/builds", progress: bool = True,
                     keep_work: bool = True, dedup_tasks: int | None = None) -> tuple[DatasetVersion, dict]:
-    """``dedup_tasks``: tasks of each parallel step of stage B (default: ``workers``); the
+    """``dedup_tasks``: tasks of each parallel step of stage B (default: the recipe's
+    ``dedup.tasks``, else ``workers``); the
     decisions do not depend on it, only each task's memory (its share of the signatures)."""
     steps = resolved_steps(recipe)  # what runs: the steps the recipe lists, nothing else
     if progress:
@@ -78,7 +79,8 @@ def build_documents(recipe: Recipe, store: Store, *, executor: str = "local", wo
         # Stage B in bucket tasks (exact-hash and band-hash ranges), then one task over the pairs:
         # the same decisions for any number of tasks, each task's memory its share of the signatures.
         for key, label, pipeline_b, tasks in bucket_stages(str(work / "signatures"), str(work / "dedup"),
-                                                           dedup_tasks or workers, **cluster_kwargs):
+                                                           dedup_tasks or dedup_cfg.get("tasks") or workers,
+                                                           **cluster_kwargs):
             run_stage(f"{recipe.name}: {label}", pipeline_b, tasks, min(workers, tasks), executor, logs / key,
                       progress)
         # Same rows as ParquetReader -> DuplicateFilter -> ParquetWriter (+ exclusion writer into

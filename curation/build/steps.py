@@ -268,13 +268,19 @@ def signature_options(cfg: dict) -> dict:
 
 
 def cluster_options(cfg: dict, store: Store, where: Path) -> dict:
-    """Clustering options; ``against: name@N`` dedups against an earlier published version."""
+    """Clustering options; ``against: name@N`` dedups against an earlier published version.
+
+    ``tasks`` (stage B's parallel tasks; read by the build, not a clustering option) is allowed here
+    and left out: it changes each task's memory, never a decision."""
     cfg = dict(cfg or {})
-    unknown = set(cfg) - SIG_KEYS - CLUSTER_KEYS - {"against"}
+    if cfg.get("tasks") is not None and (not isinstance(cfg["tasks"], int) or isinstance(cfg["tasks"], bool)
+                                         or cfg["tasks"] < 1):
+        raise CumedError(f"dedup tasks {cfg['tasks']!r} in {where}: give a whole number >= 1 (or leave it out: --workers)")
+    unknown = set(cfg) - SIG_KEYS - CLUSTER_KEYS - {"against", "tasks"}
     if unknown:
         raise CumedError(
             f"unknown dedup option(s) {', '.join(sorted(unknown))} in {where}; "
-            f"allowed: {', '.join(sorted(SIG_KEYS | CLUSTER_KEYS | {'against'}))}"
+            f"allowed: {', '.join(sorted(SIG_KEYS | CLUSTER_KEYS | {'against', 'tasks'}))}"
         )
     kwargs = {k: v for k, v in cfg.items() if k in CLUSTER_KEYS}
     if cfg.get("against"):

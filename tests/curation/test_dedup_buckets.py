@@ -98,3 +98,15 @@ def test_each_task_holds_its_share(stage_b):
     assert parallel < 0.5 * base_growth
     # the last task holds the pairs, not the corpus
     assert sixteen["resolve"] < 0.6 * base_growth
+
+
+def test_recipe_dedup_tasks_is_checked_and_not_a_clustering_option(tmp_path):
+    """``dedup: {tasks: N}`` is the recipe's way to set stage B's task count (the build reads it);
+    it never reaches the clustering options, and a bad value names the recipe."""
+    from cumed.errors import CumedError
+    from curation.build.steps import cluster_options
+
+    assert "tasks" not in cluster_options({"threshold": 0.75, "tasks": 4}, None, tmp_path / "r.yaml")
+    for bad in (0, -1, 2.5, "4", True):
+        with pytest.raises(CumedError, match=r"dedup tasks .*r\.yaml: give a whole number"):
+            cluster_options({"tasks": bad}, None, tmp_path / "r.yaml")
