@@ -139,6 +139,8 @@ def replicate(raw: Path, out: Path, scale: int) -> tuple[Path, float]:
         v = vp.read_text(encoding="utf-8-sig")
         v = v if v.endswith("\n") else v + "\n"
         (out / vp.relative_to(raw)).write_text("".join(v.translate(t) if t else v for t in tabs), encoding="utf-8")
+    if isinstance((spec.get("steps") or {}).get("relevance"), dict):  # the labels name the seed's papers
+        spec["steps"]["relevance"]["labels_raw"] = str(raw.resolve())
     rp = out / "cumed-pretrain.yaml"
     rp.write_text(yaml.safe_dump(spec, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return rp, mb

@@ -162,13 +162,15 @@ def step_specs(recipe: Recipe, store: Store | None = None) -> list[StepSpec]:
     return specs
 
 
-RELEVANCE_KEYS = {"labels", "sources", "threshold"}
+RELEVANCE_KEYS = {"labels", "sources", "threshold", "labels_raw"}
 
 
 def relevance_spec(recipe: Recipe, store: Store | None, cfg) -> StepSpec:
     """``relevance: {labels: curation/relevance/labels, sources: [chinaxiv_medical], threshold: null}``:
     the model trained from the labels at build time, or reused from the store by its training key
-    (``curation.relevance.model``); ``threshold: null`` takes the one recorded with the model."""
+    (``curation.relevance.model``); ``threshold: null`` takes the one recorded with the model.
+    ``labels_raw``: the raw folder holding the labelled papers when the build's ``--raw`` does not
+    (a replicated or a user's corpus: the labels name the seed's ChinaXiv files)."""
     from curation.relevance.model import relevance_model
     from curation.steps.relevance import DEFAULT_SOURCES, RelevanceFilter
 
@@ -182,7 +184,12 @@ def relevance_spec(recipe: Recipe, store: Store | None, cfg) -> StepSpec:
     if set(sources) - names:
         raise CumedError(f"{recipe.path}: steps.relevance.sources names {', '.join(sorted(set(sources) - names))}, "
                          f"not a source of the recipe ({', '.join(sorted(names))})")
-    path = relevance_model(recipe, store, cfg.get("labels") or "curation/relevance/labels")
+    labelled = recipe
+    if cfg.get("labels_raw"):
+        from curation.recipe import load_recipe
+
+        labelled = load_recipe(recipe.path, Path(cfg["labels_raw"]).expanduser())
+    path = relevance_model(labelled, store, cfg.get("labels") or "curation/relevance/labels")
     return StepSpec("relevance", RelevanceFilter, {"artifact": str(path), "threshold": cfg.get("threshold"),
                                                    "sources": sources}, (75, "relevance"))
 

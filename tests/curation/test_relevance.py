@@ -168,9 +168,36 @@ def test_relevance_options_are_checked(raw_root, tmp_path):
     data["steps"]["relevance"]["sourcess"] = ["x"]
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    with pytest.raises(CumedError, match="sourcess.*allowed: labels, sources, threshold"):
+    with pytest.raises(CumedError, match="sourcess.*allowed: labels, labels_raw, sources, threshold"):
         step_specs(load_recipe(bad, raw_root), Store(tmp_path / "s"))
     data["steps"]["relevance"] = {"sources": ["no_such_source"]}
     bad.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     with pytest.raises(CumedError, match="no_such_source"):
         step_specs(load_recipe(bad, raw_root), Store(tmp_path / "s"))
+
+
+def test_labels_raw_finds_the_labelled_papers_outside_the_builds_raw(published, raw_root, tmp_path):
+    """A build over another raw folder (a replica, a user's corpus) has none of the labelled papers:
+    without ``labels_raw`` the step stops naming the missing files; with it, the model is the
+    published one (same labels + same texts = same training key, nothing retrained)."""
+    from curation.build.steps import relevance_spec
+
+    _, store, path = published
+    # a raw folder with one paper under another name (as a replica has), and a recipe of that source
+    index = (raw_root / "ChinaXiv_medical" / "chinaxiv_medical_index.jsonl").read_text(encoding="utf-8").splitlines()
+    first = json.loads(index[0])
+    other = tmp_path / "raw"
+    (other / "ChinaXiv_medical" / "urology").mkdir(parents=True)
+    (other / "ChinaXiv_medical" / "urology" / "copy.md").write_bytes((raw_root / "ChinaXiv_medical" / first["file"]).read_bytes())
+    (other / "ChinaXiv_medical" / "chinaxiv_medical_index.jsonl").write_text(
+        json.dumps({**first, "file": "urology/copy.md"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    data = yaml.safe_load(RECIPE.read_text(encoding="utf-8"))
+    data["sources"] = [s for s in data["sources"] if s["name"] == "chinaxiv_medical"]
+    data["steps"] = {k: v for k, v in data["steps"].items() if k in ("normalize", "pii", "relevance")}
+    small = tmp_path / "chinaxiv.yaml"
+    small.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    recipe = load_recipe(small, other)
+    with pytest.raises(CumedError, match="765 of 765 labelled papers missing"):
+        relevance_spec(recipe, store, {})
+    spec = relevance_spec(recipe, store, {"labels_raw": str(raw_root)})
+    assert Path(spec.kwargs["artifact"]) == Path(path) and store.models().versions("relevance") == [1]
