@@ -12,6 +12,7 @@ so a run that finished before the signal does not count. 36 kills in all.
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
@@ -72,6 +73,40 @@ def _kill_mid(args: list[str], span: float, rng: random.Random, started, env: di
     return proc.returncode == -signal.SIGKILL and began
 
 
+def _processes_naming(marker: str) -> list[int]:
+    """Live processes whose command line names ``marker`` (a killed build's pool workers carry its arguments)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                state = next((line.split()[1] for line in (proc / "status").read_text().splitlines()
+                              if line.startswith("State:")), "Z")
+            except OSError:
+                continue
+            if marker in cmd and state != "Z":
+                pids.append(int(proc.name))
+    return pids
+
+
+def _assert_no_orphans(marker: str, timeout: float = 10.0) -> None:
+    deadline = time.time() + timeout
+    while _processes_naming(marker) and time.time() < deadline:
+        time.sleep(0.1)
+    left = _processes_naming(marker)
+    info = []
+    for pid in left:
+        try:
+            st = Path(f"/proc/{pid}/status").read_text()
+            info.append((pid, [l for l in st.splitlines() if l.startswith(("PPid", "State", "Name"))],
+                         Path(f"/proc/{pid}/cmdline").read_bytes()[:300]))
+        except OSError:
+            pass
+    for pid in left:  # do not leave them to the next test either
+        os.kill(pid, 9)
+    assert not left, f"{len(left)} worker process(es) outlived the killed build: {info}"
+
+
 def _assert_consistent(st: Store) -> None:
     for row in st.list():
         assert "error" not in row, row
@@ -94,6 +129,8 @@ def test_build_killed_at_random_moments_publishes_what_an_uninterrupted_build_do
     for i in range(KILLS_PER_COMMAND):
         store, work = tmp_path / f"s{i}", tmp_path / f"w{i}"
         landed += _kill_mid(args(store, work), span, rng, started=lambda w=work: w.exists())
+        if sys.platform.startswith("linux"):
+            _assert_no_orphans(str(work))  # the pool's workers died with the build (PR_SET_PDEATHSIG)
         assert Store(store).list() == [] or Store(store).get("tiny@1").content_hash == reference.content_hash
         res = _run(args(store, work))  # the same command resumes
         dv = Store(store).get(res["ref"])
