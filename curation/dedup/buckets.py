@@ -59,8 +59,8 @@ from datatrove.pipeline.base import PipelineStep
 from cumed.atomic import replacing
 from curation.dedup.canonical import _mix64, jaccard, ngram_sets
 from curation.dedup.core import (
-    Decision,
     DedupConfig,
+    assemble_decisions,
     candidate_pairs,
     default_prefer,
     estimated_similarity,
@@ -392,7 +392,6 @@ class ResolveDuplicatePairs(_DedupTask):
         nodes = np.unique(np.concatenate([a, b]))
         is_ref = files.is_ref(nodes)
         rank_ = preference_rank(files.rows(nodes, META_SCHEMA.names), is_ref, self.prefer)
-        pos = {int(x): k for k, x in enumerate(nodes.tolist())}
         # neighbours in ascending index, as ``resolve`` builds them from the sorted pair list
         nbrs: dict[int, list[tuple[int, float]]] = {}
         for i, j, s in sorted([(i, j, s) for i, j, s in zip(a.tolist(), b.tolist(), sim.tolist())]
@@ -416,14 +415,7 @@ class ResolveDuplicatePairs(_DedupTask):
 
         named = np.unique(np.concatenate([nodes, exact.ravel()]))
         ids = dict(zip(named.tolist(), files.rows(named, ["id"]).column(0).to_pylist()))
-        out = [Decision(ids[i], ids[k], round(float(s), 4), "near") for i, (k, s) in near.items()]
-        for i, k in exact.tolist():
-            if k in near:  # the exact keeper itself went: point at the final keeper
-                k2, s = near[k]
-                out.append(Decision(ids[i], ids[k2], round(float(s), 4), "near"))
-            else:
-                out.append(Decision(ids[i], ids[k], 1.0, "exact"))
-        out.sort(key=lambda d: d.id)
+        out = assemble_decisions(near, exact.tolist(), ids)
         write_decisions(out, self.decisions_folder)
 
         for name in (EXACT, CANDIDATES, PAIRS):  # the tasks' counters, summed, next to this task's own

@@ -76,6 +76,22 @@ class Decision:
     kind: str  # "exact" | "near"
 
 
+def assemble_decisions(near: dict, exact, ids) -> list:
+    """The decisions, sorted by id: every near duplicate ``i -> (keeper, similarity)``, and every
+    exact duplicate ``(i, keeper)``, pointed at the final keeper when its keeper itself went as a
+    near duplicate. ``ids[i]`` is document index i's id. One function for the single-task and the
+    bucketed stage B, which must decide the same."""
+    out = [Decision(ids[i], ids[k], round(float(s), 4), "near") for i, (k, s) in near.items()]
+    for i, k in exact:
+        if k in near:  # the exact keeper itself went: point at the final keeper
+            k2, s = near[k]
+            out.append(Decision(ids[i], ids[k2], round(float(s), 4), "near"))
+        else:
+            out.append(Decision(ids[i], ids[k], 1.0, "exact"))
+    out.sort(key=lambda d: d.id)
+    return out
+
+
 def default_prefer(row: Mapping) -> tuple:
     """Sort key, lower is better: non-synthetic first, then longer canonical text, then id."""
     return (bool(row.get("synthetic", False)), -int(row.get("length", 0)), str(row["id"]))

@@ -16,6 +16,7 @@ from curation.dedup.canonical import canonical_batch, exact_hash, jaccard, ngram
 from curation.dedup.core import (
     Decision,
     DedupConfig,
+    assemble_decisions,
     band_hashes,
     candidate_pairs,
     default_prefer,
@@ -175,18 +176,9 @@ def resolve(
             near[i] = best
     stats["jaccard_checks"] = verified
 
-    out = []
-    for i, (k, s) in near.items():
-        out.append(Decision(ids[i], ids[k], round(float(s), 4), "near"))
-    for i, k in exact_dup.items():
-        if k in near:  # the exact keeper itself went: point at the final keeper
-            k2, s = near[k]
-            out.append(Decision(ids[i], ids[k2], round(float(s), 4), "near"))
-        else:
-            out.append(Decision(ids[i], ids[k], 1.0, "exact"))
+    out = assemble_decisions(near, exact_dup.items(), ids)
     stats["exact_removed"] = sum(1 for d in out if d.kind == "exact")
     stats["near_removed"] = len(out) - stats["exact_removed"]
-    out.sort(key=lambda d: d.id)
     return out
 
 

@@ -212,19 +212,9 @@ def tiny_server(world):
     import time
     import urllib.request
 
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from tests.tiny_chat_model import tiny_chat_model
 
-    from training.tokenizer import train_tokenizer
-
-    model = train_tokenizer(GOOD + JUNK, 300, world["root"] / "tiny")
-    tok = AutoTokenizer.from_pretrained(str(model))
-    torch.manual_seed(0)
-    conf = LlamaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                       num_key_value_heads=4, intermediate_size=64, max_position_embeddings=2048,
-                       pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                       tie_word_embeddings=False)
-    LlamaForCausalLM(conf).save_pretrained(str(model))
+    model = tiny_chat_model(GOOD + JUNK, world["root"] / "tiny", 300, max_positions=2048)
     proc = subprocess.Popen([*CLI, "serve", str(model), "--port", "0", "--name", "tiny", "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})

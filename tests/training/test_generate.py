@@ -31,23 +31,13 @@ DELAY = 0.6  # the server waits this long before each answer: a SIGKILL lands in
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A store with a conversations version, a tiny checkpoint, and `cumed serve` on a free port with a key."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from training.tokenizer import train_tokenizer
+    from tests.tiny_chat_model import tiny_chat_model
 
     root = tmp_path_factory.mktemp("gen")
     st = Store(root / "store")
     ref = st.publish("toy-sft", conversations(), kind="conversations").ref
     texts = [m["content"] for r in conversations().to_pylist() for m in r["messages"]]
-    model = train_tokenizer(texts, 400, root / "model")
-    tok = AutoTokenizer.from_pretrained(str(model))
-    torch.manual_seed(0)
-    conf = LlamaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                       num_key_value_heads=4, intermediate_size=64, max_position_embeddings=512,
-                       pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                       tie_word_embeddings=False)
-    LlamaForCausalLM(conf).save_pretrained(str(model))
+    model = tiny_chat_model(texts, root / "model", 400)
     log = root / "requests.jsonl"
     env = {**os.environ, "CUMED_TEST_SERVER_KEY": KEY, "OMP_NUM_THREADS": "1"}
     server_err = root / "server.stderr"
