@@ -65,7 +65,7 @@ def filter_options(recipe: Recipe) -> dict[str, dict]:
     ``filters: all`` runs the nine (``FILTERS``) with their defaults; a mapping runs the filters
     it lists (``{}`` or ``true`` for a filter's defaults, ``false`` to keep one listed but off);
     an empty mapping is an error (it would run nothing while looking like "the defaults")."""
-    from curation.steps.filters import FILTERS
+    from curation.steps.filters import FILTERS, enabled_filters
 
     cfg = recipe.step("filters")
     if cfg is None:
@@ -78,14 +78,10 @@ def filter_options(recipe: Recipe) -> dict[str, dict]:
         raise CumedError(f"steps.filters in {recipe.path} is {cfg!r}; list the filters to run "
                          f"(e.g. {{min_length: {{}}, cjk_ratio: {{}}}}) or write `filters: {FILTERS_ALL}` for all of "
                          f"them ({', '.join(FILTERS)})")
-    out = {}
-    for fname, kwargs in chosen.items():
-        if fname not in FILTERS:
-            raise CumedError(f"unknown filter {fname!r} in {recipe.path}; use one of {', '.join(FILTERS)}")
-        if kwargs is None or kwargs is False:
-            continue
-        out[fname] = {} if kwargs is True else dict(kwargs)
-    return out
+    try:
+        return enabled_filters(chosen)
+    except ValueError as e:
+        raise CumedError(f"{recipe.path}: {e}") from None
 
 
 def resolved_steps(recipe: Recipe) -> list[dict]:

@@ -30,17 +30,24 @@ FILTERS: dict[str, type] = {
 }
 
 
-def build_filters(config: dict | None = None) -> dict:
-    """Recipe ``steps.filters`` mapping -> ``{name: filter instance}`` in the mapping's order."""
-    config = dict(config or {}) or {name: {} for name in FILTERS}
+def enabled_filters(config: dict) -> dict[str, dict]:
+    """Recipe ``steps.filters`` mapping -> ``{name: kwargs}`` of the filters that run, in order:
+    ``None``/``False`` leaves one off, ``True`` means its defaults; an unknown name is an error."""
     out = {}
     for name, kwargs in config.items():
         if name not in FILTERS:
             raise ValueError(f"unknown filter {name!r} in steps.filters; choose from {', '.join(FILTERS)}")
         if kwargs is None or kwargs is False:
             continue
-        if kwargs is True:
-            kwargs = {}
+        out[name] = {} if kwargs is True else dict(kwargs)
+    return out
+
+
+def build_filters(config: dict | None = None) -> dict:
+    """Recipe ``steps.filters`` mapping -> ``{name: filter instance}`` in the mapping's order."""
+    config = dict(config or {}) or {name: {} for name in FILTERS}
+    out = {}
+    for name, kwargs in enabled_filters(config).items():
         try:
             out[name] = FILTERS[name](**kwargs)
         except TypeError as e:
@@ -51,6 +58,7 @@ def build_filters(config: dict | None = None) -> dict:
 __all__ = [
     "FILTERS",
     "build_filters",
+    "enabled_filters",
     "BoilerplateFilter",
     "BoilerplateLineCleaner",
     "CJKRatioFilter",
