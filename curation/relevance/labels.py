@@ -5,7 +5,7 @@
 - ``chinaxiv-*.jsonl``: one line per ChinaXiv paper, ``{"line", "file", "title", "label", "reason"}``
   (``file`` relative to ``ChinaXiv_medical/``, ``label`` ``medical`` or ``not``);
 - ``other-sources.jsonl``: a sample of the other pretraining sources, ``{"id", "source", "label",
-  "reason"}`` and, where the licence allows, an ``excerpt``.
+  "reason"}`` (no text: it is re-read from raw).
 
 The files are input from people and editors, so every malformed line is an error naming the file,
 the line and the field (never a ``KeyError`` deep in training). A paper labelled twice, in one file
