@@ -2,7 +2,8 @@
 
 After every kill and re-run: every listed version verifies (local and remote); a build publishes
 exactly what an uninterrupted build publishes (every input document kept or removed with a
-reason); a push or pull ends with the same files and hashes; a review or rank push queues each
+reason); a push or pull ends with the same files and hashes (a push killed before its commit
+resumes under the same number, uploading only what was missing); a review or rank push queues each
 item exactly once in one batch (the batch a killed push began is finished, not replaced; a kill
 after the batch was complete leaves it so). Each kill is checked to have landed mid-command (the
 process was still running, had started its work and, for a queue, had not completed its batch),
@@ -50,14 +51,18 @@ def _wait_started(proc: subprocess.Popen, started, timeout: float = 120) -> None
         time.sleep(0.005)
 
 
-def _measure(args: list[str], started, env: dict | None = None) -> float:
-    """Seconds a command works once ``started()`` (past interpreter start-up and imports)."""
+def _measure(args: list[str], started, env: dict | None = None, finished=None) -> float:
+    """Seconds a command works once ``started()`` (past interpreter start-up and imports), until
+    it exits or, when given, until ``finished()`` (its commit: what follows is only tear-down)."""
     proc = _start(args, env)
     _wait_started(proc, started)
     t0 = time.perf_counter()
+    if finished is not None:
+        _wait_started(proc, finished)
+        span = time.perf_counter() - t0
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
-    return time.perf_counter() - t0
+    return span if finished is not None else time.perf_counter() - t0
 
 
 def _kill_mid(args: list[str], span: float, rng: random.Random, started, env: dict | None = None,
@@ -156,8 +161,11 @@ def test_push_and_pull_killed_at_random_moments(bucket, tmp_path):  # noqa: F811
     s3 = boto3.client("s3")
     claimed = lambda prefix: lambda: bool(s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/corpus/").get(  # noqa: E731
         "KeyCount"))  # its claim is the first object a push writes
-    span = _measure(["datasets", "push", "corpus@1", "--store", str(local.root), "--to", remote], claimed("team"))
-    landed = 0
+    committed = lambda: bool(s3.list_objects_v2(Bucket=bucket, Prefix="team/corpus/v1/manifest.json").get(  # noqa: E731
+        "KeyCount"))
+    span = _measure(["datasets", "push", "corpus@1", "--store", str(local.root), "--to", remote], claimed("team"),
+                    finished=committed)
+    landed = resumed = 0
     for i in range(KILLS_PER_COMMAND):
         target = f"s3://{bucket}/p{i}"
         started = claimed(f"p{i}")
@@ -166,11 +174,15 @@ def test_push_and_pull_killed_at_random_moments(bucket, tmp_path):  # noqa: F811
         st = Store(target)
         _assert_consistent(st)
         assert st.versions("corpus") in ([], [1])
+        half = Store(target).versions("corpus") == []  # killed before its commit: resumed, not renumbered
         res = _run(["datasets", "push", "corpus@1", "--store", str(local.root), "--to", target])
         assert res["ref"] == "corpus@1" and res["content_hash"] == dv.content_hash
+        assert res["resumed"] == half
+        resumed += half
         _assert_consistent(st)
         st.gc(min_age_s=0)
     assert landed >= KILLS_PER_COMMAND - 2, f"only {landed} kills landed mid-push"
+    assert resumed, "no kill landed before a push's commit"
 
     pull = lambda to: ["datasets", "pull", "corpus@1", "--store", remote, "--to", str(to)]  # noqa: E731
     span = _measure(pull(tmp_path / "pull-ref"), started=lambda: (tmp_path / "pull-ref" / "corpus").exists())

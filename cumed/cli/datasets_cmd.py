@@ -187,6 +187,8 @@ def push_cmd(
     local = _open(store).get(ref)
     if getattr(local, "fs", None) is not None:
         raise CumedError("push copies a LOCAL version: point --store at a local store (the source) and --to at s3://...")
-    dv = _remote(to, "push").push(local, progress=not as_json)
-    res = {"ref": dv.ref, "from": local.ref, "path": dv.path, "rows": dv.rows, "content_hash": dv.content_hash}
+    remote = _remote(to, "push")
+    dv = remote.push(local, progress=not as_json)
+    res = {"ref": dv.ref, "from": local.ref, "path": dv.path, "rows": dv.rows, "content_hash": dv.content_hash,
+           **(remote.last_push or {"resumed": False, "uploaded": 0, "skipped": []})}  # none: already there
     emit(res, as_json, lambda: out.print(f"pushed {local.ref} -> {dv.path} ({dv.ref}, {dv.rows:,} rows)"))

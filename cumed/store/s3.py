@@ -3,6 +3,7 @@
 Same layout and public API as the local :class:`cumed.store.Store`::
 
     s3://bucket/prefix/<name>/v<N>/.claim              who claimed N (conditional put)
+    s3://bucket/prefix/<name>/v<N>/.claim-<G>          who took N over from a dead publisher
     s3://bucket/prefix/<name>/v<N>/data/*.parquet
     s3://bucket/prefix/<name>/v<N>/removed/*.parquet
     s3://bucket/prefix/<name>/v<N>/README.md
@@ -29,6 +30,14 @@ it to commit, then withdraws its own (uncommitted, still empty) claim and return
 A publisher in flight keeps a ``.alive`` heartbeat; one whose heartbeat stops for
 ``CUMED_REMOTE_STALE_S`` seconds (or whose process is gone, on the same host) is presumed dead
 and the waiter publishes its own version.
+
+A push killed mid-upload is resumed, not renumbered: when the newest claim is uncommitted, holds
+the same content and its publisher is provably dead (same host, process gone), the re-run takes
+the number over with a claim of the next generation (``.claim-1``, ``.claim-2`` ...; the
+highest generation owns the number, and each is a conditional put, so two re-runs cannot both
+take it) and uploads only the files not already there with their sha256. A claim from another
+host is never taken over: its publisher may only be slow, and could still delete what a taker
+wrote; the re-run publishes the next number, as before.
 
 Credentials, endpoint and region come from the standard AWS environment (``AWS_ENDPOINT_URL``,
 ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``, ``AWS_REGION`` ...); they are
@@ -68,6 +77,7 @@ from cumed.store.refs import (MODELS_PREFIX, NAME_RE, S3_RE, TMP_PREFIX, default
 from cumed.store.version import DatasetVersion, VerifyResult, default_card
 
 VERSION_KEY_RE = re.compile(r"^v([1-9][0-9]*)/(.*)$")
+CLAIM_RE = re.compile(r"^\.claim(?:-([1-9][0-9]*))?$")  # generation 0 is ".claim"
 DEFAULT_GRACE_S = 3600.0
 CHUNK = 8 << 20
 # What S3-compatible servers answer when a conditional put finds the key taken.
@@ -178,6 +188,7 @@ class RemoteStore(Store, scheme="s3"):
         self._call(self.client.head_bucket, Bucket=self.bucket, _head_bucket=True)
         self._fs = None
         self._conditional_ok = False
+        self.last_push: dict | None = None  # what the last push uploaded, skipped, resumed
 
     # ---- plumbing
 
@@ -250,6 +261,11 @@ class RemoteStore(Store, scheme="s3"):
                 out.setdefault(int(m.group(1)), {})[m.group(2)] = obj
         return out
 
+    def _version_objects_of(self, name: str, n: int) -> list[str]:
+        """Relative keys under ``v<n>/`` (one version's listing, not the whole dataset's)."""
+        base = self._key(name, f"v{n}") + "/"
+        return [o["Key"][len(base):] for o in self._objects(base)]
+
     # ---- listing
 
     def names(self) -> list[str]:
@@ -310,8 +326,12 @@ class RemoteStore(Store, scheme="s3"):
              workers: int = 4) -> RemoteDatasetVersion:
         """Promote a local version: same files, same sha256, next free remote version number.
         A model artifact goes to the remote models store, as it sits in the local one."""
+        self.last_push = None
         if local.kind in FILE_KINDS and not self.url.endswith("/" + MODELS_PREFIX.rstrip("/")):
-            return self.models().push(local, name=name, progress=progress, workers=workers)
+            models = self.models()
+            dv = models.push(local, name=name, progress=progress, workers=workers)
+            self.last_push = models.last_push
+            return dv
         name = validate_name(name or local.name)
         src = dict(local.manifest)
         # Every local file must match its manifest hash before it is promoted.
@@ -325,37 +345,28 @@ class RemoteStore(Store, scheme="s3"):
             prev = self.get(f"{name}@{complete[-1]}")
             if prev.manifest.get("content_hash") == src.get("content_hash"):
                 return prev
-        n = max(existing, default=0) + 1
         owner = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "id": uuid.uuid4().hex,
                             "t": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                             "content_hash": src.get("content_hash")}).encode()
         self._require_conditional_puts()
-        while True:
-            try:
-                self.client.put_object(Bucket=self.bucket, Key=self._key(name, f"v{n}", ".claim"), Body=owner,
-                                       IfNoneMatch="*")
-            except Exception as e:  # noqa: BLE001
-                code = _error_code(e)
-                if code in CONFLICT_CODES:
-                    n += 1
-                    continue
-                raise self._explain(e) from e
-            # Read the claim back: only our own bytes prove the number is ours.
-            got = self._call(self.client.get_object, Bucket=self.bucket, Key=self._key(name, f"v{n}", ".claim"))
-            if got["Body"].read() != owner:
-                raise CumedError(f"store {self.url}: the claim on {name}@{n} was overwritten by another publisher; "
-                                 f"this endpoint does not honour conditional writes (If-None-Match): use an "
-                                 f"S3-compatible store that does, or publish from one machine at a time")
-            break
+        claimed = self._take_over_dead(name, existing, src.get("content_hash"), owner)
+        n = max(existing, default=0) + 1
+        while claimed is None:
+            if self._try_claim(name, n, ".claim", owner):
+                claimed = (n, ".claim")
+            else:
+                n += 1
+        n, claim = claimed
         manifest = {**src, "name": name, "version": n}
         heartbeat = _Heartbeat(self, name, n)
         try:
             twin = self._identical_in_flight(name, n, src.get("content_hash"))
             if twin is not None:
                 heartbeat.stop()
-                self._withdraw_claim(name, n)
+                self._withdraw_claim(name, n, claim)
                 return twin
-            self._upload_files(local, name, n, progress, workers)
+            self.last_push = {"resumed": claim != ".claim",
+                              **self._upload_files(local, name, n, progress, workers)}
             card = (Path(local.path) / "README.md")
             text = card.read_text(encoding="utf-8") if card.is_file() else ""
             if not text or text == default_card(src):
@@ -372,6 +383,40 @@ class RemoteStore(Store, scheme="s3"):
             raise
         heartbeat.stop()
         return RemoteDatasetVersion(self._url(name, f"v{n}"), manifest, self.fs)
+
+    def _try_claim(self, name: str, n: int, claim: str, owner: bytes) -> bool:
+        """Conditional put of ``v<n>/<claim>``; False when the key is taken. Read back, because
+        only our own bytes prove the number is ours."""
+        key = self._key(name, f"v{n}", claim)
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=owner, IfNoneMatch="*")
+        except Exception as e:  # noqa: BLE001
+            if _error_code(e) in CONFLICT_CODES:
+                return False
+            raise self._explain(e) from e
+        if self._call(self.client.get_object, Bucket=self.bucket, Key=key)["Body"].read() != owner:
+            raise CumedError(f"store {self.url}: the claim on {name}@{n} was overwritten by another publisher; "
+                             f"this endpoint does not honour conditional writes (If-None-Match): use an "
+                             f"S3-compatible store that does, or publish from one machine at a time")
+        return True
+
+    def _take_over_dead(self, name: str, existing: dict[int, dict], content_hash: str | None,
+                        owner: bytes) -> tuple[int, str] | None:
+        """(n, claim key) when the newest, uncommitted version was claimed for the same content
+        by a publisher that is provably dead (this host, process gone) and we now own it."""
+        if not existing:
+            return None
+        n = max(existing)
+        if "manifest.json" in existing[n]:
+            return None
+        gen = _claim_generation(existing[n])
+        if gen is None:
+            return None
+        claim = self._read_claim(name, n)
+        if not claim or claim.get("content_hash") != content_hash or not _dead_on_this_host(claim):
+            return None
+        key = f".claim-{gen + 1}"
+        return (n, key) if self._try_claim(name, n, key, owner) else None
 
     def _identical_in_flight(self, name: str, n: int, content_hash: str | None,
                              poll_s: float = 0.5) -> RemoteDatasetVersion | None:
@@ -406,8 +451,13 @@ class RemoteStore(Store, scheme="s3"):
             time.sleep(poll_s)
 
     def _read_claim(self, name: str, n: int) -> dict | None:
+        """The current owner's claim on ``n`` (its highest generation); None when there is none."""
+        gen = _claim_generation({k: None for k in self._version_objects_of(name, n)})
+        if gen is None:
+            return None
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=self._key(name, f"v{n}", ".claim"))["Body"].read()
+            key = self._key(name, f"v{n}", ".claim" if gen == 0 else f".claim-{gen}")
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except Exception as e:  # noqa: BLE001
             if _error_code(e) in ("NoSuchKey", "404"):
                 return None
@@ -440,9 +490,9 @@ class RemoteStore(Store, scheme="s3"):
                              f"supports conditional PUT (AWS S3, MinIO, Ceph RGW and R2 do)")
         self._conditional_ok = True
 
-    def _withdraw_claim(self, name: str, n: int) -> None:
+    def _withdraw_claim(self, name: str, n: int, claim: str = ".claim") -> None:
         """Give back an uncommitted, empty claim: heartbeat first, so the number frees last."""
-        for obj in (".alive", ".claim"):
+        for obj in (".alive", claim):
             self._call(self.client.delete_object, Bucket=self.bucket, Key=self._key(name, f"v{n}", obj))
 
     def _upload_files(self, local: DatasetVersion, name: str, n: int, progress: bool, workers: int) -> None:
@@ -454,12 +504,21 @@ class RemoteStore(Store, scheme="s3"):
         lock = threading.Lock()
         done = [0]
 
+        there = self._version_objects(name).get(n, {})
+        skipped = []
+
         def one(f):
             p = Path(local.path) / f["path"]
             if sha256_file(p) != f["sha256"]:
                 raise CumedError(f"{local.ref}: {f['path']} does not match its sha256; the local version is damaged")
-            self._call(self.client.upload_file, str(p), self.bucket, self._key(name, f"v{n}", f["path"]),
-                       Config=tc, Callback=bar.update)
+            key = self._key(name, f"v{n}", f["path"])
+            if f["path"] in there and self._remote_sha256(key) == f["sha256"]:  # a dead push's finished upload
+                with lock:
+                    skipped.append(f["path"])
+                bar.update(f["bytes"])
+                return
+            self._call(self.client.upload_file, str(p), self.bucket, key, Config=tc, Callback=bar.update,
+                       ExtraArgs={"Metadata": {"sha256": f["sha256"]}})
             with lock:
                 done[0] += 1
                 _maybe_crash(CRASH_AFTER_UPLOADS, done[0])
@@ -470,6 +529,14 @@ class RemoteStore(Store, scheme="s3"):
                 list(pool.map(one, files))
         finally:
             bar.close()
+        return {"uploaded": len(files) - len(skipped), "skipped": sorted(skipped)}
+
+    def _remote_sha256(self, key: str) -> str | None:
+        """The sha256 a cumed upload recorded in the object's metadata (None: not ours, or gone)."""
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=key).get("Metadata", {}).get("sha256")
+        except Exception:  # noqa: BLE001 - then it is uploaded again
+            return None
 
     def _delete_prefix(self, prefix: str, keep_manifest: bool = False) -> int:
         """Best-effort delete of an abandoned version (never a committed one)."""
@@ -661,6 +728,12 @@ class _Heartbeat:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def _claim_generation(objs) -> int | None:
+    """The highest claim generation among a version's objects (0: ``.claim``); None: unclaimed."""
+    gens = [int(m.group(1) or 0) for k in objs if (m := CLAIM_RE.match(k))]
+    return max(gens, default=None)
 
 
 def _dead_on_this_host(claim: dict) -> bool:

@@ -134,9 +134,9 @@ PUBLISHER = textwrap.dedent(
     start = float(sys.argv[4])
     while time.time() < start:
         time.sleep(0.001)
-    dv = Store(sys.argv[1]).publish("corpus", docs_table(int(sys.argv[2]), seed=int(sys.argv[3])),
-                                    removed=removed_table(50))
-    print(json.dumps({"version": dv.version, "hash": dv.content_hash}))
+    st = Store(sys.argv[1])
+    dv = st.publish("corpus", docs_table(int(sys.argv[2]), seed=int(sys.argv[3])), removed=removed_table(50))
+    print(json.dumps({"version": dv.version, "hash": dv.content_hash, "push": st.last_push}))
     """
 )
 
@@ -185,18 +185,34 @@ def test_concurrent_identical_publishers_share_one_version(bucket):
     assert {k.split("/")[2] for k in _keys(bucket, "same/")} == {"v1"}
 
 
-def test_identical_publish_after_a_dead_publisher_does_not_wait_for_it(bucket, tmp_path, monkeypatch):
+def test_identical_publish_after_a_dead_publisher_resumes_its_version(bucket, tmp_path, monkeypatch):
     import boto3
 
     root = f"s3://{bucket}/dead"
-    # the same host: the killed publisher's pid is gone, so the next one goes ahead at once
+    # the same host: the killed publisher's pid is gone, so the re-run takes its number over at
+    # once and uploads only what the dead one had not
     p = _publisher(root, 2000, 9, env=_env(CUMED_REMOTE_CRASH_AFTER_UPLOADS="1"))
     p.communicate(timeout=60)
     assert p.returncode == -9
+    before = [k.split("/v1/", 1)[1] for k in _keys(bucket, "dead/corpus/v1/")]
+    landed = [k for k in before if k.endswith(".parquet")]
+    assert len(landed) == 1 and "manifest.json" not in before  # killed after one of two files
     p = _publisher(root, 2000, 9)  # would wait STALE_S (120 s) if it could not tell
     o, e = p.communicate(timeout=60)
     assert p.returncode == 0, e
-    assert json.loads(o)["version"] == 2 and Store(root).versions("corpus") == [2]
+    res = json.loads(o)
+    assert res["version"] == 1 and Store(root).versions("corpus") == [1]
+    assert res["push"] == {"resumed": True, "uploaded": 1, "skipped": landed}
+    assert {".claim", ".claim-1"} <= {k.split("/v1/", 1)[1] for k in _keys(bucket, "dead/corpus/v1/")}
+    assert Store(root).verify("corpus@1").ok
+    # a dead publisher of OTHER content is not taken over: the next number
+    p = _publisher(root, 2000, 10, env=_env(CUMED_REMOTE_CRASH_AFTER_UPLOADS="1"))
+    p.communicate(timeout=60)
+    assert p.returncode == -9
+    p = _publisher(root, 2000, 11)
+    o, e = p.communicate(timeout=60)
+    assert p.returncode == 0, e
+    assert json.loads(o)["version"] == 3 and json.loads(o)["push"]["resumed"] is False
     # another host's claim with the same content and no heartbeat: presumed dead after STALE_S
     root2 = f"s3://{bucket}/other"
     want = Store(tmp_path / "l").publish("corpus", docs_table(500, seed=4)).content_hash
