@@ -98,8 +98,10 @@ def build_documents(recipe: Recipe, store: Store, *, executor: str = "local", wo
     lineage = build_lineage(recipe=recipe.lineage(), config_hash=config_hash, code_packages=CODE_PACKAGES,
                             inputs=inputs, parents=parents, models=models, executor=executor,
                             side_inputs=side, dependencies=deps, steps=steps)
-    dv = store.publish(recipe.name, [_read_conformed(f) for f in kept_files], kind="documents",
-                       removed=[_read_conformed(f, removed=True) for f in removed_files],
+    # Generators, not lists: the store writes one shard's table at a time, so the publishing
+    # process holds one shard, not the corpus (10M short QA records: ~4.5 GB of text).
+    dv = store.publish(recipe.name, (_read_conformed(f) for f in kept_files), kind="documents",
+                       removed=(_read_conformed(f, removed=True) for f in removed_files),
                        stats=stats, lineage=lineage, card=render_card(recipe, stats))
     if not keep_work:
         shutil.rmtree(work, ignore_errors=True)
