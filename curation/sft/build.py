@@ -21,6 +21,12 @@
 8. ``pack`` (optional, the paper's option): short single-turn pairs concatenated with a
    boundary marker up to a token budget (``curation.sft.pack``).
 
+Which steps run: ``resolved_steps`` (the recipe's ``steps`` mapping; a step listed ``false`` or
+null does not run). ``department`` and ``splits`` always run (``department`` with ``select: all``,
+i.e. keeping every dialogue, when the recipe does not list it); ``pack`` runs when ``enabled``. The
+resolved list is printed before anything runs and recorded in the lineage (``steps``), in the
+form of the documents build (``curation.build.steps.resolved_steps``).
+
 Every input dialogue is kept or removed: per source, ``read == kept dialogues + removed`` is
 checked before publishing (``CumedError`` otherwise). The lineage names every file read besides
 the sources (``side_inputs``: the CMeKG lexicon, the evaluation sets, a tokenizer, with sha256)
@@ -64,7 +70,10 @@ from curation.tokens import TokenCounter
 # The conversations build runs in the calling process (see above): its lineage says so.
 IN_PROCESS = "in-process"
 CODE_PACKAGES = ("cumed", "curation")
-STEP_KEYS = {"normalize", "pii", "department", "pack", "decontaminate", "dedup", "splits"}
+# The steps in the order they run (``pack`` last: it works on the finished rows).
+STEP_ORDER = ("normalize", "pii", "department", "decontaminate", "dedup", "splits", "pack")
+STEP_KEYS = set(STEP_ORDER)
+NEAR_THRESHOLD = 0.75  # decontaminate's near-copy check (eval_near_copy) unless the recipe sets near_threshold
 
 ROW_SCHEMA = pa.schema([
     ("id", pa.string()), ("messages", pa.list_(MESSAGE)), ("source", pa.string()), ("department", pa.string()),
@@ -111,15 +120,49 @@ def _progress(it, desc: str, enabled: bool, total=None):
     return tqdm(it, desc=desc, total=total, file=sys.stderr, unit="dlg", leave=False)
 
 
+def resolved_steps(recipe) -> list[dict]:
+    """What the conversations build runs, in its order, with the options it runs them with:
+    ``[{"step": "normalize", "options": {}}, ..., {"step": "splits", "options": {...}}]``, the
+    form of ``curation.build.steps.resolved_steps``.
+
+    A step runs when the recipe lists it (``Recipe.step``: ``{}``/``true`` for its defaults; ``false``
+    or null: not run), except ``department`` and ``splits``, which always run (unlisted:
+    ``{"select": "all"}`` and ``{}``, their defaults), and ``pack``, which runs when ``enabled``.
+    The evaluation sets and the near-copy threshold of ``decontaminate`` appear with their defaults."""
+    from curation.steps.decontaminate import DEFAULT_SETS
+
+    unknown = set(recipe.steps) - STEP_KEYS
+    if unknown:
+        raise CumedError(f"unknown step(s) {', '.join(sorted(unknown))} in {recipe.path}; allowed: {', '.join(sorted(STEP_KEYS))}")
+    out = []
+    for name in STEP_ORDER:
+        options = recipe.step(name)
+        if options is None and name in ("department", "splits"):
+            options = {"select": "all"} if name == "department" else {}
+        if options is None:
+            continue
+        if not isinstance(options, dict):
+            raise CumedError(f"steps.{name} in {recipe.path} is {options!r}; give its options as a mapping "
+                             f"(`{name}: {{}}` for the defaults) or `false`")
+        options = dict(options)
+        if name == "pack" and not options.get("enabled"):
+            continue
+        if name == "decontaminate":
+            options.setdefault("eval_sets", list(DEFAULT_SETS))
+            options.setdefault("near_threshold", NEAR_THRESHOLD)
+        out.append({"step": name, "options": options})
+    return out
+
+
 def _transforms(steps: dict):
     from curation.steps.normalize import build_normalize
     from curation.steps.pii import build_pii
 
     out = []
     if "normalize" in steps:
-        out.append(build_normalize(steps.get("normalize") or {}))
+        out.append(build_normalize(steps["normalize"]))
     if "pii" in steps:
-        out.append(build_pii(steps.get("pii") or {}))
+        out.append(build_pii(steps["pii"]))
     return out
 
 
@@ -161,11 +204,13 @@ def build_conversations(recipe_path, raw, store, *, progress: bool = True) -> tu
     recipe = load_recipe(recipe_path, raw)
     if recipe.kind != "conversations":
         raise CumedError(f"{recipe.path} is kind {recipe.kind!r}; build_conversations needs kind: conversations")
-    unknown = set(recipe.steps) - STEP_KEYS
-    if unknown:
-        raise CumedError(f"unknown step(s) {', '.join(sorted(unknown))} in {recipe.path}; allowed: {', '.join(sorted(STEP_KEYS))}")
+    resolved = resolved_steps(recipe)  # what runs, and nothing else
+    if progress:
+        from curation.build.progress import print_steps
+
+        print_steps(recipe.name, resolved)
     store = store if isinstance(store, Store) else Store(store)
-    steps = recipe.steps
+    steps = {e["step"]: dict(e["options"]) for e in resolved}
     raw = Path(recipe.raw).resolve()
 
     # 1-2. read + roles ------------------------------------------------------------------------
@@ -189,7 +234,7 @@ def build_conversations(recipe_path, raw, store, *, progress: bool = True) -> tu
     live = [d for d in live if not d.removed_by]
 
     # 4. department -----------------------------------------------------------------------------
-    dept_cfg = dict(steps.get("department") or {"select": "all"})
+    dept_cfg = dict(steps["department"])
     selector = DepartmentSelector(raw=raw, **dept_cfg)
     side_files = selector.side_files()  # every file a step reads besides the sources, for the lineage
     evidence = []
@@ -210,9 +255,9 @@ def build_conversations(recipe_path, raw, store, *, progress: bool = True) -> tu
     if decon_cfg is not None:
         from curation.steps.decontaminate import DEFAULT_SETS, Decontaminate
 
-        decon_cfg = dict(decon_cfg or {})
+        decon_cfg = dict(decon_cfg)
         sets = decon_cfg.pop("eval_sets", list(DEFAULT_SETS))
-        near_t = decon_cfg.pop("near_threshold", 0.75)
+        near_t = decon_cfg.pop("near_threshold", NEAR_THRESHOLD)
         step = Decontaminate(sets, raw=raw, **decon_cfg)
         side_files += Decontaminate.side_files(sets, raw)
         for i in range(0, len(live), 512):
@@ -239,13 +284,13 @@ def build_conversations(recipe_path, raw, store, *, progress: bool = True) -> tu
     if dedup_cfg is not None:
         by_id = {d.id: d for d in live}
         docs = [(d.id, d.text, {"synthetic": bool(d.meta.get("synthetic")), "source": d.source}) for d in live]
-        for dec in find_duplicates(docs, **dict(dedup_cfg or {})):
+        for dec in find_duplicates(docs, **dedup_cfg):
             by_id[dec.id].remove("dedup", f"{dec.kind}_duplicate: {dec.duplicate_of} (J={dec.similarity:.2f})",
                                  duplicate_of=dec.duplicate_of)
         live = [d for d in live if not d.removed_by]
 
     # 7. splits -----------------------------------------------------------------------------------
-    split_cfg = dict(steps.get("splits") or {})
+    split_cfg = dict(steps["splits"])
     ratios = {"validation": float(split_cfg.get("validation", 0.05)), "test": float(split_cfg.get("test", 0.05))}
     seed = str(split_cfg.get("seed", recipe.name))
     cluster_of = clusters([(d.id, user_text(d.messages)) for d in live], threshold=float(split_cfg.get("cluster_threshold", 0.6)))
@@ -260,7 +305,7 @@ def build_conversations(recipe_path, raw, store, *, progress: bool = True) -> tu
 
     # 8. rows (+ packing) -------------------------------------------------------------------------
     kept_rows = sorted((d.row() for d in live), key=lambda r: r["id"])
-    pack_cfg = dict(steps.get("pack") or {})
+    pack_cfg = dict(steps.get("pack") or {})  # listed only when enabled
     pack_stats = {"enabled": bool(pack_cfg.get("enabled"))}
     tokens = TokenCounter(recipe.tokenizer)
     if pack_cfg.get("enabled"):
@@ -280,10 +325,10 @@ def build_conversations(recipe_path, raw, store, *, progress: bool = True) -> tu
     key = {"inputs": [i["sha256"] for i in inputs], "side_inputs": side, "dependencies": deps}
     lineage = build_lineage(recipe=recipe.lineage(), config_hash=recipe.config_hash(key),
                             code_packages=CODE_PACKAGES, inputs=inputs, executor=IN_PROCESS,
-                            side_inputs=side, dependencies=deps)
+                            side_inputs=side, dependencies=deps, steps=resolved)
     dv = store.publish(recipe.name, pa.Table.from_pylist(kept_rows, schema=ROW_SCHEMA), kind="conversations",
                        removed=pa.Table.from_pylist(removed_rows, schema=REMOVED_SCHEMA),
-                       stats=stats, lineage=lineage, card=render_card(recipe, stats))
+                       stats=stats, lineage=lineage, card=render_card(recipe, stats, resolved))
     return dv, stats
 
 
@@ -347,8 +392,12 @@ def collect_stats(recipe, read: Counter, kept_rows: list[dict], removed_rows: li
     }
 
 
-def render_card(recipe, stats: dict) -> str:
-    """The version's README.md: the recipe's card text (``datasets/<name>.md``) + this build's numbers."""
+def render_card(recipe, stats: dict, steps: list[dict] | None = None) -> str:
+    """The version's README.md: the recipe's card text (``datasets/<name>.md``) + this build's numbers
+    (and the decontamination rule it applied: ``steps`` = ``resolved_steps(recipe)``)."""
+    from curation.build.card import decontamination_section, removed_by
+
+    steps = resolved_steps(recipe) if steps is None else steps
     lines = []
     card = recipe.path.with_suffix(".md")
     if card.is_file():
@@ -371,8 +420,11 @@ def render_card(recipe, stats: dict) -> str:
                   ", ".join(f"{k} {v:,}" for k, v in dep.get("selected_by", {}).items()) +
                   "; overlaps " + ", ".join(f"{k} {v:,}" for k, v in dep.get("overlap", {}).items()) +
                   f"; union {dep.get('union', 0):,}; kept {dep.get('kept', 0):,}."]
+    decon = next((e["options"] for e in steps if e["step"] == "decontaminate"), None)
+    if decon is not None:
+        lines += [""] + decontamination_section(decon, removed_by(stats, "decontaminate"))[:-1]
     lines += ["", f"Recipe: `{recipe.lineage()['path']}` (sha256 `{recipe.sha256[:16]}`)", ""]
     return "\n".join(lines)
 
 
-__all__ = ["build_conversations", "collect_stats", "read_sources", "render_card"]
+__all__ = ["build_conversations", "collect_stats", "read_sources", "render_card", "resolved_steps"]

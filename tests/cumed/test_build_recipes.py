@@ -90,9 +90,11 @@ def test_manifests_of_every_kind_share_the_lineage_keys(tmp_path, raw_root):
     lineages = {dv.kind: dv.manifest["lineage"] for dv in (docs, conv, prefs)}
     assert set(lineages) == {"documents", "conversations", "preferences"}
     # the common keys first, in one order, then a kind's own: both curation builds add the side
-    # inputs they read and the dependency versions (documents then its resolved step list);
-    # preferences its ranking method and options
-    assert tuple(lineages["documents"])[:-1] == tuple(lineages["conversations"])
+    # inputs they read, the dependency versions and their resolved step list; preferences its
+    # ranking method and options
+    assert tuple(lineages["documents"]) == tuple(lineages["conversations"])
+    assert [e["step"] for e in lineages["conversations"]["steps"]] == [
+        "normalize", "pii", "department", "decontaminate", "dedup", "splits"]
     assert tuple(lineages["documents"])[len(LINEAGE_KEYS):] == ("side_inputs", "dependencies", "steps")
     for lin in lineages.values():
         assert tuple(lin)[: len(LINEAGE_KEYS)] == LINEAGE_KEYS
