@@ -11,10 +11,16 @@ from cumed.errors import CumedError
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
     """Hex sha256 of a file's bytes, read in 4 MiB chunks (bounded memory on multi-GB shards)."""
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
+        return sha256_stream(f, chunk)
+
+
+def sha256_stream(f, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of what a binary file object reads to its end (an object on S3 through fsspec:
+    the same hash as the local copy's, streamed, never held whole)."""
+    h = hashlib.sha256()
+    while block := f.read(chunk):
+        h.update(block)
     return h.hexdigest()
 
 

@@ -3,6 +3,12 @@
 A recipe names its sources (a reader, a path relative to the raw root, a Table-1 category)
 and its steps. Validation happens before any work starts and names the recipe file, the
 source and the key, with the allowed choices.
+
+The raw root may be a URL (``--raw s3://bucket/raw``), and a source path a URL glob
+(``s3://bucket/dumps/*.jsonl.gz``): listed and hashed through fsspec. A file's name in the ids
+and the lineage is its path relative to its source's root (``Source.root``): ``--raw``, or, for
+a URL path outside ``--raw``, the URL's folder up to its first glob. So the same files read from a
+local copy and from a bucket get the same ids, and a build the same content hash.
 """
 
 from __future__ import annotations
@@ -15,10 +21,11 @@ from pathlib import Path
 import yaml
 
 from cumed.errors import CumedError
-from cumed.hashing import sha256_file, sha256_text
+from cumed.hashing import sha256_file, sha256_stream, sha256_text
 from cumed.lineage import config_hash as hash_config
 from cumed.recipes import read_recipe, recipe_lineage
 from cumed.store import validate_name
+from curation.workfolder import check_reachable, is_url, remote_errors
 
 TOP_KEYS = {"name", "kind", "description", "card", "shards", "tokenizer", "sources", "steps", "license"}
 SOURCE_KEYS = {"name", "reader", "path", "category", "department", "license", "options", "enabled", "description", "note"}
@@ -36,7 +43,14 @@ class Source:
     options: dict = field(default_factory=dict)
     enabled: bool = True
     description: str = ""
-    files: list[Path] = field(default_factory=list)
+    files: list = field(default_factory=list)  # Paths; URL strings when ``root`` is a URL
+    root: Path | str | None = None  # what ``path`` and ``files`` are relative to (module doc)
+
+    def relpath(self, f) -> str:
+        """``f``'s path relative to ``root``: its name in ids and lineage."""
+        if is_url(self.root):
+            return str(f)[len(str(self.root).rstrip("/")) + 1:]
+        return str(Path(f).relative_to(self.root))
 
 
 @dataclass
@@ -50,7 +64,7 @@ class Recipe:
     tokenizer: str | None = None
     description: str = ""
     card: str = ""
-    raw: Path | None = None
+    raw: Path | str | None = None  # a URL string for raw data on object storage
     text: str = ""
 
     @property
@@ -87,14 +101,52 @@ class Recipe:
             if not s.enabled:
                 continue
             for f in s.files:
-                out.append({"source": s.name, "path": str(f.relative_to(self.raw)), "bytes": f.stat().st_size,
-                            "sha256": sha256_file(f)})
+                size, digest = file_size_sha256(f)
+                out.append({"source": s.name, "path": s.relpath(f), "bytes": size, "sha256": digest})
         return out
 
 
-def matching_files(raw: Path, pattern: str) -> list[Path]:
+def file_size_sha256(f) -> tuple[int, str]:
+    """(bytes, sha256) of a raw file, local or a URL (streamed through fsspec)."""
+    if not is_url(f):
+        return Path(f).stat().st_size, sha256_file(f)
+    import fsspec
+
+    with remote_errors(str(f), "raw file"), fsspec.open(str(f), "rb") as fh:
+        return fh.size, sha256_stream(fh)
+
+
+def file_size(f) -> int:
+    if not is_url(f):
+        return Path(f).stat().st_size
+    from fsspec.core import url_to_fs
+
+    fs, path = url_to_fs(str(f))
+    with remote_errors(str(f), "raw file"):
+        return fs.size(path)
+
+
+def source_root(raw, path: str) -> tuple[Path | str, str]:
+    """(root, path relative to it) of a source path: ``--raw`` and the path; for a URL path,
+    ``--raw`` when the URL lies under it, else the URL's folder up to its first glob."""
+    if not is_url(path):
+        return raw, path
+    base = str(raw).rstrip("/")
+    if is_url(raw) and path.startswith(base + "/"):
+        return raw, path[len(base) + 1:]
+    scheme, rest = path.split("://", 1)
+    parts = rest.rstrip("/").split("/")
+    k = next((i for i, p in enumerate(parts) if i and glob.has_magic(p)), len(parts) - 1)
+    if k == 0:
+        raise CumedError(f"source path {path!r} names a bucket, not files; give a file, a folder or a glob in it")
+    return f"{scheme}://{'/'.join(parts[:k])}", "/".join(parts[k:])
+
+
+def matching_files(raw: Path | str, pattern: str) -> list:
     """The files a source path names under ``raw``: a file, a glob, or a folder (every file under
     it, hidden ones excepted: a saved ``datasets`` folder, a folder of shards)."""
+    if is_url(raw):
+        return _matching_urls(str(raw), pattern)
     out = set()
     for p in map(Path, glob.glob(str(raw / pattern), recursive=True)):
         if p.is_file():
@@ -103,6 +155,25 @@ def matching_files(raw: Path, pattern: str) -> list[Path]:
             out.update(f for f in p.rglob("*") if f.is_file() and not any(
                 part.startswith(".") for part in f.relative_to(p).parts))
     return sorted(out)
+
+
+def _matching_urls(raw: str, pattern: str) -> list[str]:
+    """``matching_files`` on object storage (fsspec), with the same rules: a file or a folder
+    matches, and a hidden part not named in the pattern is skipped, as ``glob`` does locally."""
+    from fsspec.core import url_to_fs
+
+    fs, root = url_to_fs(raw)
+    root = root.rstrip("/")
+    named = set(pattern.split("/"))
+    out = set()
+    with remote_errors(raw, "--raw"):
+        for name, info in fs.glob(f"{root}/{pattern}", detail=True).items():
+            found = fs.find(name) if info["type"] == "directory" else [name]
+            rels = (f[len(root) + 1:] for f in found)
+            out.update(r for r in rels if not any(p.startswith(".") and p not in named for p in r.split("/")))
+    # URLs spelled as --raw is (``Source.relpath`` cuts it off); in the order of the local
+    # listing (``Path`` order), so the lineage lists the inputs alike
+    return [f"{raw.rstrip('/')}/{r}" for r in sorted(out, key=lambda r: Path(r).parts)]
 
 
 def load_recipe(path: str | Path, raw: str | Path) -> Recipe:
@@ -115,9 +186,13 @@ def load_recipe(path: str | Path, raw: str | Path) -> Recipe:
         if key not in data:
             raise CumedError(f"recipe {path} lacks {key!r}")
     name = validate_name(str(data["name"]))
-    raw = Path(raw)
-    if not raw.is_dir():
-        raise CumedError(f"raw data folder {raw} does not exist; pass --raw DIR or set CUMED_RAW")
+    if is_url(raw):
+        raw = str(raw).rstrip("/")
+        check_reachable(raw, "raw data folder")
+    else:
+        raw = Path(raw)
+        if not raw.is_dir():
+            raise CumedError(f"raw data folder {raw} does not exist; pass --raw DIR or set CUMED_RAW")
     sources = []
     seen = set()
     for i, s in enumerate(data.get("sources") or []):
@@ -143,10 +218,13 @@ def load_recipe(path: str | Path, raw: str | Path) -> Recipe:
             description=str(s.get("description") or ""),
         )
         if src.enabled:
-            files = matching_files(raw, src.path)
+            src.root, pattern = source_root(raw, src.path)
+            if is_url(src.root) and src.root != raw:
+                check_reachable(str(src.root), f"source {sname!r} in {path}:")
+            files = matching_files(src.root, pattern)
             if not files:
                 raise CumedError(
-                    f"source {sname!r} in {path}: no file matches {src.path!r} under {raw}; check --raw / CUMED_RAW or the path"
+                    f"source {sname!r} in {path}: no file matches {pattern!r} under {src.root}; check --raw / CUMED_RAW or the path"
                 )
             src.files = files
         sources.append(src)

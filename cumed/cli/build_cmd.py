@@ -40,11 +40,14 @@ def build_recipe(recipe: str | Path, raw: str | Path, store: Store, *, executor:
 @app.command("build")
 def build_cmd(
     recipe: str = typer.Argument(..., help="Recipe YAML, e.g. datasets/cumed-pretrain.yaml"),
-    raw: str = typer.Option(None, "--raw", help="Raw data root (default: $CUMED_RAW or ../shared/data/raw)."),
+    raw: str = typer.Option(None, "--raw", help="Raw data root, a folder or a URL such as s3://bucket/raw "
+                                                "(default: $CUMED_RAW or ../shared/data/raw)."),
     store: str = StoreOpt,
     executor: str = typer.Option("local", "--executor", help="local | ray"),
     workers: int = typer.Option(2, "--workers", help="Parallel tasks."),
-    work_dir: str = typer.Option(".cache/builds", "--work-dir", help="Where resumable intermediate files go."),
+    work_dir: str = typer.Option(".cache/builds", "--work", "--work-dir",
+                                 help="Where the resumable intermediate files go: a folder, or a URL such as "
+                                      "s3://bucket/builds (the stages exchange files only there)."),
     dedup_tasks: int = typer.Option(None, "--dedup-tasks", help="Tasks of the near-duplicate stage (default: --workers); "
                                     "same decisions for any number, each task holds its share of the signatures."),
     as_json: bool = JsonOpt,
@@ -53,6 +56,7 @@ def build_cmd(
 
     Example: cumed build datasets/cumed-pretrain.yaml --raw ../shared/data/raw --workers 2
     Example: cumed build datasets/cumed-rm.yaml     (DISC-MedLLM rankings -> reward-model pairs)
+    Example: cumed build datasets/cumed-pretrain.yaml --raw s3://bucket/raw --work s3://bucket/builds --store s3://bucket/store --executor ray
     """
     dv, stats = build_recipe(recipe, raw or default_raw(), Store(store), executor=executor, workers=workers,
                              work_root=work_dir, progress=not as_json, dedup_tasks=dedup_tasks)

@@ -25,6 +25,7 @@ from cumed.store import DatasetVersion, Store
 from curation.build.documents import build_documents
 from curation.build.steps import build_steps
 from curation.recipe import load_recipe
+from curation.workfolder import is_url
 
 
 def build(recipe_path: str | Path, raw: str | Path, store: Store, *, executor: str = "local", workers: int = 1,
@@ -35,6 +36,10 @@ def build(recipe_path: str | Path, raw: str | Path, store: Store, *, executor: s
     recipe = load_recipe(recipe_path, raw)
     if recipe.kind == "conversations":
         from curation.sft.build import build_conversations
+
+        if is_url(raw):
+            raise CumedError(f"{recipe.path}: a conversations build reads a local --raw folder; {raw} is on object "
+                             "storage: copy it to a local folder first")
 
         return build_conversations(recipe_path, raw, store, progress=progress)
     if recipe.kind != "documents":

@@ -12,11 +12,15 @@ sources), the raw files' hashes, the resolved parents and models, the side files
 (``steps.dependencies``), so completed tasks of a killed run are skipped and a build never mixes
 outputs of two code states, or of two versions of an evaluation set. The lineage records the
 side files' sha256 (``side_inputs``) and the versions (``dependencies``).
+
+The work folder may be on object storage (``--work s3://bucket/builds``, any fsspec URL), as may
+the sources (``--raw s3://...``) and the store: the stages exchange files only through the work
+folder, and a task's local files live in a private scratch folder deleted when it ends
+(``curation.workfolder``), so the nodes of a cluster need to share nothing but the bucket.
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -33,6 +37,7 @@ from curation.build.steps import (build_steps, cluster_options, dependencies, mo
 from curation.recipe import Recipe
 from curation.rows import DOC_SCHEMA, REMOVED_SCHEMA, RankParquetWriter, kept_adapter
 from curation.tokens import TokenCounter
+from curation.workfolder import check_reachable, is_url, join, local_view, remove
 
 # What the documents build's code fingerprint covers (its work folder key and lineage).
 CODE_PACKAGES = ("cumed", "curation")
@@ -55,56 +60,64 @@ def build_documents(recipe: Recipe, store: Store, *, executor: str = "local", wo
     side = side_inputs(recipe, store)
     deps = dependencies(recipe, store)
     config_hash = recipe.config_hash(work_key(inputs, parents, models, side, deps))
-    work = Path(work_root) / f"{recipe.name}-{config_hash[:16]}"
-    work.mkdir(parents=True, exist_ok=True)
+    work_url = join(work_root, f"{recipe.name}-{config_hash[:16]}")  # a local folder or a URL
+    if is_url(work_url):
+        check_reachable(work_url, "--work")
+    else:
+        Path(work_url).mkdir(parents=True, exist_ok=True)
     quiet_datatrove()
     workers = max(1, int(workers))
-    logs = work / "logs"
+    logs = join(work_url, "logs")
 
     # Stage A: read, clean, filter, decontaminate, sign.
-    pipeline_a = [RecipeReader(recipe, str(work / "counts")), *build_steps(recipe, work, store)]
+    pipeline_a = [RecipeReader(recipe, join(work_url, "counts")), *build_steps(recipe, work_url, store)]
     if dedup_cfg is not None:
         from curation.dedup import NearDupSignatures
 
-        pipeline_a.append(NearDupSignatures(str(work / "signatures"), **signature_options(dedup_cfg)))
-    pipeline_a.append(RankParquetWriter(str(work / "filtered"), adapter=kept_adapter, schema=DOC_SCHEMA,
+        pipeline_a.append(NearDupSignatures(join(work_url, "signatures"), **signature_options(dedup_cfg)))
+    pipeline_a.append(RankParquetWriter(join(work_url, "filtered"), adapter=kept_adapter, schema=DOC_SCHEMA,
                                         compression="zstd"))
-    run_stage(f"{recipe.name}: read + clean + filter", pipeline_a, recipe.shards, workers, executor, logs / "a", progress)
+    run_stage(f"{recipe.name}: read + clean + filter", pipeline_a, recipe.shards, workers, executor, join(logs, "a"),
+              progress)
 
-    final_dir = work / "filtered"
+    final = "filtered"
     if dedup_cfg is not None:
         from curation.dedup import ApplyDuplicateDecisions
         from curation.dedup.buckets import bucket_stages
 
         # Stage B in bucket tasks (exact-hash and band-hash ranges), then one task over the pairs:
         # the same decisions for any number of tasks, each task's memory its share of the signatures.
-        for key, label, pipeline_b, tasks in bucket_stages(str(work / "signatures"), str(work / "dedup"),
+        for key, label, pipeline_b, tasks in bucket_stages(join(work_url, "signatures"), join(work_url, "dedup"),
                                                            dedup_tasks or dedup_cfg.get("tasks") or workers,
                                                            **cluster_kwargs):
-            run_stage(f"{recipe.name}: {label}", pipeline_b, tasks, min(workers, tasks), executor, logs / key,
+            run_stage(f"{recipe.name}: {label}", pipeline_b, tasks, min(workers, tasks), executor, join(logs, key),
                       progress)
         # Same rows as ParquetReader -> DuplicateFilter -> ParquetWriter (+ exclusion writer into
         # removed/90_dedup), but on Arrow tables: kept texts are copied, never decoded per document.
-        pipeline_c = [ApplyDuplicateDecisions(str(work / "filtered"), str(work / "kept"), str(work / "dedup"),
-                                              removed_folder=str(work / "removed" / "90_dedup"))]
-        run_stage(f"{recipe.name}: remove duplicates", pipeline_c, recipe.shards, workers, executor, logs / "c",
+        pipeline_c = [ApplyDuplicateDecisions(join(work_url, "filtered"), join(work_url, "kept"),
+                                              join(work_url, "dedup"),
+                                              removed_folder=join(work_url, "removed", "90_dedup"))]
+        run_stage(f"{recipe.name}: remove duplicates", pipeline_c, recipe.shards, workers, executor, join(logs, "c"),
                   progress)
-        final_dir = work / "kept"
+        final = "kept"
 
-    kept_files = sorted(final_dir.glob("*.parquet"))
-    removed_files = sorted((work / "removed").rglob("*.parquet"))
-    stats = collect_stats(recipe, kept_files, removed_files, read_counts(work / "counts", recipe.shards),
-                          TokenCounter(recipe.tokenizer), work)
-    lineage = build_lineage(recipe=recipe.lineage(), config_hash=config_hash, code_packages=CODE_PACKAGES,
-                            inputs=inputs, parents=parents, models=models, executor=executor,
-                            side_inputs=side, dependencies=deps, steps=steps)
-    # Generators, not lists: the store writes one shard's table at a time, so the publishing
-    # process holds one shard, not the corpus (10M short QA records: ~4.5 GB of text).
-    dv = store.publish(recipe.name, (_read_conformed(f) for f in kept_files), kind="documents",
-                       removed=(_read_conformed(f, removed=True) for f in removed_files),
-                       stats=stats, lineage=lineage, card=render_card(recipe, stats))
+    # The driver reads the final outputs in place (a local work folder), or from a private copy of
+    # just those (object storage), deleted once they are published.
+    with local_view(work_url, [final, "removed", "counts", *(f"logs/{s}/stats.json" for s in "abc")]) as work:
+        kept_files = sorted((work / final).glob("*.parquet"))
+        removed_files = sorted((work / "removed").rglob("*.parquet"))
+        stats = collect_stats(recipe, kept_files, removed_files, read_counts(work / "counts", recipe.shards),
+                              TokenCounter(recipe.tokenizer), work)
+        lineage = build_lineage(recipe=recipe.lineage(), config_hash=config_hash, code_packages=CODE_PACKAGES,
+                                inputs=inputs, parents=parents, models=models, executor=executor,
+                                side_inputs=side, dependencies=deps, steps=steps)
+        # Generators, not lists: the store writes one shard's table at a time, so the publishing
+        # process holds one shard, not the corpus (10M short QA records: ~4.5 GB of text).
+        dv = store.publish(recipe.name, (_read_conformed(f) for f in kept_files), kind="documents",
+                           removed=(_read_conformed(f, removed=True) for f in removed_files),
+                           stats=stats, lineage=lineage, card=render_card(recipe, stats))
     if not keep_work:
-        shutil.rmtree(work, ignore_errors=True)
+        remove(work_url)
     return dv, stats
 
 

@@ -1,5 +1,9 @@
 """Running one datatrove stage: which executor (local processes or a Ray cluster), quiet logs,
-fewer allocator and collector pauses, and a clear error when a task failed."""
+fewer allocator and collector pauses, and a clear error when a task failed.
+
+The logging folder (completions, task logs, stats) may be on object storage, like the rest of
+the work folder (``curation.workfolder``); every task runs with a private scratch folder.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,19 @@ import functools
 import re
 from pathlib import Path
 
+from datatrove.executor.ray import RayPipelineExecutor  # imports Ray only when it runs
+
 from cumed.errors import CumedError
 from cumed.process import pipeline_gc, reuse_freed_memory
 from curation.build.progress import StageProgress
+from curation.workfolder import ScratchPerTask, folder, names, read_text
 
 
-def run_stage(label: str, pipeline: list, tasks: int, workers: int, executor: str, logging_dir: Path,
+class RayExecutor(ScratchPerTask, RayPipelineExecutor):
+    """datatrove's Ray executor, each task with a private scratch folder (its task log too)."""
+
+
+def run_stage(label: str, pipeline: list, tasks: int, workers: int, executor: str, logging_dir: str | Path,
               progress: bool) -> None:
     """Run ``pipeline`` as ``tasks`` tasks; completed tasks (from an earlier, killed run) are skipped."""
     with StageProgress(label, logging_dir, tasks, progress):
@@ -26,7 +37,7 @@ def _run(executor) -> None:
         executor.run()
 
 
-def make_executor(kind: str, pipeline: list, tasks: int, workers: int, logging_dir: Path):
+def make_executor(kind: str, pipeline: list, tasks: int, workers: int, logging_dir: str | Path):
     if kind == "local":
         from curation.build.local_executor import LocalExecutor
 
@@ -35,15 +46,14 @@ def make_executor(kind: str, pipeline: list, tasks: int, workers: int, logging_d
     if kind == "ray":
         try:
             import ray
-            from datatrove.executor.ray import RayPipelineExecutor
         except ImportError as e:
             raise CumedError("--executor ray needs Ray: pip install 'cumed[ray]'") from e
         if not ray.is_initialized():
             ray.init(num_cpus=max(workers, 1), include_dashboard=False, log_to_driver=False)
         # mem_per_cpu_gb x cpus_per_task must stay below Ray's memory resource or tasks wait forever.
         mem = ray.cluster_resources().get("memory", 2 * 2**30) / 2**30
-        return RayPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=workers, logging_dir=str(logging_dir),
-                                   cpus_per_task=1, mem_per_cpu_gb=max(0.1, min(2.0, mem / max(workers, 1) * 0.5)))
+        return RayExecutor(pipeline=pipeline, tasks=tasks, workers=workers, logging_dir=str(logging_dir),
+                           cpus_per_task=1, mem_per_cpu_gb=max(0.1, min(2.0, mem / max(workers, 1) * 0.5)))
     raise CumedError(f"unknown executor {kind!r}; use local or ray (Slurm: see README)")
 
 
@@ -104,22 +114,23 @@ def _cache_loguru_lib_dirs() -> None:
         ExceptionFormatter._get_lib_dirs = staticmethod(functools.lru_cache(maxsize=1)(get))
 
 
-def check_stage(logging_dir: Path, tasks: int, label: str) -> None:
-    done = len(list((logging_dir / "completions").glob("*"))) if (logging_dir / "completions").is_dir() else 0
+def check_stage(logging_dir: str | Path, tasks: int, label: str) -> None:
+    df = folder(logging_dir)
+    done = len(names(df, "*", "completions"))
     if done < tasks:
-        logs = logging_dir / "logs"
-        cause = _last_exception(logs)
+        cause = _last_exception(df)
         raise CumedError(
             f"stage '{label}' finished {done} of {tasks} tasks"
             + (f": {cause}" if cause else "")
-            + f"; task logs in {logs}; fix the cause and re-run the same command to resume (completed tasks are skipped)"
+            + f"; task logs in {str(logging_dir).rstrip('/')}/logs; fix the cause and re-run the same command to "
+              "resume (completed tasks are skipped)"
         )
 
 
-def _last_exception(logs: Path) -> str:
+def _last_exception(df) -> str:
     """The exception line of a failed task's log, so the user sees the cause, not just a count."""
-    for f in sorted(logs.glob("*.log")) if logs.is_dir() else []:
-        lines = f.read_text(errors="replace").splitlines()
+    for f in names(df, "*.log", "logs"):
+        lines = read_text(df, f).splitlines()
         for line in reversed(lines):
             m = re.match(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.+)$", line.strip())
             if m:

@@ -18,6 +18,8 @@ scheduler's hard stop) cannot stop its pool, and the forked workers lived on, as
 SIGKILL it when its parent dies (``PR_SET_PDEATHSIG``; the parent is the driver, or
 datatrove's forkserver, which exits with the driver); the driver itself is left alone, so a build
 started from a shell that exits keeps running.
+
+Every task gets a private scratch folder, deleted when it ends (``curation.workfolder``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import sys
 
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.utils.stats import PipelineStats
+
+from curation.workfolder import ScratchPerTask
 
 FAILED = "failed"
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -60,7 +64,7 @@ def arm_forked_workers() -> None:
         _ARMED = True
 
 
-class LocalExecutor(LocalPipelineExecutor):
+class LocalExecutor(ScratchPerTask, LocalPipelineExecutor):
     def _launch_run_for_rank(self, rank: int, ranks_q, completed=None, completed_lock=None) -> PipelineStats:
         if self.logging_dir.exists(FAILED):
             return PipelineStats()

@@ -1,17 +1,22 @@
 """A progress bar over a datatrove stage, fed by polling its completions folder (tasks run in
-other processes; the folder is what they all write)."""
+other processes, maybe other machines; the folder is what they all write: local or on object
+storage, ``curation.workfolder``)."""
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
 
+from curation.workfolder import folder, local_root, names
+
 
 class StageProgress:
     """A rich progress bar over a datatrove stage, fed by polling its completions folder."""
 
-    def __init__(self, label: str, logging_dir: Path, tasks: int, enabled: bool):
-        self.label, self.dir, self.tasks, self.enabled = label, logging_dir / "completions", tasks, enabled
+    def __init__(self, label: str, logging_dir: str | Path, tasks: int, enabled: bool):
+        self.label, self.tasks, self.enabled = label, tasks, enabled
+        self.logs = folder(logging_dir)
+        self.every = 0.5 if local_root(self.logs) is not None else 2.0  # a listing of a bucket costs a request
         self._stop = threading.Event()
 
     def __enter__(self):
@@ -27,10 +32,10 @@ class StageProgress:
         return self
 
     def _count(self) -> int:
-        return len(list(self.dir.glob("*"))) if self.dir.is_dir() else 0
+        return len(names(self.logs, "*", "completions"))
 
     def _poll(self):
-        while not self._stop.wait(0.5):
+        while not self._stop.wait(self.every):
             self._p.update(self._t, completed=self._count())
 
     def __exit__(self, *exc):

@@ -3,7 +3,7 @@ the stage's tasks by size, with an independent count of what was read (the "noth
 
 from __future__ import annotations
 
-import os
+import json
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -11,11 +11,11 @@ from pathlib import Path
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-from cumed.atomic import write_json
 from cumed.errors import CumedError
 from curation.metrics import add_counts
 from curation.readers import make_reader
-from curation.recipe import Recipe
+from curation.recipe import Recipe, file_size, source_root
+from curation.workfolder import folder, is_url, write_text
 
 
 class RecipeReader(PipelineStep):
@@ -30,19 +30,20 @@ class RecipeReader(PipelineStep):
 
     def __init__(self, recipe: Recipe, counts_dir: str):
         super().__init__()
-        self.counts_dir = counts_dir
-        self.raw = str(Path(recipe.raw).resolve())
+        self.counts_dir = str(counts_dir)
         self.readers = {}
         units = []
         for s in recipe.sources:
             if not s.enabled:
                 continue
+            root = str(s.root) if is_url(s.root) else str(Path(s.root).resolve())
             try:
-                self.readers[s.name] = make_reader(_source_dict(s), self.raw)
+                # the source's path relative to its root (a URL path: to --raw or its own folder)
+                self.readers[s.name] = make_reader({**_source_dict(s), "path": source_root(recipe.raw, s.path)[1]}, root)
             except (ValueError, FileNotFoundError) as e:
                 raise CumedError(f"{recipe.path}: {e}") from e
             for f in s.files:
-                units.append((f.stat().st_size, s.name, str(f.relative_to(recipe.raw))))
+                units.append((file_size(f), s.name, s.relpath(f)))
         self.units = units
 
     def assignment(self, world_size: int) -> list[list[tuple[str, str]]]:
@@ -57,8 +58,10 @@ class RecipeReader(PipelineStep):
         counts: dict[str, int] = defaultdict(int)
         for source, rel in self.assignment(world_size)[rank]:
             reader = self.readers[source]
-            # Readers take paths relative to their own data folder (raw root + the path's fixed prefix).
-            local = os.path.relpath(os.path.join(self.raw, rel), reader.data_folder.path)
+            # Readers take paths relative to their own data folder (the source's root + the
+            # path's fixed prefix, ``relpath_prefix``).
+            prefix = reader.relpath_prefix
+            local = rel[len(prefix) + 1:] if prefix else rel
             # time spent reading only: a `with track_time()` around the loop would also count
             # what the downstream steps do while this generator waits at `yield`
             docs, spent, n = iter(reader.read_file(local)), 0.0, 0
@@ -73,8 +76,8 @@ class RecipeReader(PipelineStep):
             counts[source] += n
             self.stats.time_stats.update(spent, "file")
             add_counts(self, {"documents": n, f"read_{source}": n})
-        os.makedirs(self.counts_dir, exist_ok=True)
-        write_json(Path(self.counts_dir) / f"{rank:05d}.json", counts, indent=None)
+        # durable on a local disk (as cumed.atomic.write_json); one put on object storage
+        write_text(folder(self.counts_dir), f"{rank:05d}.json", json.dumps(counts, ensure_ascii=False), durable=True)
 
 
 def _source_dict(s) -> dict:

@@ -17,12 +17,14 @@ from cumed.store import Store
 from curation.build.side_inputs import dependency_versions, resolve, tokenizer_files
 from curation.recipe import Recipe
 from curation.rows import REMOVED_SCHEMA, removed_adapter
+from curation.workfolder import is_url, join
 from curation.steps.base import DropReadErrors
 
 
-def removed_writer(work: Path, order: int, step_name: str) -> ParquetWriter:
+def removed_writer(work: str | Path, order: int, step_name: str) -> ParquetWriter:
+    """The exclusion writer of one step: ``removed/NN_step/`` of the work folder (local or a URL)."""
     return ParquetWriter(
-        str(work / "removed"),
+        join(work, "removed"),
         output_filename=f"{order:02d}_{step_name}/${{rank}}.parquet",
         adapter=removed_adapter,
         schema=REMOVED_SCHEMA,
@@ -46,7 +48,7 @@ class StepSpec:
     kwargs: dict = field(default_factory=dict)
     removed: tuple[int, str] | None = None  # (order, name) of its removed/ folder
 
-    def build(self, work: Path):
+    def build(self, work: str | Path):
         extra = {"exclusion_writer": removed_writer(work, *self.removed)} if self.removed else {}
         return self.cls(**extra, **self.kwargs)
 
@@ -139,8 +141,9 @@ def step_specs(recipe: Recipe, store: Store | None = None) -> list[StepSpec]:
             specs.append(StepSpec("pii", PIIRedactor, kwargs))
         elif name.startswith("filters."):
             fname = name.split(".", 1)[1]
-            if fname == "lexicon_density":
-                kwargs.setdefault("raw_dir", str(recipe.raw))
+            if fname == "lexicon_density" and "raw_dir" not in kwargs:  # the lexicon files (unless ``terms``)
+                kwargs["raw_dir"] = (str(recipe.raw) if "terms" in kwargs
+                                     else local_raw(recipe, "filters.lexicon_density.raw_dir", "the lexicon files"))
             specs.append(StepSpec(name, FILTERS[fname], kwargs, (filter_order.index(fname) + 1, fname)))
         elif name == "quality":
             # {artifact: quality@latest | path, threshold: optional override} (trained by annotation.quality)
@@ -153,9 +156,18 @@ def step_specs(recipe: Recipe, store: Store | None = None) -> list[StepSpec]:
         elif name == "decontaminate":
             from curation.steps.decontaminate import Decontaminate
 
-            specs.append(StepSpec("decontaminate", Decontaminate, {"raw": str(recipe.raw), **kwargs},
-                                  (80, "decontaminate")))
+            raw = {} if "raw" in kwargs else {"raw": local_raw(recipe, "decontaminate.raw", "the evaluation sets")}
+            specs.append(StepSpec("decontaminate", Decontaminate, {**raw, **kwargs}, (80, "decontaminate")))
     return specs
+
+
+def local_raw(recipe: Recipe, key: str, what: str) -> str:
+    """``--raw`` as the folder a step reads its side files from: those are read as local files,
+    so a raw root on object storage needs the recipe key naming a local folder instead."""
+    if is_url(recipe.raw):
+        raise CumedError(f"{recipe.path}: steps.{key} defaults to --raw, which is on object storage ({recipe.raw}); "
+                         f"{what} are read from a local folder: set steps.{key} to one holding them")
+    return str(recipe.raw)
 
 
 RELEVANCE_KEYS = {"labels", "sources", "threshold", "labels_raw"}
@@ -181,7 +193,9 @@ def relevance_spec(recipe: Recipe, store: Store | None, cfg) -> StepSpec:
         raise CumedError(f"{recipe.path}: steps.relevance.sources names {', '.join(sorted(set(sources) - names))}, "
                          f"not a source of the recipe ({', '.join(sorted(names))})")
     labelled = recipe
-    if cfg.get("labels_raw"):
+    if not cfg.get("labels_raw"):
+        local_raw(recipe, "relevance.labels_raw", "the labelled papers")
+    else:
         from curation.recipe import load_recipe
 
         labelled = load_recipe(recipe.path, Path(cfg["labels_raw"]).expanduser())
@@ -203,7 +217,7 @@ def step_errors(recipe: Recipe):
         raise CumedError(f"{recipe.path}: {e}") from e
 
 
-def build_steps(recipe: Recipe, work: Path, store: Store | None = None) -> list:
+def build_steps(recipe: Recipe, work: str | Path, store: Store | None = None) -> list:
     """Stage A's per-document steps (see ``step_specs``), each filter with its exclusion writer."""
     specs = step_specs(recipe, store)
     with step_errors(recipe):

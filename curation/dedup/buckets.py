@@ -36,8 +36,14 @@ The price: every estimated pair gets a Jaccard check, not only those against kep
 Memory of a task: its share of one band at a time (16 bytes per document / T), its candidate
 pairs, their sketch rows and the n-gram sets of their endpoints; the meta files are read in
 batches, one rank file at a time. Step 3 holds the pairs and the exact duplicates: memory
-proportional to the duplicates, not to the corpus. Signature files are memory-mapped, so local
-folders only (as for ``NearDupClusters``); the exchanged files are plain Parquet.
+proportional to the duplicates, not to the corpus. Signature files are memory-mapped; the
+exchanged files are plain Parquet.
+
+The folders may be on object storage (``cumed build --work s3://...``): a task then downloads the
+signature files it reads into its private scratch folder (``curation.workfolder.task_scratch``,
+deleted when the task ends), whole files, not only the slices it reads (a candidate task holds
+every band file on its scratch disk: 16 bytes per document per band), and writes its outputs
+with one put each. Local folders are read in place, as before.
 
 Every task records its peak memory (``VmHWM``, reset at the task's start) in
 ``{step}/{t}.stats.json``; ``/proc/self/status`` rather than ``ru_maxrss``, which Linux carries
@@ -56,7 +62,6 @@ import pyarrow.parquet as pq
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-from cumed.atomic import replacing
 from curation.dedup.canonical import _mix64, jaccard, ngram_sets
 from curation.dedup.core import (
     DedupConfig,
@@ -74,6 +79,8 @@ from curation.dedup.near import (
     write_decisions,
 )
 from curation.dedup.resolve import META_SCHEMA, Prefer, preference_rank
+from curation.workfolder import (folder, join, local_copy, local_root, names, read_parquet, read_text, task_scratch,
+                                 write_parquet, write_text)
 
 EXACT, CANDIDATES, PAIRS = "exact", "candidates", "pairs"
 REFERENCE = "reference_signatures"
@@ -103,15 +110,18 @@ def _in_sorted(x: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
 class SignatureFiles:
     """Stage 1's rank files of the corpus (then of the reference, if any) as one index space, the
     same as ``near._SignatureStore``'s, without loading them: row counts come from the Parquet
-    footers; columns, sketches, band slices and canonical texts are read on demand."""
+    footers; columns, sketches, band slices and canonical texts are read on demand. Files of a
+    folder on object storage are downloaded into ``scratch`` on first use."""
 
-    def __init__(self, folders: list[tuple[str, bool]]):
-        self.parts = []  # (folder, tag, offset, n, is_ref)
+    def __init__(self, folders: list[tuple[str, bool]], scratch: Path | None = None):
+        self.parts = []  # (DataFolder, tag, offset, n, is_ref)
+        self.scratch = scratch
         off = 0
-        for folder, is_ref in folders:
-            for mf in sorted(Path(folder).glob("*.meta.parquet")):
-                n = pq.ParquetFile(mf).metadata.num_rows
-                self.parts.append((Path(folder), mf.name.split(".")[0], off, n, is_ref))
+        for url, is_ref in folders:
+            df = folder(url)
+            for mf in names(df, "*.meta.parquet"):
+                n = _num_rows(df, mf)
+                self.parts.append((df, mf.split(".")[0], off, n, is_ref))
                 off += n
         self.n = off
         self.offsets = np.array([p[2] for p in self.parts] + [off], dtype=np.int64)
@@ -128,9 +138,13 @@ class SignatureFiles:
             pos = np.flatnonzero(part == p)
             yield int(p), pos, idx[pos] - self.offsets[p]
 
+    def path(self, p: int, rel: str) -> Path:
+        """A local path of part ``p``'s file ``rel`` (downloaded into scratch from object storage)."""
+        return local_copy(self.parts[p][0], rel, self.scratch)
+
     def columns(self, p: int, names: list[str]) -> Iterator[pa.RecordBatch]:
-        folder, tag = self.parts[p][:2]
-        yield from pq.ParquetFile(folder / f"{tag}.meta.parquet").iter_batches(batch_size=READ_BATCH, columns=names)
+        tag = self.parts[p][1]
+        yield from pq.ParquetFile(self.path(p, f"{tag}.meta.parquet")).iter_batches(batch_size=READ_BATCH, columns=names)
 
     def rows(self, idx: np.ndarray, names: list[str]) -> pa.Table:
         """The meta rows of the (ascending, unique) global indices ``idx``, in that order."""
@@ -148,14 +162,13 @@ class SignatureFiles:
     def sketch_rows(self, idx: np.ndarray, bins: int) -> np.ndarray:
         out = np.empty((len(idx), bins), np.uint8)
         for p, pos, local in self._by_part(idx):
-            folder, tag = self.parts[p][:2]
-            out[pos] = np.load(folder / f"{tag}.sketch.npy", mmap_mode="r")[local]
+            out[pos] = np.load(self.path(p, f"{self.parts[p][1]}.sketch.npy"), mmap_mode="r")[local]
         return out
 
     def band_slice(self, band: int, p: int, cuts: list[np.uint64], q: int) -> tuple[np.ndarray, np.ndarray]:
         """(band hashes, global indices) of part ``p``'s rows in band ``band`` within range ``q``."""
-        folder, tag, off = self.parts[p][:3]
-        mm = np.load(folder / "bands" / f"{band:02d}" / f"{tag}.npy", mmap_mode="r")
+        tag, off = self.parts[p][1:3]
+        mm = np.load(self.path(p, f"bands/{band:02d}/{tag}.npy"), mmap_mode="r")
         col = mm[:, 0]
         lo = np.searchsorted(col, cuts[q], side="left") if q else 0
         hi = np.searchsorted(col, cuts[q + 1], side="left") if q + 1 < len(cuts) - 1 else len(col)
@@ -167,16 +180,24 @@ class SignatureFiles:
         canonical texts are read (memory-mapped slices of the rank's ``.canon.u16``)."""
         out: dict[int, np.ndarray] = {}
         for p, pos, local in self._by_part(idx):
-            folder, tag = self.parts[p][:2]
             have = np.unique(np.concatenate([local, local[local > 0] - 1]))
             ends = self.rows(have + self.offsets[p], ["canon_end"])
             end_of = dict(zip(have.tolist(), ends.column(0).to_numpy().tolist()))
-            canon = _map_u16(folder / f"{tag}.canon.u16")
+            canon = _map_u16(self.path(p, f"{self.parts[p][1]}.canon.u16"))
             for s in range(0, len(local), 2000):
                 ls = local[s : s + 2000].tolist()
                 cps = [_codepoints(canon[(end_of[j - 1] if j else 0) : end_of[j]]) for j in ls]
                 out.update(zip(idx[pos[s : s + 2000]].tolist(), ngram_sets(cps, n)))
         return out
+
+
+def _num_rows(df, rel: str) -> int:
+    """Rows of a Parquet file from its footer (on object storage: a ranged read, no download)."""
+    root = local_root(df)
+    if root is not None:
+        return pq.ParquetFile(root / rel).metadata.num_rows
+    with df.open(rel, "rb") as f:
+        return pq.ParquetFile(f).metadata.num_rows
 
 
 def _read_status(key: str) -> int:
@@ -213,6 +234,7 @@ class _DedupTask(PipelineStep):
         self.has_reference = has_reference
         self.threshold, self.est_margin, self.max_bucket = threshold, est_margin, max_bucket
         self.partitions, self.prefer = max(1, int(partitions)), prefer
+        self._scratch: Path | None = None  # this task's private folder, while it runs
 
     def _config(self) -> DedupConfig:
         # the same format check and overrides as the one-task stage 2
@@ -222,19 +244,25 @@ class _DedupTask(PipelineStep):
     def files(self) -> SignatureFiles:
         folders = [(self.signatures_folder, False)]
         if self.has_reference:
-            folders.append((str(Path(self.output_folder) / REFERENCE), True))
-        return SignatureFiles(folders)
+            folders.append((join(self.output_folder, REFERENCE), True))
+        return SignatureFiles(folders, self._scratch)
 
-    def out(self, name: str) -> Path:
-        d = Path(self.output_folder) / name
-        d.mkdir(parents=True, exist_ok=True)
-        return d
+    @property
+    def out(self):
+        """The folder the steps exchange their files through (local, or a URL)."""
+        return folder(self.output_folder)
+
+    def write(self, table: pa.Table, step: str, rank: int) -> None:
+        write_parquet(self.out, f"{step}/{rank:05d}.parquet", table)
+
+    def read(self, step: str, **kw) -> list[pa.Table]:
+        """The tables every task of ``step`` wrote, in task order."""
+        return [read_parquet(self.out, f, **kw) for f in names(self.out, "*.parquet", step)]
 
     def exact_removed(self) -> np.ndarray:
         """(k, 2) int64 [removed, keeper] of all exact-dedup tasks, sorted by removed."""
-        files = sorted((Path(self.output_folder) / EXACT).glob("*.parquet"))
         arr = [np.stack([t.column("removed").to_numpy(), t.column("keeper").to_numpy()], axis=1)
-               for t in map(pq.read_table, files)]
+               for t in self.read(EXACT)]
         out = np.concatenate(arr) if arr else np.zeros((0, 2), np.int64)
         return out[np.argsort(out[:, 0], kind="stable")]
 
@@ -245,18 +273,16 @@ class _DedupTask(PipelineStep):
         if data:
             yield from data
         stats: dict = {"rss_start_bytes": reset_peak_memory()}
-        with self.track_time():
-            self.work(rank, world_size, stats)
+        with self.track_time(), task_scratch("dedup") as self._scratch:
+            try:
+                self.work(rank, world_size, stats)
+            finally:
+                self._scratch = None
         stats["peak_rss_bytes"] = _read_status("VmHWM")
-        (self.out(self.folder_name) / f"{rank:05d}.stats.json").write_text(json.dumps(stats, indent=1))
+        write_text(self.out, f"{self.folder_name}/{rank:05d}.stats.json", json.dumps(stats, indent=1))
         for k, v in stats.items():
             if not k.endswith("_bytes"):
                 self.stat_update(k, value=v)
-
-
-def _write(table: pa.Table, path: Path) -> None:
-    with replacing(path, "wb") as f:
-        pq.write_table(table, f)
 
 
 class ExactDuplicateTasks(_DedupTask):
@@ -291,7 +317,7 @@ class ExactDuplicateTasks(_DedupTask):
             removed = members[np.fromiter(dup.keys(), np.int64, len(dup))]
             keeper = members[np.fromiter(dup.values(), np.int64, len(dup))]
         stats["exact_removed"] = int(len(removed))
-        _write(pa.table({"removed": removed, "keeper": keeper}), self.out(EXACT) / f"{rank:05d}.parquet")
+        self.write(pa.table({"removed": removed, "keeper": keeper}), EXACT, rank)
 
 
 class CandidatePairTasks(_DedupTask):
@@ -340,7 +366,7 @@ class CandidatePairTasks(_DedupTask):
         # verifying task by its hash, so its Jaccard is computed once
         with np.errstate(over="ignore"):
             dest = (_mix64((a.astype(np.uint64) << np.uint64(32)) | b.astype(np.uint64)) % np.uint64(world_size))
-        _write(pa.table({"a": a, "b": b, "dest": dest.astype(np.int32)}), self.out(CANDIDATES) / f"{rank:05d}.parquet")
+        self.write(pa.table({"a": a, "b": b, "dest": dest.astype(np.int32)}), CANDIDATES, rank)
 
 
 class VerifyPairTasks(_DedupTask):
@@ -352,8 +378,7 @@ class VerifyPairTasks(_DedupTask):
 
     def work(self, rank: int, world_size: int, stats: dict) -> None:
         cfg, files = self._config(), self.files()
-        parts = [pq.read_table(f, columns=["a", "b"], filters=[("dest", "=", rank)])
-                 for f in sorted((Path(self.output_folder) / CANDIDATES).glob("*.parquet"))]
+        parts = self.read(CANDIDATES, columns=["a", "b"], filters=[("dest", "=", rank)])
         ab = (np.unique((np.concatenate([t.column("a").to_numpy() for t in parts]).astype(np.uint64) << np.uint64(32))
                         | np.concatenate([t.column("b").to_numpy() for t in parts]).astype(np.uint64))
               if parts else np.zeros(0, np.uint64))
@@ -363,7 +388,7 @@ class VerifyPairTasks(_DedupTask):
         stats["jaccard_checks"] = int(len(a))
         dup = sim >= cfg.threshold
         stats["duplicate_pairs"] = int(dup.sum())
-        _write(pa.table({"a": a[dup], "b": b[dup], "similarity": sim[dup]}), self.out(PAIRS) / f"{rank:05d}.parquet")
+        self.write(pa.table({"a": a[dup], "b": b[dup], "similarity": sim[dup]}), PAIRS, rank)
 
 
 class ResolveDuplicatePairs(_DedupTask):
@@ -379,7 +404,7 @@ class ResolveDuplicatePairs(_DedupTask):
 
     def work(self, rank: int, world_size: int, stats: dict) -> None:
         files = self.files()
-        t = pa.concat_tables([pq.read_table(f) for f in sorted((Path(self.output_folder) / PAIRS).glob("*.parquet"))])
+        t = pa.concat_tables(self.read(PAIRS))
         a, b, sim = (t.column(c).to_numpy() for c in ("a", "b", "similarity"))
         # each pair was verified by one task; sorted (a, b) is the order ``resolve`` reads them in
         order = np.lexsort((b, a))
@@ -419,8 +444,8 @@ class ResolveDuplicatePairs(_DedupTask):
         write_decisions(out, self.decisions_folder)
 
         for name in (EXACT, CANDIDATES, PAIRS):  # the tasks' counters, summed, next to this task's own
-            for f in sorted((Path(self.output_folder) / name).glob("*.stats.json")):
-                for key, v in json.loads(f.read_text()).items():
+            for f in names(self.out, "*.stats.json", name):
+                for key, v in json.loads(read_text(self.out, f)).items():
                     if not key.endswith("_bytes"):
                         stats[key] = stats.get(key, 0) + v
         stats.pop("exact_removed", None)
@@ -429,7 +454,7 @@ class ResolveDuplicatePairs(_DedupTask):
         stats["duplicate_pairs"] = int(len(a))
         stats["exact_removed"] = sum(1 for d in out if d.kind == "exact")
         stats["near_removed"] = len(out) - stats["exact_removed"]
-        (Path(self.decisions_folder) / "stats.json").write_text(json.dumps(
+        write_text(folder(self.decisions_folder), "stats.json", json.dumps(
             {k: v for k, v in stats.items() if not k.endswith("_bytes")}, indent=1))
 
 
@@ -458,7 +483,7 @@ def bucket_stages(signatures_folder: str, output_folder: str, tasks: int, refere
     ``tasks`` and go to ``output_folder/decisions.parquet`` as ``NearDupClusters`` writes them.
     """
     tasks = max(1, int(tasks))
-    work = str(Path(output_folder) / f"buckets-{tasks}")
+    work = join(output_folder, f"buckets-{tasks}")
     ref = reference_folder is not None
     kw = dict(has_reference=ref, **cluster_kwargs)
     stages = []

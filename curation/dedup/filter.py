@@ -8,19 +8,16 @@ duplicates, not to the corpus) and removes each listed document with the reason
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.typeshelper import StatHints
 
-from cumed.atomic import replacing
 from curation.dedup.core import Decision
-from curation.dedup.near import DECISIONS_FILE, read_decisions
+from curation.dedup.near import decision_files, read_decisions
 from curation.steps.base import CumedFilter
+from curation.workfolder import folder, names, read_parquet, write_parquet
 
 
 class DuplicateFilter(CumedFilter):
@@ -60,6 +57,7 @@ class ApplyDuplicateDecisions(PipelineStep):
     into Python strings) and writes the others with ``removed_by``, ``reason`` and
     ``duplicate_of`` / ``similarity`` in their metadata, exactly as ``DuplicateFilter`` does.
     Output names follow datatrove's ParquetWriter: ``000_{rank:05d}.parquet``, only when non-empty.
+    The folders may be local or URLs (``curation.workfolder``).
     """
 
     name = "dedup"  # the same counters as DuplicateFilter under the same name in the build stats
@@ -80,13 +78,15 @@ class ApplyDuplicateDecisions(PipelineStep):
 
         if data:
             yield from data
-        files = sorted(Path(self.input_folder).glob(self.glob_pattern))[rank::world_size]
+        source = folder(self.input_folder)
+        files = names(source, self.glob_pattern)[rank::world_size]
         with self.track_time():
-            dec = pq.read_table(sorted(Path(self.decisions_folder).rglob(DECISIONS_FILE))[0]) if files else None
+            dec = (read_parquet(folder(self.decisions_folder), decision_files(self.decisions_folder)[0])
+                   if files else None)
             dup_ids = dec.column("id") if dec is not None else None
             kept_parts, removed_parts = [], []
             for f in files:
-                t = pq.read_table(f).select(DOC_SCHEMA.names).cast(DOC_SCHEMA)
+                t = read_parquet(source, f).select(DOC_SCHEMA.names).cast(DOC_SCHEMA)
                 mask = pc.is_in(t.column("id"), value_set=dup_ids)
                 kept_parts.append(t.filter(pc.invert(mask)))
                 gone = t.filter(mask).drop_columns(["text"])
@@ -118,13 +118,7 @@ class ApplyDuplicateDecisions(PipelineStep):
             self.stat_update(StatHints.forwarded, value=n_kept)
             self.stat_update(StatHints.dropped, value=n_removed)
             if n_kept:
-                _write(kept, Path(self.output_folder) / f"000_{rank:05d}.parquet", self.compression)
+                write_parquet(folder(self.output_folder), f"000_{rank:05d}.parquet", kept, compression=self.compression)
             if n_removed and self.removed_folder:
-                _write(pa.concat_tables(removed_parts), Path(self.removed_folder) / f"000_{rank:05d}.parquet",
-                       self.compression)
-
-
-def _write(table: pa.Table, path: Path, compression: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with replacing(path, "wb") as f:
-        pq.write_table(table, f, compression=compression)
+                write_parquet(folder(self.removed_folder), f"000_{rank:05d}.parquet", pa.concat_tables(removed_parts),
+                              compression=self.compression)

@@ -27,7 +27,11 @@ Stage 3, ``DuplicateFilter`` (parallel, on Documents) or ``ApplyDuplicateDecisio
 the Parquet tables of stage 1 directly, what ``cumed build`` uses): removes the documents named in
 the decisions.
 
-Only local folders are supported for the signature files (they are memory-mapped).
+Stage 1 writes to a local folder in place, or, for a folder on object storage (any fsspec URL:
+``cumed build --work s3://...``), to the task's private scratch folder and uploads the rank's
+files when it is done (meta last). ``NearDupClusters`` memory-maps the files: local folders only;
+``cumed build`` runs stage 2 as ``curation.dedup.buckets``, whose tasks read either. The
+decisions are written and read through the same folder URLs (``curation.workfolder``).
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ from curation.dedup.core import (
     sketch,
 )
 from curation.dedup.resolve import META_SCHEMA, Prefer, resolve
+from curation.workfolder import exists, folder, join, names, parquet_batches, read_parquet, read_text, staged, write_parquet
 
 DECISIONS_FILE = "decisions.parquet"
 
@@ -194,18 +199,20 @@ class NearDupSignatures(PipelineStep):
         self.is_synthetic = is_synthetic
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        w = _RankWriter(self.output_folder, rank, self.cfg)
-        for batch in batched(data, self.batch_size):
-            with self.track_time("batch"):
-                w.add(
-                    [d.id for d in batch],
-                    [d.text for d in batch],
-                    [self.is_synthetic(d) or d.metadata.get("source") in self.synthetic_sources for d in batch],
-                    [str(d.metadata.get("source", "")) for d in batch],
-                )
-            self.stat_update("signed", value=len(batch))
-            yield from batch
-        w.close()
+        # in place when local; on object storage in scratch, uploaded at the end (meta last)
+        with staged(folder(self.output_folder), last=("*.meta.parquet",)) as out:
+            w = _RankWriter(str(out), rank, self.cfg)
+            for batch in batched(data, self.batch_size):
+                with self.track_time("batch"):
+                    w.add(
+                        [d.id for d in batch],
+                        [d.text for d in batch],
+                        [self.is_synthetic(d) or d.metadata.get("source") in self.synthetic_sources for d in batch],
+                        [str(d.metadata.get("source", "")) for d in batch],
+                    )
+                self.stat_update("signed", value=len(batch))
+                yield from batch
+            w.close()
 
 
 class _SignatureStore:
@@ -216,11 +223,11 @@ class _SignatureStore:
         self.parts = []  # (folder, tag, offset, n, is_ref)
         metas = []
         off = 0
-        for folder, is_ref in folders:
-            for mf in sorted(Path(folder).glob("*.meta.parquet")):
+        for local, is_ref in folders:  # memory-mapped: local folders only
+            for mf in sorted(Path(local).glob("*.meta.parquet")):
                 tag = mf.name.split(".")[0]
                 t = pq.read_table(mf)
-                self.parts.append((Path(folder), tag, off, t.num_rows, is_ref))
+                self.parts.append((Path(local), tag, off, t.num_rows, is_ref))
                 metas.append((t, is_ref))
                 off += t.num_rows
         self.n = off
@@ -304,31 +311,34 @@ class NearDupClusters(PipelineStep):
         self.prefer = prefer
 
     def _config(self) -> DedupConfig:
-        p = Path(self.signatures_folder) / "config.json"
-        base = json.loads(p.read_text()) if p.exists() else {"format": SIGNATURE_FORMAT}
+        df = folder(self.signatures_folder)
+        base = json.loads(read_text(df, "config.json")) if exists(df, "config.json") else {"format": SIGNATURE_FORMAT}
         if base.pop("format", None) != SIGNATURE_FORMAT:
-            raise ValueError(f"{p}: signatures written by another cumed version (format {SIGNATURE_FORMAT} expected); "
-                             f"delete {self.signatures_folder} and run NearDupSignatures (stage 1) again")
+            raise ValueError(f"{join(self.signatures_folder, 'config.json')}: signatures written by another cumed "
+                             f"version (format {SIGNATURE_FORMAT} expected); delete {self.signatures_folder} and run "
+                             "NearDupSignatures (stage 1) again")
         base.update(threshold=self.threshold, est_margin=self.est_margin, max_bucket=self.max_bucket)
         return DedupConfig(**base)
 
     def _sign_reference(self, cfg: DedupConfig) -> str:
-        folder = Path(self.output_folder) / "reference_signatures"
-        w = _RankWriter(str(folder), 0, cfg)
+        target = join(self.output_folder, "reference_signatures")
         ref = self.reference_folder
         if callable(ref):
             it = ref(None)
-        else:
+        else:  # an earlier version's data folder, local or on object storage
+            rdf = folder(ref)
             it = (
                 (i, t)
-                for f in sorted(Path(ref).rglob("*.parquet"))
-                for b in pq.ParquetFile(f).iter_batches(columns=["id", "text"], batch_size=10_000)
+                for f in names(rdf, "*.parquet", recursive=True)
+                for b in parquet_batches(rdf, f, columns=["id", "text"], batch_size=10_000)
                 for i, t in zip(b.column(0).to_pylist(), b.column(1).to_pylist())
             )
-        for chunk in batched(it, 5000):
-            w.add([c[0] for c in chunk], [c[1] for c in chunk], [False] * len(chunk), ["reference"] * len(chunk))
-        w.close()
-        return str(folder)
+        with staged(folder(target), last=("*.meta.parquet",)) as out:
+            w = _RankWriter(str(out), 0, cfg)
+            for chunk in batched(it, 5000):
+                w.add([c[0] for c in chunk], [c[1] for c in chunk], [False] * len(chunk), ["reference"] * len(chunk))
+            w.close()
+        return target
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         if data:
@@ -357,8 +367,7 @@ class NearDupClusters(PipelineStep):
             self.stat_update(k, value=v)
 
 
-def write_decisions(decisions: list[Decision], folder: str) -> None:
-    Path(folder).mkdir(parents=True, exist_ok=True)
+def write_decisions(decisions: list[Decision], decisions_folder: str) -> None:
     t = pa.table(
         {
             "id": pa.array([d.id for d in decisions], pa.string()),
@@ -367,16 +376,20 @@ def write_decisions(decisions: list[Decision], folder: str) -> None:
             "kind": pa.array([d.kind for d in decisions], pa.string()),
         }
     )
-    with replacing(Path(folder) / DECISIONS_FILE, "wb") as f:
-        pq.write_table(t, f)
+    write_parquet(folder(decisions_folder), DECISIONS_FILE, t)
 
 
-def read_decisions(folder: str) -> list[Decision]:
-    files = sorted(Path(folder).rglob(DECISIONS_FILE))
+def decision_files(decisions_folder: str) -> list[str]:
+    """The ``decisions.parquet`` files under a folder (local or a URL), relative to it."""
+    return names(folder(decisions_folder), DECISIONS_FILE, recursive=True)
+
+
+def read_decisions(decisions_folder: str) -> list[Decision]:
+    files = decision_files(decisions_folder)
     if not files:
-        raise FileNotFoundError(f"no {DECISIONS_FILE} under {folder}; run NearDupClusters first")
+        raise FileNotFoundError(f"no {DECISIONS_FILE} under {decisions_folder}; run NearDupClusters first")
     out = []
     for f in files:
-        for r in pq.read_table(f).to_pylist():
+        for r in read_parquet(folder(decisions_folder), f).to_pylist():
             out.append(Decision(r["id"], r["duplicate_of"], r["similarity"], r["kind"]))
     return out

@@ -1,0 +1,137 @@
+"""A build whose work folder, sources and store are all on object storage (a moto S3 server),
+run on a local Ray instance with two workers: the nodes of such a cluster share nothing but the
+bucket, so every task works in a private scratch folder, deleted when it ends (issue #17)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from cumed.errors import CumedError
+from cumed.store import Store
+from curation.build import build
+from tests.cumed.test_remote_store import bucket, cli, s3_server  # noqa: F401 - fixtures
+from tests.curation.test_build import GOOD_ROWS, write_recipe, write_tiny_raw
+
+STEPS = {"normalize": {}, "filters": {"min_length": {}, "cjk_ratio": {}}, "dedup": {}}
+
+
+def write_raw(root: Path) -> None:
+    """The tiny raw folder, plus the users' own formats: a gzipped JSON Lines file and a Parquet
+    file whose texts repeat the CSV's (exact duplicates across sources, for the dedup stages)."""
+    write_tiny_raw(root)
+    texts = [f"{title}\n{ask}\n{answer}" for _, title, ask, answer in GOOD_ROWS]
+    (root / "user").mkdir()
+    with gzip.open(root / "user" / "dumps.jsonl.gz", "wt", encoding="utf-8") as f:
+        for i, t in enumerate(texts):
+            f.write(json.dumps({"id": f"d{i}", "text": t + "\n谢谢医生。"}, ensure_ascii=False) + "\n")
+    pq.write_table(pa.table({"id": ["p0", "p1", "p2"], "text": texts}), root / "user" / "rows.parquet")
+
+
+def recipe_file(path: Path, user_paths: tuple[str, str]) -> Path:
+    write_recipe(path, steps=STEPS, shards=3)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["sources"] += [
+        {"name": "dumps", "reader": "jsonl", "path": user_paths[0], "category": "qa",
+         "options": {"text_field": "text", "id_field": "id"}},
+        {"name": "rows", "reader": "parquet", "path": user_paths[1], "category": "qa",
+         "options": {"text_field": "text", "id_field": "id"}},
+    ]
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def upload(folder: Path, bucket: str, prefix: str) -> None:
+    import boto3
+
+    s3 = boto3.client("s3")
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        s3.upload_file(str(f), bucket, f"{prefix}/{f.relative_to(folder).as_posix()}")
+
+
+def keys(bucket: str, prefix: str) -> list[str]:
+    import boto3
+
+    pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
+def test_ray_build_on_s3_publishes_what_a_local_build_does(bucket, tmp_path, monkeypatch):  # noqa: F811 - fixture
+    import boto3
+    import ray
+
+    raw = tmp_path / "raw"
+    write_raw(raw)
+    local, _ = build(recipe_file(tmp_path / "local.yaml", ("user/*.jsonl.gz", "user/rows.parquet")), raw,
+                     Store(tmp_path / "store"), work_root=tmp_path / "work", progress=False)
+    assert any(r.startswith("dedup") for r in local.manifest["stats"]["removed_by_reason"]), "nothing to deduplicate"
+
+    upload(raw, bucket, "raw")
+    # relative paths resolve under --raw s3://...; a source path may be an s3:// glob itself
+    recipe = recipe_file(tmp_path / "s3.yaml", ("user/*.jsonl.gz", f"s3://{bucket}/raw/user/*.parquet"))
+    scratch = tmp_path / "scratch"
+    monkeypatch.setenv("CUMED_SCRATCH_DIR", str(scratch))  # before ray.init: the workers inherit it
+    before = sorted(p for p in tmp_path.rglob("*") if scratch not in p.parents and p != scratch)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        remote, stats = build(recipe, f"s3://{bucket}/raw", Store(f"s3://{bucket}/store"), executor="ray", workers=2,
+                              work_root=f"s3://{bucket}/work", progress=False, dedup_tasks=2)
+    finally:
+        ray.shutdown()
+
+    assert remote.ref == "tiny@1" and remote.path.startswith(f"s3://{bucket}/store/")
+    assert remote.content_hash == local.content_hash
+    assert (remote.rows, remote.removed_rows) == (local.rows, local.removed_rows)
+    assert [i["sha256"] for i in remote.manifest["lineage"]["inputs"]] == \
+        [i["sha256"] for i in local.manifest["lineage"]["inputs"]]
+
+    # every stage's files are in the bucket, none on this machine
+    [work] = {k.split("/")[1] for k in keys(bucket, "work/")}
+    folders = {k.split("/")[2] for k in keys(bucket, f"work/{work}/")}
+    assert {"counts", "filtered", "signatures", "dedup", "kept", "removed", "logs"} <= folders
+    assert len([k for k in keys(bucket, f"work/{work}/logs/b-candidates-2/completions/")]) == 2
+    assert sorted(p for p in tmp_path.rglob("*") if scratch not in p.parents and p != scratch) == before
+
+    # the tasks worked in private scratch folders (their logs say where, and what they held),
+    # all deleted when they ended
+    s3 = boto3.client("s3")
+    logged = []
+    for key in keys(bucket, f"work/{work}/logs/"):
+        if key.endswith(".log"):
+            text = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+            logged += re.findall(r"scratch (\S+): held (\d+) files", text)
+    used = {Path(p) for p, n in logged if int(n) > 0}
+    assert len(used) >= 3 + 2, logged  # at least stage A's signatures and stage B's downloads
+    assert all(scratch in p.parents and p.parent.name.startswith("cumed-task-") for p in used), used
+    assert not any(p.exists() for p in used)
+    assert scratch.is_dir() and list(scratch.iterdir()) == []
+
+    # a killed build resumes from the bucket: the task whose completion marker is missing runs
+    # again (here through the CLI, on local processes), every other task of every stage is skipped
+    s3.delete_object(Bucket=bucket, Key=f"work/{work}/logs/a/completions/00001")
+    etag = lambda key: s3.head_object(Bucket=bucket, Key=key)["ETag"]  # noqa: E731
+    task_logs = {k: etag(k) for k in keys(bucket, f"work/{work}/logs/") if k.endswith(".log")}
+    r = cli("build", str(recipe), "--raw", f"s3://{bucket}/raw", "--work", f"s3://{bucket}/work", "--store",
+            f"s3://{bucket}/store", "--workers", "2", "--dedup-tasks", "2", "--json", timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (json.loads(r.stdout)["ref"], json.loads(r.stdout)["content_hash"]) == ("tiny@1", local.content_hash)
+    assert {k for k, v in task_logs.items() if etag(k) != v} == {f"work/{work}/logs/a/logs/task_00001.log"}
+    assert list(scratch.iterdir()) == []
+
+
+def test_missing_bucket_names_the_url_and_the_fix(s3_server, tmp_path):  # noqa: F811 - fixture
+    raw = tmp_path / "raw"
+    write_raw(raw)
+    recipe = recipe_file(tmp_path / "r.yaml", ("user/*.jsonl.gz", "user/rows.parquet"))
+    with pytest.raises(CumedError, match=r"--work s3://no-such-bucket-x/builds.*bucket 'no-such-bucket-x' does not "
+                                         r"exist.*create it or fix the URL"):
+        build(recipe, raw, Store(tmp_path / "store"), work_root="s3://no-such-bucket-x/builds", progress=False)
+    with pytest.raises(CumedError, match=r"raw data folder s3://no-such-bucket-x/raw.*does not exist"):
+        build(recipe, "s3://no-such-bucket-x/raw", Store(tmp_path / "store"), progress=False)
