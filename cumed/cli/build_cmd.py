@@ -48,7 +48,7 @@ def build_cmd(
     work_dir: str = typer.Option(".cache/builds", "--work", "--work-dir",
                                  help="Where the resumable intermediate files go: a folder, or a URL such as "
                                       "s3://bucket/builds (the stages exchange files only there)."),
-    dedup_tasks: int = typer.Option(None, "--dedup-tasks", help="Tasks of the near-duplicate stage (default: --workers); "
+    dedup_tasks: int = typer.Option(None, "--dedup-tasks", help="Tasks of the near-duplicate stage (default: one per 500k documents, at least --workers); "
                                     "same decisions for any number, each task holds its share of the signatures."),
     as_json: bool = JsonOpt,
 ):

@@ -21,6 +21,7 @@ folder, and a task's local files live in a private scratch folder deleted when i
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -37,17 +38,22 @@ from curation.build.steps import (build_steps, cluster_options, dependencies, mo
 from curation.recipe import Recipe
 from curation.rows import DOC_SCHEMA, REMOVED_SCHEMA, RankParquetWriter, kept_adapter
 from curation.tokens import TokenCounter
-from curation.workfolder import check_reachable, is_url, join, local_view, remove
+from curation.workfolder import check_reachable, folder, is_url, join, local_view, names, read_text, remove
 
 # What the documents build's code fingerprint covers (its work folder key and lineage).
 CODE_PACKAGES = ("cumed", "curation")
+# Documents per stage-B task by default. A near-duplicate candidate task holds its share of the
+# band hashes and sorts them: measured ~1.1 KB per document of its share (2.27 GB per task for
+# 4M documents in 2 tasks, BENCHMARKS.md "10 million documents"), so 500k keeps a task near 0.6 GB
+# and the number of tasks, not their memory, grows with the corpus.
+DOCS_PER_DEDUP_TASK = 500_000
 
 
 def build_documents(recipe: Recipe, store: Store, *, executor: str = "local", workers: int = 1,
                     work_root: str | Path = ".cache/builds", progress: bool = True,
                     keep_work: bool = True, dedup_tasks: int | None = None) -> tuple[DatasetVersion, dict]:
     """``dedup_tasks``: tasks of each parallel step of stage B (default: the recipe's
-    ``dedup.tasks``, else ``workers``); the
+    ``dedup.tasks``, else one per 500,000 documents read and at least ``workers``); the
     decisions do not depend on it, only each task's memory (its share of the signatures)."""
     steps = resolved_steps(recipe)  # what runs: the steps the recipe lists, nothing else
     if progress:
@@ -88,7 +94,8 @@ def build_documents(recipe: Recipe, store: Store, *, executor: str = "local", wo
         # Stage B in bucket tasks (exact-hash and band-hash ranges), then one task over the pairs:
         # the same decisions for any number of tasks, each task's memory its share of the signatures.
         for key, label, pipeline_b, tasks in bucket_stages(join(work_url, "signatures"), join(work_url, "dedup"),
-                                                           dedup_tasks or dedup_cfg.get("tasks") or workers,
+                                                           dedup_tasks or dedup_cfg.get("tasks")
+                                                           or dedup_task_count(work_url, workers),
                                                            **cluster_kwargs):
             run_stage(f"{recipe.name}: {label}", pipeline_b, tasks, min(workers, tasks), executor, join(logs, key),
                       progress)
@@ -119,6 +126,14 @@ def build_documents(recipe: Recipe, store: Store, *, executor: str = "local", wo
     if not keep_work:
         remove(work_url)
     return dv, stats
+
+
+def dedup_task_count(work_url: str, workers: int, docs_per_task: int = DOCS_PER_DEDUP_TASK) -> int:
+    """Stage B's default task count: one task per ``docs_per_task`` documents read (stage A's
+    counts, an upper bound of the signed ones), at least one per worker."""
+    counts = folder(join(work_url, "counts"))
+    read = sum(sum(json.loads(read_text(counts, n)).values()) for n in names(counts, "*.json"))
+    return max(workers, -(-read // docs_per_task))
 
 
 def work_key(inputs: list[dict], parents: list[str], models: list[dict], side: list[dict], deps: dict) -> dict:
