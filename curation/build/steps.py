@@ -277,7 +277,7 @@ def models_applied(recipe: Recipe, store: Store) -> list[dict]:
 
 
 SIG_KEYS = {"n", "bands", "rows", "seed", "synthetic_sources"}
-CLUSTER_KEYS = {"threshold", "est_margin", "max_bucket", "partitions"}
+CLUSTER_KEYS = {"threshold", "est_margin", "max_bucket", "partitions", "verify"}
 
 
 def signature_options(cfg: dict) -> dict:
@@ -292,7 +292,7 @@ def cluster_options(cfg: dict, store: Store, where: Path) -> dict:
     cfg = dict(cfg or {})
     if cfg.get("tasks") is not None and (not isinstance(cfg["tasks"], int) or isinstance(cfg["tasks"], bool)
                                          or cfg["tasks"] < 1):
-        raise CumedError(f"dedup tasks {cfg['tasks']!r} in {where}: give a whole number >= 1 (or leave it out: --workers)")
+        raise CumedError(f"dedup tasks {cfg['tasks']!r} in {where}: give a whole number >= 1 (or leave it out: one per 500k documents)")
     unknown = set(cfg) - SIG_KEYS - CLUSTER_KEYS - {"against", "tasks"}
     if unknown:
         raise CumedError(
@@ -300,6 +300,12 @@ def cluster_options(cfg: dict, store: Store, where: Path) -> dict:
             f"allowed: {', '.join(sorted(SIG_KEYS | CLUSTER_KEYS | {'against', 'tasks'}))}"
         )
     kwargs = {k: v for k, v in cfg.items() if k in CLUSTER_KEYS}
+    try:  # ``verify: coverage | jaccard | {rule: ..., cover_both: ...}`` (curation.dedup.core.verify_options)
+        from curation.dedup.core import DedupConfig, verify_options
+
+        DedupConfig(**verify_options(cfg.get("verify")))
+    except (TypeError, ValueError) as e:
+        raise CumedError(f"dedup verify {cfg.get('verify')!r} in {where}: {e}") from None
     if cfg.get("against"):
         kwargs["reference_folder"] = str(store.get(cfg["against"]).data_dir)
     return kwargs

@@ -17,16 +17,17 @@ datatrove stages that exchange data only through files under ``output_folder``:
    pairs by the sketch estimate (sketch rows gathered from the memory-mapped sketch files).
    Writes ``candidates/{t}.parquet``: a, b and the verifying task (a hash of the pair: a pair
    colliding in several bands is found by several tasks, and verified once).
-3. ``VerifyPairTasks`` (T tasks): the pairs routed to task t, deduplicated; the actual Jaccard
-   from the canonical texts of their endpoints (read by range from the ``.canon.u16`` files).
-   Writes ``pairs/{t}.parquet``: a, b, similarity, for the pairs at or above the threshold.
+3. ``VerifyPairTasks`` (T tasks): the pairs routed to task t, deduplicated; each verified by
+   ``core.verify_pair`` (as ``resolve`` does) from the canonical texts of their endpoints (read by
+   range from the ``.canon.u16`` files). Writes ``pairs/{t}.parquet``: a, b, similarity (the
+   actual Jaccard), for the pairs the verification accepts.
 4. ``ResolveDuplicatePairs`` (one task): the same greedy best-first clustering as ``resolve``
    over the pair endpoints only, then ``decisions.parquet``.
 
 Why the decisions are the same as ``resolve``'s: a bucket (one band hash) lies in one hash
 range, and its members are concatenated in the same rank order, so the candidate pairs of all
 tasks together are exactly ``resolve``'s; the estimate is per pair; ``resolve``'s greedy pass
-only ever uses pairs at or above the threshold with their Jaccard, visits documents in
+only ever uses the pairs the verification accepts (a symmetric function of the pair) with their Jaccard, visits documents in
 preference order (a total order on per-document keys, so ranking only the pair endpoints orders
 them the same), and among equally similar kept neighbours takes the one with the smallest index
 (its neighbour lists are ascending). Exact groups share one hash, so one task sees each whole.
@@ -62,7 +63,7 @@ import pyarrow.parquet as pq
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-from curation.dedup.canonical import _mix64, jaccard, ngram_sets
+from curation.dedup.canonical import Shingles, _mix64, ngram_shingles
 from curation.dedup.core import (
     DedupConfig,
     assemble_decisions,
@@ -71,6 +72,7 @@ from curation.dedup.core import (
     estimated_similarity,
     exact_groups,
     split_pairs,
+    verify_pair,
 )
 from curation.dedup.near import (
     NearDupClusters,
@@ -175,8 +177,8 @@ class SignatureFiles:
         sl = np.asarray(mm[lo:hi])
         return sl[:, 0], sl[:, 1].astype(np.int64) + off
 
-    def shingles(self, idx: np.ndarray, n: int) -> dict[int, np.ndarray]:
-        """{global index: sorted n-gram hashes} of the (ascending, unique) ``idx``: only their
+    def shingles(self, idx: np.ndarray, n: int) -> dict[int, Shingles]:
+        """{global index: its n-grams (``Shingles``)} of the (ascending, unique) ``idx``: only their
         canonical texts are read (memory-mapped slices of the rank's ``.canon.u16``)."""
         out: dict[int, np.ndarray] = {}
         for p, pos, local in self._by_part(idx):
@@ -187,7 +189,7 @@ class SignatureFiles:
             for s in range(0, len(local), 2000):
                 ls = local[s : s + 2000].tolist()
                 cps = [_codepoints(canon[(end_of[j - 1] if j else 0) : end_of[j]]) for j in ls]
-                out.update(zip(idx[pos[s : s + 2000]].tolist(), ngram_sets(cps, n)))
+                out.update(zip(idx[pos[s : s + 2000]].tolist(), ngram_shingles(cps, n)))
         return out
 
 
@@ -228,18 +230,19 @@ class _DedupTask(PipelineStep):
 
     def __init__(self, signatures_folder: str, output_folder: str, has_reference: bool = False,
                  threshold: float = 0.75, est_margin: float = 0.15, max_bucket: int = 32, partitions: int = 1,
-                 prefer: Prefer = default_prefer):
+                 prefer: Prefer = default_prefer, verify=None):
         super().__init__()
         self.signatures_folder, self.output_folder = str(signatures_folder), str(output_folder)
         self.has_reference = has_reference
         self.threshold, self.est_margin, self.max_bucket = threshold, est_margin, max_bucket
         self.partitions, self.prefer = max(1, int(partitions)), prefer
+        self.verify = verify  # the verification rule (``core.verify_options``), as NearDupClusters
         self._scratch: Path | None = None  # this task's private folder, while it runs
 
     def _config(self) -> DedupConfig:
         # the same format check and overrides as the one-task stage 2
         return NearDupClusters(self.signatures_folder, self.output_folder, threshold=self.threshold,
-                               est_margin=self.est_margin, max_bucket=self.max_bucket)._config()
+                               est_margin=self.est_margin, max_bucket=self.max_bucket, verify=self.verify)._config()
 
     def files(self) -> SignatureFiles:
         folders = [(self.signatures_folder, False)]
@@ -357,7 +360,7 @@ class CandidatePairTasks(_DedupTask):
         for s in range(0, len(a), ESTIMATE_CHUNK):
             aa, bb = a[s : s + ESTIMATE_CHUNK], b[s : s + ESTIMATE_CHUNK]
             est = estimated_similarity(files.sketch_rows(aa, cfg.num_bins), files.sketch_rows(bb, cfg.num_bins))
-            sel.append(est >= cfg.threshold - cfg.est_margin)
+            sel.append(est >= cfg.estimate_floor)
         if sel:
             m = np.concatenate(sel)
             a, b = a[m], b[m]
@@ -384,9 +387,10 @@ class VerifyPairTasks(_DedupTask):
               if parts else np.zeros(0, np.uint64))
         a, b = split_pairs(ab)
         sh = files.shingles(np.unique(np.concatenate([a, b])), cfg.n) if len(a) else {}
-        sim = np.fromiter((jaccard(sh[i], sh[j]) for i, j in zip(a.tolist(), b.tolist())), np.float64, len(a))
+        checked = [verify_pair(sh[i], sh[j], cfg) for i, j in zip(a.tolist(), b.tolist())]  # as ``resolve``
+        sim = np.fromiter((s for s, _ in checked), np.float64, len(a))
+        dup = np.fromiter((d for _, d in checked), bool, len(a))
         stats["jaccard_checks"] = int(len(a))
-        dup = sim >= cfg.threshold
         stats["duplicate_pairs"] = int(dup.sum())
         self.write(pa.table({"a": a[dup], "b": b[dup], "similarity": sim[dup]}), PAIRS, rank)
 

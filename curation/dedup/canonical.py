@@ -31,6 +31,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 import xxhash
@@ -311,3 +312,76 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
         return 1.0
     inter = len(np.intersect1d(a, b, assume_unique=True))
     return inter / (len(a) + len(b) - inter)
+
+
+class Shingles(NamedTuple):
+    """A canonical text's character n-grams as the verification reads them: ``grams``, the sorted
+    unique uint32 hashes (the Jaccard's set, as ``ngram_sets``); ``inv``, for each position the
+    index in ``grams`` of the n-gram starting there (``max(length - n + 1, 1)`` positions, none for
+    an empty text: which characters a shared n-gram covers); ``length``, the canonical characters."""
+
+    grams: np.ndarray
+    inv: np.ndarray
+    length: int
+
+
+def ngram_shingles(texts_cps: list[np.ndarray], n: int) -> list[Shingles]:
+    """``Shingles`` of each text's canonical code points, hashed in one pass (``ngram_sets`` plus
+    the position of each n-gram)."""
+    if not texts_cps:
+        return []
+    lens = np.fromiter((len(c) for c in texts_cps), dtype=np.int64, count=len(texts_cps))
+    h, counts = text_window_hashes(np.concatenate(texts_cps), lens, n)
+    h32 = (h >> np.uint64(32)).astype(np.uint32)
+    offs = np.concatenate([[0], np.cumsum(counts)])
+    out = []
+    for i in range(len(texts_cps)):
+        grams, inv = np.unique(h32[offs[i] : offs[i + 1]], return_inverse=True)
+        out.append(Shingles(grams, inv.astype(np.int32).ravel(), int(lens[i])))
+    return out
+
+
+def _shared(a: Shingles, b: Shingles) -> np.ndarray:
+    """For each of ``a.grams``: whether ``b`` has it."""
+    if not len(b.grams):
+        return np.zeros(len(a.grams), bool)
+    return b.grams[np.minimum(np.searchsorted(b.grams, a.grams), len(b.grams) - 1)] == a.grams
+
+
+def _uncovered_runs(present: np.ndarray, length: int, n: int) -> tuple[int, int]:
+    """(uncovered characters, longest run of them) of a text of ``length`` characters whose
+    n-gram at position s is shared where ``present[s]``: a shared n-gram at s covers s..s+n-1."""
+    if length == 0:
+        return 0, 0
+    p = np.flatnonzero(present)
+    if not len(p):
+        return length, length
+    lead, trail = int(p[0]), length - int(p[-1]) - n
+    gaps = np.diff(p)
+    gaps = gaps[gaps > n] - n
+    total, longest = lead + max(trail, 0), max(lead, trail, 0)
+    if len(gaps):
+        total += int(gaps.sum())
+        longest = max(longest, int(gaps.max()))
+    return total, longest
+
+
+def overlap(a: Shingles, b: Shingles, n: int) -> tuple[float, tuple[int, int], tuple[int, int]]:
+    """(Jaccard of the two n-gram sets, ``uncovered`` of a against b, of b against a) in one pass
+    (one ``searchsorted`` each way)."""
+    sa, sb = _shared(a, b), _shared(b, a)
+    inter = int(sa.sum())
+    union = len(a.grams) + len(b.grams) - inter
+    j = inter / union if union else 1.0
+    return j, _uncovered_runs(sa[a.inv], a.length, n), _uncovered_runs(sb[b.inv], b.length, n)
+
+
+def uncovered(a: Shingles, b: Shingles, n: int) -> tuple[int, int]:
+    """(characters of ``a`` in no n-gram that ``b`` has, the longest run of such characters).
+
+    A character is covered when one of the (up to n) n-grams of ``a`` that contain it is in ``b``.
+    So a substituted or inserted character uncovers itself alone (its neighbours are covered by
+    the n-grams on their other side) and a deletion nothing, while a passage of ``a`` that ``b``
+    lacks is uncovered whole: the uncovered characters are what differs, edits or passages, and
+    the longest run tells them apart (two edits closer than n characters uncover the gap too)."""
+    return _uncovered_runs(_shared(a, b)[a.inv], a.length, n)

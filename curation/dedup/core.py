@@ -15,16 +15,18 @@ Pipeline (each piece a plain function on numpy arrays, so the staged steps in ``
 3. ``candidate_pairs``: docs sharing a band hash; a bucket larger than ``max_bucket`` (templated
    text) only pairs members within ``max_bucket`` positions of each other in hash order.
 4. ``estimated_similarity``: fraction of equal OPH bins (their low 8 bits, ``sketch``), a cheap
-   filter before fetching texts (keeps pairs with estimate >= threshold - ``est_margin``; the
-   estimate's standard deviation at J=0.7 with 112 bins is 0.043, so the default margin 0.15 is
-   ~3.5 sigma).
-5. ``jaccard`` (canonical.py): the actual Jaccard of the two character-shingle sets. Only pairs
-   at or above ``threshold`` are duplicates: two disease cards that share the 39health template
-   but not the content land in the same buckets and are rejected here.
+   filter before fetching texts (keeps pairs with estimate >= ``DedupConfig.estimate_floor``:
+   ``est_margin`` below the lowest Jaccard the rule accepts; the estimate's standard deviation at
+   J=0.7 with 112 bins is 0.043, so the default margin 0.15 is ~3.5 sigma).
+5. ``verify_pair``: the actual Jaccard of the two character-shingle sets and, under the default
+   ``verify="coverage"``, the share of each text's characters covered by shared 5-grams and the
+   passages each text has of its own (``DedupConfig``; ``verify="jaccard"``: Jaccard >=
+   ``threshold`` only). Two disease cards that share the 39health template but not the content
+   land in the same buckets and are rejected here.
 6. greedy clustering (``resolve.resolve``). Documents are visited best first (reference docs first, then
    the ``prefer`` key); a document with a verified edge to an already kept document is removed
    as a duplicate of the most similar one, otherwise it is kept. Every ``duplicate_of`` thus
-   names a kept (or reference) document whose Jaccard with it was measured, with no chaining
+   names a kept (or reference) document it was verified against, with no chaining
    A~B~C that would remove C for looking like A.
 
 What this module does not do: read or write files (``near.py``), or decide what "best" means
@@ -38,19 +40,55 @@ from typing import Mapping
 
 import numpy as np
 
-from curation.dedup.canonical import _mix64, text_window_hashes
+from curation.dedup.canonical import Shingles, _mix64, jaccard, overlap, text_window_hashes
 
 EMPTY = np.uint32(0xFFFFFFFF)
 
 
+VERIFY_RULES = ("coverage", "jaccard")
+# the fields of DedupConfig that decide the verification (``verify_options``)
+VERIFY_FIELDS = ("verify", "cover_both", "cover_one", "cover_other", "passage_chars", "passage_share")
+
+
 @dataclass(frozen=True)
 class DedupConfig:
-    """Parameters of the near-duplicate search. Defaults tuned on the planted set (see
-    BENCHMARKS.md): 5-grams as in datasketch/Lee et al. 2022 for Chinese characters,
-    verified Jaccard >= 0.75: planted near-copies (<= 2 % char edits, a dropped sentence, an
-    appended disclaimer, texts >= 200 chars) sit at 0.78-0.98, Traditional copies at 1.0 after
-    t2s; random pairs of 39health cards sharing the template have median 0.08, 99.9th pct 0.25,
-    but cards of two related diseases sharing checks and symptoms reach 0.73 (kept apart)."""
+    """Parameters of the near-duplicate search: 5-grams as in datasketch/Lee et al. 2022 for
+    Chinese characters, 28 x 4 LSH bands, and the verification of each candidate pair.
+
+    ``verify="coverage"`` (the default since issue #17, ``verify_pair``). A character of one text
+    is *covered* when a 5-gram containing it occurs in the other (``canonical.uncovered``): a
+    substituted or inserted character uncovers itself alone, where it breaks five 5-grams of the
+    Jaccard. A candidate pair is a near-duplicate when
+
+    1. both texts are >= ``cover_both`` (0.95) covered: scattered edits, swapped sentences; or
+    2. one text is >= ``cover_one`` (0.99) covered and the other >= ``cover_other`` (0.6): one
+       lies inside the other (a dropped sentence, an appended disclaimer), but a short text
+       inside a long one is not its copy; or
+    3. the actual 5-gram Jaccard is >= ``threshold`` (0.75, the rule before issue #17), unless
+       both texts have a passage of their own: a run of >= ``passage_chars`` (10) uncovered
+       characters that is also >= ``passage_share`` (1 %) of that text (a different patient
+       question over the same templated answer).
+
+    Why these values (BENCHMARKS.md, "Dedup on the planted set and the decontamination rule
+    (issue 17)", ``benchmarks/dedup_recall.py``; the issue's planted set: 3 % character edits, any
+    sentence dropped, sentences swapped, a disclaimer, Traditional script, originals >= 50
+    characters): 3 % edits sit at Jaccard 0.69-0.93 (median 0.76), so the Jaccard rule at 0.75
+    finds 72 % of them; 86 % are >= 0.95 covered on both sides, and rules 1 + 3 find 95-96 %.
+    The issue's negatives, distinct questions that share a templated doctor answer (Huatuo-26M
+    test and Toyhom, 434 pairs, ``plant.templated_answer_pairs``), are covered at most 0.98 on one
+    side and 0.90 on both; the two of them at Jaccard >= 0.75 (0.84, 0.80: a 300-540-character
+    stock answer under a short question) have own passages of >= 11 characters on both sides.
+    0.95 and 0.99, not lower: the template covers most of a short 39health card, and two cards of
+    distinct diseases reach 0.944 on both sides and 0.985 on one (3,450 candidate card pairs).
+    10 characters for an own passage: 3 % edits cluster into runs of >= 8 in 1.3 % of copies
+    (rule 1 finds most of them anyway), and a re-posted consultation with a reworded title has
+    runs of 8-9 on both sides (a duplicate); the share keeps revised versions of long papers
+    (runs of 30-200 characters in 10,000) together. 0.6 for the other text: a dropped sentence
+    removes up to 40 % of a short text in 95 % of copies, and below Jaccard ~0.6 the 28 x 4 bands
+    find a pair less often (0.98 at J 0.6, 0.84 at 0.5).
+
+    ``verify="jaccard"``: the rule before issue #17, actual Jaccard >= ``threshold``, nothing else.
+    """
 
     n: int = 5
     bands: int = 28
@@ -60,10 +98,65 @@ class DedupConfig:
     max_bucket: int = 32
     densify_tries: int = 64
     seed: int = 1
+    verify: str = "coverage"
+    cover_both: float = 0.95
+    cover_one: float = 0.99
+    cover_other: float = 0.6
+    passage_chars: int = 10
+    passage_share: float = 0.01
+
+    def __post_init__(self):
+        if self.verify not in VERIFY_RULES:
+            raise ValueError(f"dedup verify {self.verify!r}: one of {', '.join(VERIFY_RULES)}")
 
     @property
     def num_bins(self) -> int:
         return self.bands * self.rows
+
+    @property
+    def estimate_floor(self) -> float:
+        """Candidate pairs whose sketch estimate is below this are not verified: ``est_margin``
+        below the lowest Jaccard the rule accepts with no edit (a text inside another, covering
+        ``cover_other`` of it, has Jaccard ~``cover_other``)."""
+        low = self.threshold if self.verify == "jaccard" else min(self.threshold, self.cover_other)
+        return low - self.est_margin
+
+
+def verify_options(spec) -> dict:
+    """The ``DedupConfig`` fields of a ``verify`` option as a recipe writes it: a rule name
+    (``coverage`` | ``jaccard``), a mapping ``{rule: coverage, cover_one: 0.9, ...}``, or None
+    (the defaults). Every verification field is returned, so it overrides what a signature
+    folder's ``config.json`` recorded."""
+    defaults = {k: DedupConfig.__dataclass_fields__[k].default for k in VERIFY_FIELDS}
+    if spec is None:
+        return defaults
+    if isinstance(spec, str):
+        return {**defaults, "verify": spec}
+    spec = dict(spec)
+    rule = spec.pop("rule", spec.pop("verify", defaults["verify"]))
+    unknown = set(spec) - set(VERIFY_FIELDS)
+    if unknown:
+        raise ValueError(f"dedup verify: unknown option(s) {', '.join(sorted(unknown))}; "
+                         f"allowed: rule, {', '.join(VERIFY_FIELDS[1:])}")
+    return {**defaults, **spec, "verify": rule}
+
+
+def verify_pair(a: Shingles, b: Shingles, cfg: DedupConfig) -> tuple[float, bool]:
+    """(actual Jaccard of the two n-gram sets, whether the pair is a near-duplicate under
+    ``cfg.verify``; see ``DedupConfig``). The one verification of the single-task and the
+    bucketed stage 2; the Jaccard is what a decision records as its similarity."""
+    if cfg.verify == "jaccard":
+        j = jaccard(a.grams, b.grams)
+        return j, j >= cfg.threshold
+    j, (ua, ra), (ub, rb) = overlap(a, b, cfg.n)
+    ca = 1 - ua / a.length if a.length else 1.0
+    cb = 1 - ub / b.length if b.length else 1.0
+    lo, hi = min(ca, cb), max(ca, cb)
+    if lo >= cfg.cover_both or (hi >= cfg.cover_one and lo >= cfg.cover_other):
+        return j, True
+    own = (ra >= max(cfg.passage_chars, cfg.passage_share * a.length)
+           and rb >= max(cfg.passage_chars, cfg.passage_share * b.length))
+    return j, bool(j >= cfg.threshold and not own)
 
 
 @dataclass(frozen=True, order=True)

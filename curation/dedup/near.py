@@ -16,8 +16,8 @@ executor re-runs just the unfinished ranks.
 Stage 2, ``NearDupClusters`` (one task): per band and per hash-range partition, slices the
 sorted band files of all ranks (memory-mapped, ``np.searchsorted``), finds candidate pairs,
 filters them by the sketch estimate, reads the canonical texts of the remaining candidates
-(memory-mapped slices: nothing is re-read from the corpus or canonicalised again), checks their
-actual Jaccard, then picks keepers and writes ``decisions.parquet``: id, duplicate_of,
+(memory-mapped slices: nothing is re-read from the corpus or canonicalised again), verifies them
+(``core.verify_pair``: the ``verify`` rule, by default covered shares and the actual Jaccard), then picks keepers and writes ``decisions.parquet``: id, duplicate_of,
 similarity, kind (``exact`` | ``near``).
 Memory: one partition of one band (16 bytes per document / ``partitions``), the meta table
 (ids, ~60 bytes per document), the sketches (112 bytes per document), and the n-gram sets of
@@ -59,6 +59,7 @@ from curation.dedup.core import (
     default_prefer,
     signatures,
     sketch,
+    verify_options,
 )
 from curation.dedup.resolve import META_SCHEMA, Prefer, resolve
 from curation.workfolder import exists, folder, join, names, parquet_batches, read_parquet, read_text, staged, write_parquet
@@ -301,6 +302,7 @@ class NearDupClusters(PipelineStep):
         max_bucket: int = 32,
         partitions: int = 1,
         prefer: Prefer = default_prefer,
+        verify=None,
     ):
         super().__init__()
         self.signatures_folder = str(signatures_folder)
@@ -309,6 +311,7 @@ class NearDupClusters(PipelineStep):
         self.threshold, self.est_margin, self.max_bucket = threshold, est_margin, max_bucket
         self.partitions = partitions
         self.prefer = prefer
+        self.verify = verify  # rule name or {rule: ..., ...}; None: the defaults (core.verify_options)
 
     def _config(self) -> DedupConfig:
         df = folder(self.signatures_folder)
@@ -317,7 +320,8 @@ class NearDupClusters(PipelineStep):
             raise ValueError(f"{join(self.signatures_folder, 'config.json')}: signatures written by another cumed "
                              f"version (format {SIGNATURE_FORMAT} expected); delete {self.signatures_folder} and run "
                              "NearDupSignatures (stage 1) again")
-        base.update(threshold=self.threshold, est_margin=self.est_margin, max_bucket=self.max_bucket)
+        base.update(threshold=self.threshold, est_margin=self.est_margin, max_bucket=self.max_bucket,
+                    **verify_options(self.verify))
         return DedupConfig(**base)
 
     def _sign_reference(self, cfg: DedupConfig) -> str:

@@ -1,18 +1,32 @@
 """Planted near-duplicates over real documents: the ground truth for dedup tests and benchmarks.
 
-Each kind imitates a duplicate seen in scraped medical text:
+The alterations of issue #17 ("Recall at the default threshold"), ``KINDS``, each imitating a
+duplicate seen in scraped medical text:
 
-- ``char_noise``     <= 2 % of characters substituted, inserted or deleted (OCR / re-typing);
-- ``sentence_swap``  two adjacent sentences swapped (re-ordered answer);
-- ``sentence_drop``  one short sentence (<= 10 % of the text) dropped;
-- ``boilerplate``    a site disclaimer appended (reposts add one);
+- ``char_edit_3pct`` exactly 3 % of the text's letters/digits/CJK characters edited (one third
+                     each: substituted, a character inserted before it, deleted); substitutes and
+                     insertions are common CJK characters (OCR / re-typing);
+- ``sentence_drop``  any one sentence dropped, texts of 2 sentences and more (short ones included);
+- ``sentence_swap``  two adjacent sentences swapped (re-ordered answer), texts of 2 sentences and more;
+- ``disclaimer``     a site disclaimer appended (reposts add one);
 - ``traditional``    the whole text converted to Traditional script (OpenCC s2t): HK/TW mirrors.
 
-Originals are drawn from documents of at least ``min_chars`` characters: on a 60-character
-question a 40-character disclaimer is not a "light edit" any more.
+The milder set that came first, ``MILD_KINDS`` (kept, cheap: ``plant(..., kinds=MILD_KINDS)``; no
+test or benchmark uses it now): ``char_noise`` (<= 2 % x U(0.5, 1) of the characters edited),
+``sentence_swap_3`` (texts of >= 3 sentences), ``sentence_drop_small`` (a sentence of <= 10 % of the
+text, texts of >= 4 sentences), ``boilerplate`` (= ``disclaimer``), ``traditional``.
 
-Distinct but similar (negatives, ``plant_distinct``): a *different* question written from the same
-template as a real one, which dedup must keep apart from it:
+Originals are drawn from documents of at least ``min_chars`` characters (200 by default: on a
+60-character question a 40-character disclaimer is not a "light edit" any more).
+
+Distinct but similar (negatives):
+
+``templated_answer_pairs``: the issue's negatives, found in the real data, not planted: two
+consultations whose doctor answers are the same stock text (identical or near-identical answers)
+but whose patient questions differ (Huatuo-26M test, Toyhom). Dedup must keep them apart.
+
+``plant_distinct``: a *different* question written from the same template as a real one
+(stricter than the issue asks; a known limit of character similarity):
 
 - ``drug``     one drug name replaced by another drug (every occurrence of it);
 - ``dose``     one dose number replaced (``0.5g`` -> ``1g``; numbers followed by a dose unit);
@@ -29,7 +43,10 @@ from __future__ import annotations
 import random
 import re
 
-KINDS = ("char_noise", "sentence_swap", "sentence_drop", "boilerplate", "traditional")
+import numpy as np
+
+KINDS = ("char_edit_3pct", "sentence_drop", "sentence_swap", "disclaimer", "traditional")
+MILD_KINDS = ("char_noise", "sentence_swap_3", "sentence_drop_small", "boilerplate", "traditional")
 DISTINCT_KINDS = ("drug", "dose", "age", "symptom", "case")
 
 DISCLAIMERS = (
@@ -46,7 +63,40 @@ def _sentences(text: str) -> list[str]:
     return [s for s in _SENT.split(text) if s]
 
 
+def common_cjk(texts, k: int = 3000) -> list[str]:
+    """The ``k`` most frequent CJK characters of ``texts``: what a typo or an OCR slip puts in."""
+    from collections import Counter
+
+    c = Counter(ch for t in texts for ch in t if "\u4e00" <= ch <= "\u9fff")
+    return [ch for ch, _ in c.most_common(k)]
+
+
+def char_edit(text: str, rng: random.Random, rate: float = 0.03, pool: list[str] | None = None) -> str:
+    """Exactly ``rate`` of the text's letters/digits/CJK characters (those the canonical form
+    keeps; at least one) edited at distinct positions, one third each: substituted by another
+    character of ``pool``, a ``pool`` character inserted before it, deleted."""
+    pool = pool or [c for c in text if "\u4e00" <= c <= "\u9fff"] or ["的"]
+    where = [i for i, c in enumerate(text) if c.isalnum()]
+    if not where:
+        return text
+    edits = dict.fromkeys(rng.sample(where, max(1, round(rate * len(where)))))
+    for i in edits:
+        edits[i] = rng.choice(("sub", "ins", "del"))
+    out = []
+    for i, c in enumerate(text):
+        op = edits.get(i)
+        if op is None:
+            out.append(c)
+        elif op == "sub":
+            out.append(next((x for x in (rng.choice(pool) for _ in range(8)) if x != c), "的"))
+        elif op == "ins":
+            out += [rng.choice(pool), c]
+    return "".join(out)
+
+
 def char_noise(text: str, rng: random.Random, rate: float = 0.02) -> str:
+    """The milder edit (``MILD_KINDS``): <= ``rate`` x U(0.5, 1) of all characters, positions drawn
+    with replacement, half substitutions, a quarter insertions, a quarter deletions."""
     chars = list(text)
     edits = max(1, int(len(chars) * rate * rng.uniform(0.5, 1.0)))
     pool = [c for c in text if "\u4e00" <= c <= "\u9fff"] or ["的"]
@@ -62,9 +112,10 @@ def char_noise(text: str, rng: random.Random, rate: float = 0.02) -> str:
     return "".join(chars)
 
 
-def sentence_swap(text: str, rng: random.Random) -> str | None:
+def sentence_swap(text: str, rng: random.Random, min_sentences: int = 2) -> str | None:
+    """Two adjacent sentences swapped (texts of ``min_sentences`` and more)."""
     s = _sentences(text)
-    if len(s) < 3:
+    if len(s) < min_sentences:
         return None
     i = rng.randrange(len(s) - 1)
     s[i], s[i + 1] = s[i + 1], s[i]
@@ -73,6 +124,18 @@ def sentence_swap(text: str, rng: random.Random) -> str | None:
 
 
 def sentence_drop(text: str, rng: random.Random) -> str | None:
+    """Any one sentence dropped (texts of 2 sentences and more: short texts included)."""
+    s = _sentences(text)
+    real = [i for i, x in enumerate(s) if x.strip()]
+    if len(real) < 2:
+        return None
+    i = rng.choice(real)
+    out = "".join(s[:i] + s[i + 1 :])
+    return out if out.strip() and out != text else None
+
+
+def sentence_drop_small(text: str, rng: random.Random) -> str | None:
+    """The milder drop (``MILD_KINDS``): a sentence of <= 10 % of the text, texts of >= 4 sentences."""
     s = _sentences(text)
     small = [i for i, x in enumerate(s) if len(x) <= 0.1 * len(text) and len(x.strip()) > 3]
     if len(s) < 4 or not small:
@@ -81,7 +144,7 @@ def sentence_drop(text: str, rng: random.Random) -> str | None:
     return "".join(s[:i] + s[i + 1 :])
 
 
-def boilerplate(text: str, rng: random.Random) -> str:
+def disclaimer(text: str, rng: random.Random) -> str:
     return text.rstrip() + "\n" + rng.choice(DISCLAIMERS)
 
 
@@ -93,11 +156,15 @@ def traditional(text: str, rng: random.Random) -> str | None:
 
 
 _MAKERS = {
-    "char_noise": char_noise,
-    "sentence_swap": sentence_swap,
+    "char_edit_3pct": char_edit,
     "sentence_drop": sentence_drop,
-    "boilerplate": boilerplate,
+    "sentence_swap": sentence_swap,
+    "disclaimer": disclaimer,
     "traditional": traditional,
+    "char_noise": char_noise,
+    "sentence_swap_3": lambda t, rng: sentence_swap(t, rng, min_sentences=3),
+    "sentence_drop_small": sentence_drop_small,
+    "boilerplate": disclaimer,
 }
 
 
@@ -107,15 +174,19 @@ def plant(
     seed: int = 0,
     kinds: tuple[str, ...] = KINDS,
     min_chars: int = 200,
+    max_chars: int | None = None,
 ) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
-    """Make ``per_kind`` copies of each kind from distinct originals in ``docs``.
+    """Make ``per_kind`` copies of each kind from distinct originals in ``docs`` (texts of
+    ``min_chars`` to ``max_chars`` characters).
 
     Returns (copies as (id, text), truth as (copy id, original id, kind)). Copy ids are
-    ``<original id>~<kind>``.
+    ``<original id>~<kind>``. ``char_edit_3pct`` draws its characters from the 3,000 most frequent
+    CJK characters of ``docs``.
     """
     rng = random.Random(seed)
-    pool = [d for d in docs if len(d[1]) >= min_chars]
+    pool = [d for d in docs if len(d[1]) >= min_chars and (max_chars is None or len(d[1]) <= max_chars)]
     rng.shuffle(pool)
+    common = common_cjk(t for _, t in pool[:5000]) if "char_edit_3pct" in kinds else None
     copies, truth = [], []
     it = iter(pool)
     for kind in kinds:
@@ -125,7 +196,10 @@ def plant(
                 oid, text = next(it)
             except StopIteration:
                 break
-            new = _MAKERS[kind](text, rng)
+            if kind == "char_edit_3pct":
+                new = char_edit(text, rng, 0.03, common)
+            else:
+                new = _MAKERS[kind](text, rng)
             if not new or new == text:
                 continue
             cid = f"{oid}~{kind}"
@@ -133,6 +207,81 @@ def plant(
             truth.append((cid, oid, kind))
             made += 1
     return copies, truth
+
+
+# ----------------------------------------------------------------------- templated answers
+def huatuo_qa(raw) -> list[tuple[str, str, str]]:
+    """Huatuo-26M test (``Zhongjing_CMtMedQA/data/huatuo26M_test.json`` under ``raw``) as
+    ``(id, question, answer)``: question = instruction lines + input, answer = output lines; ids
+    ``huatuo26m_test:<position>``. The document is ``question + "\\n" + answer`` (as
+    ``cumed.eval_sets.huatuo26m_test`` reads an item)."""
+    import json
+    from pathlib import Path
+
+    items = json.loads((Path(raw) / "Zhongjing_CMtMedQA" / "data" / "huatuo26M_test.json").read_text(encoding="utf-8"))
+    out = []
+    for i, x in enumerate(items):
+        q = "\n".join(p for p in list(x.get("instruction") or []) + [x.get("input") or ""] if p)
+        a = "\n".join(p for p in x.get("output") or [] if p)
+        if q and a:
+            out.append((f"huatuo26m_test:{i}", q, a))
+    return out
+
+
+def last_line_qa(docs: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
+    """Consultations written ``title\\nask\\nanswer`` (Toyhom, as the pretraining recipe reads
+    them) as ``(id, question, answer)``: the answer is the last line; texts of one line are left
+    out, and of texts with the same canonical form only the first is kept (the Toyhom CSV and text
+    blocks hold the same consultations)."""
+    from curation.dedup.canonical import canonical
+
+    out, seen = [], set()
+    for i, t in docs:
+        lines = t.strip().split("\n")
+        c = canonical(t)
+        if len(lines) < 2 or c in seen:
+            continue
+        seen.add(c)
+        out.append((i, "\n".join(lines[:-1]), lines[-1]))
+    return out
+
+
+def templated_answer_pairs(items: list[tuple[str, str, str]], min_answer: float = 0.5, max_question: float = 0.4,
+                           n: int = 5) -> list[tuple[str, str, float, float]]:
+    """The negatives of issue #17: pairs of ``(id, question, answer)`` items whose doctor answers are
+    the same stock text (actual character-``n``-gram Jaccard of the answers >= ``min_answer``)
+    but whose patient questions are distinct (Jaccard of the questions < ``max_question``).
+
+    Returns ``(id a, id b, answer Jaccard, question Jaccard)``. Answers are grouped by the
+    ``jaccard`` rule (``find_duplicates(verify="jaccard", threshold=min_answer)`` over the answers
+    alone), then every pair within a group is measured. ``max_question`` 0.4: pairs with more
+    similar questions are the same question re-posted with a reworded title (read by hand on the
+    seed's Huatuo-26M test and Toyhom: 0.43 and up are re-posts, 0.33-0.38 distinct questions on
+    one template)."""
+    from itertools import combinations
+
+    from curation.dedup.canonical import canonical_batch, jaccard, ngram_sets
+    from curation.dedup.resolve import find_duplicates
+
+    by = {i: (q, a) for i, q, a in items}
+    groups: dict[str, set[str]] = {}
+    for d in find_duplicates([(i, a) for i, _, a in items], verify="jaccard", threshold=min_answer, n=n):
+        groups.setdefault(d.duplicate_of, {d.duplicate_of}).add(d.id)
+    out = []
+    for members in groups.values():
+        for x, y in combinations(sorted(members), 2):
+            cps, lens = canonical_batch([by[x][0], by[y][0], by[x][1], by[y][1]])
+            qa, qb, aa, ab = ngram_sets(list(np.split(cps, np.cumsum(lens)[:-1])), n)
+            jq, ja = jaccard(qa, qb), jaccard(aa, ab)
+            if ja >= min_answer and jq < max_question:
+                out.append((x, y, ja, jq))
+    return out
+
+
+def merged_pairs(decisions, pairs) -> list[tuple[str, str]]:
+    """The pairs ``(a, b, ...)`` whose two documents ``decisions`` put in one cluster."""
+    keeper = {d.id: d.duplicate_of for d in decisions}
+    return [(p[0], p[1]) for p in pairs if keeper.get(p[0], p[0]) == keeper.get(p[1], p[1])]
 
 
 # ----------------------------------------------------------------------- distinct but similar

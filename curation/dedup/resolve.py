@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curation.dedup.canonical import canonical_batch, exact_hash, jaccard, ngram_sets
+from curation.dedup.canonical import Shingles, canonical_batch, exact_hash, ngram_shingles
 from curation.dedup.core import (
     Decision,
     DedupConfig,
@@ -25,6 +25,8 @@ from curation.dedup.core import (
     signatures,
     sketch,
     split_pairs,
+    verify_options,
+    verify_pair,
 )
 
 Prefer = Callable[[Mapping], object]
@@ -32,13 +34,13 @@ BATCH = 2000  # documents per numpy pass: large enough to amortise, small enough
 META_SCHEMA = pa.schema([("id", pa.string()), ("length", pa.int64()), ("synthetic", pa.bool_()), ("source", pa.string())])
 
 
-def shingle_sets(idx: np.ndarray, codepoints_of: Callable[[int], np.ndarray], n: int) -> dict[int, np.ndarray]:
-    """{doc index: sorted unique n-gram hashes} for the documents ``idx``, hashed in batches."""
-    out: dict[int, np.ndarray] = {}
+def shingle_sets(idx: np.ndarray, codepoints_of: Callable[[int], np.ndarray], n: int) -> dict[int, Shingles]:
+    """{doc index: its n-grams (``Shingles``)} for the documents ``idx``, hashed in batches."""
+    out: dict[int, Shingles] = {}
     keys = [int(i) for i in idx]
     for s in range(0, len(keys), BATCH):
         ks = keys[s : s + BATCH]
-        out.update(zip(ks, ngram_sets([codepoints_of(k) for k in ks], n)))
+        out.update(zip(ks, ngram_shingles([codepoints_of(k) for k in ks], n)))
     return out
 
 
@@ -141,15 +143,16 @@ def resolve(
     for s in range(0, len(a), 200_000):
         aa, bb = a[s : s + 200_000], b[s : s + 200_000]
         est = estimated_similarity(sketch_rows(aa), sketch_rows(bb))
-        sel.append(est >= cfg.threshold - cfg.est_margin)
+        sel.append(est >= cfg.estimate_floor)
     if sel:
         m = np.concatenate(sel)
         a, b = a[m], b[m]
     stats["checked_pairs"] = int(len(a))
 
-    # greedy best-first clustering; the actual Jaccard of the character-shingle sets is
-    # computed only against neighbours that are kept (a removed neighbour can never be a
-    # duplicate_of), which in a cluster of m copies checks m-1 pairs instead of m(m-1)/2
+    # greedy best-first clustering; each pair is verified (``core.verify_pair``: the actual
+    # Jaccard, and under ``verify="coverage"`` the covered shares and own passages) only against
+    # neighbours that are kept (a removed neighbour can never be a duplicate_of), which in a
+    # cluster of m copies checks m-1 pairs instead of m(m-1)/2
     nbrs: dict[int, list[int]] = {}
     for i, j in zip(a.tolist(), b.tolist()):
         nbrs.setdefault(i, []).append(j)
@@ -166,9 +169,9 @@ def resolve(
         best = None
         for j in nbrs[i]:
             if kept[j]:
-                s = jaccard(sh[i], sh[j])
+                s, dup = verify_pair(sh[i], sh[j], cfg)
                 verified += 1
-                if s >= cfg.threshold and (best is None or s > best[1]):
+                if dup and (best is None or s > best[1]):
                     best = (j, s)
         if best is None:
             kept[i] = True
@@ -210,10 +213,13 @@ def find_duplicates(
     """In-memory dedup of ``docs`` ((id, text) or (id, text, metadata) tuples, or Documents)
     against each other and against ``reference`` ((id, text) of an earlier published version).
 
-    ``params`` are ``DedupConfig`` fields (``threshold``, ``n``, ``bands``, ``rows`` ...).
+    ``params`` are ``DedupConfig`` fields (``threshold``, ``n``, ``bands``, ``rows``, ``verify`` ...;
+    ``verify`` may also be a recipe's mapping ``{rule: ..., cover_one: ...}``, ``verify_options``).
     ``metadata["synthetic"]`` (bool) and ``metadata["source"]`` are passed to ``prefer``.
     Returns one ``Decision`` per removed document, sorted by id.
     """
+    if isinstance(params.get("verify"), Mapping):
+        params = {**params, **verify_options(params["verify"])}
     cfg = DedupConfig(**params)
     ids, synthetic, sources, texts, refs = [], [], [], [], []
     for is_r, it in ((False, docs), (True, reference or ())):
