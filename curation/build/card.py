@@ -67,8 +67,9 @@ def decontamination_section(options: dict | None, removed: dict[str, int]) -> li
              SINGLE_SPAN_COST + " The strict rule is `decontaminate: {min_spans: null, min_coverage: null}` "
              "in the recipe.", ""]
     if o.get("near_threshold"):
-        lines += [f"Near-copies of an item (character 5-gram Jaccard >= {o['near_threshold']:g} with the item "
-                  f"as a reference document) are removed too (`eval_near_copy`).", ""]
+        lines += [f"Near-copies of an item (the near-duplicate check at threshold {o['near_threshold']:g}, "
+                  f"the item as a reference document: `dedup.verify`, default coverage) are removed too "
+                  f"(`eval_near_copy`).", ""]
     total = sum(removed.values())
     detail = ", ".join(f"{k} {v:,}" for k, v in sorted(removed.items())) if removed else "none"
     lines += [f"This build: {total:,} removed ({detail}).", ""]

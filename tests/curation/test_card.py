@@ -79,5 +79,5 @@ def test_conversations_card_states_the_rule_and_the_near_copy_check():
              "removed_by_reason": {"decontaminate/eval_overlap": 3, "decontaminate/eval_near_copy": 1}}
     text = section(sft_card(recipe_from(DATASETS / "cumed-sft.yaml"), stats))
     assert "**coverage rule**" in text and "1,368 of the 7,644" in text
-    assert "Jaccard >= 0.75" in text and "eval_near_copy" in text
+    assert "near-duplicate check at threshold 0.75" in text and "eval_near_copy" in text
     assert "This build: 4 removed (decontaminate/eval_near_copy 1, decontaminate/eval_overlap 3)." in text
