@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cumed.lineage import build_lineage, code_fingerprint
@@ -149,9 +150,11 @@ def work_key(inputs: list[dict], parents: list[str], models: list[dict], side: l
             "side_inputs": side, "dependencies": deps, "code": code_fingerprint(*CODE_PACKAGES)}
 
 
-def _read_conformed(path: Path, removed: bool = False):
-    table = pq.read_table(path)
+def _read_conformed(path: Path, removed: bool = False, batch_rows: int = 65_536):
+    """A shard's rows in the published schema, batch by batch: the publishing process holds one
+    batch, whatever the shard's size (the store regroups rows into its fixed-size row groups)."""
     schema = REMOVED_SCHEMA if removed else DOC_SCHEMA
-    return table.select(schema.names).cast(schema)
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=schema.names):
+        yield pa.Table.from_batches([batch]).select(schema.names).cast(schema)
 
 
