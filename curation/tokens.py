@@ -4,18 +4,69 @@ No tokenizer can be downloaded here, so the default is a named approximation tha
 a Chinese-extended LLaMA vocabulary (Ziya-LLaMA, the paper's base): one token per CJK
 character, one per run of Latin letters or digits, one per other visible symbol. A recipe's
 ``tokenizer:`` (a local ``tokenizer.json``) gives exact counts instead.
+
+The approximation is counted for many texts at once in numpy (``approx_counts``): one class
+lookup per code point (whitespace / ASCII letter or digit / other), then "other" characters
+plus the starts of letter-and-digit runs. Same numbers as ``len(_TOKEN_RE.findall(text))`` per
+text, ~5x faster: counting the kept texts of the seed corpus took 1.4 s of a build's publish.
 """
 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from pathlib import Path
+
+import numpy as np
 
 from cumed.errors import CumedError
 from cumed.hashing import sha256_file
 
 APPROX_NAME = "cumed-approx-v1 (1 token per CJK char, Latin/digit run, or other symbol)"
-_TOKEN_RE = re.compile(r"[A-Za-z0-9]+|[^\sA-Za-z0-9]")
+_TOKEN_RE = re.compile(r"[A-Za-z0-9]+|[^\sA-Za-z0-9]")  # the definition; approx_counts counts the same
+_SPACE, _ALNUM, _OTHER = 0, 1, 2
+_BATCH_CHARS = 1 << 16  # code points per numpy pass: ~30 bytes of temporaries each (~2 MB)
+
+
+@lru_cache(maxsize=1)
+def _classes() -> np.ndarray:
+    """Class of every code point: ``_SPACE`` where ``\\s`` matches (Python's Unicode whitespace,
+    taken from the regex itself), ``_ALNUM`` for ``[A-Za-z0-9]``, else ``_OTHER``."""
+    table = np.full(0x110000, _OTHER, dtype=np.uint8)
+    for start in range(0, 0x110000, 0x10000):  # every code point, a plane at a time
+        plane = np.arange(start, start + 0x10000, dtype=np.uint32).tobytes().decode("utf-32-le", "surrogatepass")
+        table[[ord(c) for c in re.findall(r"\s", plane)]] = _SPACE
+        table[[ord(c) for c in re.findall(r"[A-Za-z0-9]", plane)]] = _ALNUM
+    return table
+
+
+def approx_counts(texts: list[str]) -> np.ndarray:
+    """``len(_TOKEN_RE.findall(t))`` for every text (int64 array), a batch of texts per numpy pass."""
+    out = np.zeros(len(texts), dtype=np.int64)
+    start = 0
+    while start < len(texts):
+        end, size = start, 0
+        while end < len(texts) and (end == start or size + len(texts[end]) <= _BATCH_CHARS):
+            size += len(texts[end])
+            end += 1
+        out[start:end] = _approx_batch(texts[start:end])
+        start = end
+    return out
+
+
+def _approx_batch(texts: list[str]) -> np.ndarray:
+    lens = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    bounds = np.concatenate(([0], np.cumsum(lens)))
+    # surrogatepass: a lone surrogate (possible in a Python str) is one "other" character, as for the regex
+    cps = np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    cls = _classes()[cps]
+    alnum = cls == _ALNUM
+    token = cls == _OTHER
+    token[1:] |= alnum[1:] & ~alnum[:-1]  # a run of letters and digits is one token: count its start
+    first = bounds[:-1][lens > 0]
+    token[first] |= alnum[first]  # a text's first character starts a run whatever ended the text before
+    total = np.concatenate(([0], np.cumsum(token, dtype=np.int64)))
+    return total[bounds[1:]] - total[bounds[:-1]]
 
 
 class TokenCounter:
@@ -40,4 +91,4 @@ class TokenCounter:
     def count_many(self, texts: list[str]) -> int:
         if self._tok is not None:
             return sum(len(e.ids) for e in self._tok.encode_batch(texts, add_special_tokens=False))
-        return sum(len(_TOKEN_RE.findall(t)) for t in texts)
+        return int(approx_counts(texts).sum())

@@ -209,3 +209,20 @@ def decoded_lines(f, encoding: str) -> Iterator[tuple[int, bytes, str, UnicodeDe
         if lineno == 1:
             text = text.lstrip("\ufeff")
         yield lineno, raw, text, err
+
+
+def line_blocks(f, size: int = 1 << 20) -> Iterator[bytes]:
+    """The bytes of a binary file in blocks of about ``size`` bytes that end at a line end (the
+    last block: at the end of the file), for readers that parse many lines with one C call."""
+    rest = b""
+    while True:
+        chunk = f.read(size)
+        if not chunk:
+            break
+        chunk = rest + chunk if rest else chunk
+        cut = chunk.rfind(b"\n") + 1
+        if cut:
+            yield chunk[:cut]
+        rest = chunk[cut:]
+    if rest:
+        yield rest

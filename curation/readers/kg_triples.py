@@ -37,15 +37,19 @@ import heapq
 import itertools
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 
 from datatrove.data import Document
 
-from curation.readers.base import CumedReader, check_choice, decoded_lines, suggest_encoding
+from curation.readers.base import CumedReader, check_choice, decoded_lines, line_blocks, suggest_encoding
 
 FORMATS = ("auto", "tsv", "jsonl")
 GROUPED = ("auto", True, False)
+HEADER = ["subject", "predicate", "object"]
+# the first field of every line with exactly three tab-separated fields (``_triples``' valid lines)
+_SUBJECT_FIELD = re.compile(r"^([^\t\n]*)\t[^\t\n]*\t[^\t\n]*$", re.M)
 
 
 def verbalise(subject: str, relations: dict[str, list[str]]) -> str:
@@ -136,7 +140,7 @@ class KgTriplesReader(CumedReader):
                     errors.append((lineno, f"{relpath} line {lineno}: bytes {err.object[err.start:err.end]!r} are not valid {self.encoding}; fix: {suggest_encoding(raw, self.encoding)}"))
                     continue
                 parts = text.split("\t")
-                if lineno == 1 and [p.strip().lower() for p in parts] == ["subject", "predicate", "object"]:
+                if lineno == 1 and [p.strip().lower() for p in parts] == HEADER:
                     continue
                 if len(parts) != 3 or not parts[0].strip():
                     errors.append((lineno, f"{relpath} line {lineno}: expected subject<TAB>predicate<TAB>object, found {len(parts)} field(s){' with an empty subject' if len(parts) == 3 else ''}; fix: repair or drop the line"))
@@ -144,14 +148,39 @@ class KgTriplesReader(CumedReader):
                 yield parts[0].strip(), parts[1].strip(), parts[2].strip(), lineno
 
     def is_grouped(self, filepath: str) -> bool:
+        """Whether every subject's triples are contiguous (the subjects of ``_triples``' valid lines).
+
+        Read in blocks: one regex call finds the subject field of every three-field line of a
+        block, and runs of equal subjects collapse in C (``itertools.groupby``), so only a run
+        (a subject: 27 k for CMeKG's 967 k lines) costs Python work; ~4x faster than parsing
+        every line (``_triples``), which a block that does not decode falls back to, as does
+        ``utf-8-sig`` (a BOM at a line's start is dropped line by line, not block by block)."""
+        if self.encoding == "utf-8-sig":
+            return self._subjects_grouped(s for s, _, _, _ in self._triples(filepath, []))
+
+        def subjects():
+            with self.data_folder.open(filepath, "rb") as f:
+                for k, block in enumerate(line_blocks(f)):
+                    text = block.decode(self.encoding)  # UnicodeDecodeError: line by line, below
+                    if k == 0:  # as _triples: a BOM and a header line are not subjects
+                        text = text.lstrip("\ufeff")
+                        first, _, rest = text.partition("\n")
+                        if [p.strip().lower() for p in first.rstrip("\r").split("\t")] == HEADER:
+                            text = rest
+                    yield from filter(None, map(str.strip, _SUBJECT_FIELD.findall(text)))
+
+        try:
+            return self._subjects_grouped(subjects())
+        except UnicodeDecodeError:
+            return self._subjects_grouped(s for s, _, _, _ in self._triples(filepath, []))
+
+    @staticmethod
+    def _subjects_grouped(subjects: Iterable[str]) -> bool:
         seen: set[str] = set()
-        prev = None
-        for subject, _, _, _ in self._triples(filepath, []):
-            if subject != prev:
-                if subject in seen:
-                    return False
-                seen.add(subject)
-                prev = subject
+        for subject, _ in itertools.groupby(subjects):
+            if subject in seen:
+                return False
+            seen.add(subject)
         return True
 
     def _read_tsv(self, filepath: str) -> Iterator[Document]:

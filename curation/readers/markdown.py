@@ -56,13 +56,16 @@ _REF_INLINE = re.compile(r"参\s*考\s*文\s*献\s*[:：]?\s*(?:\[1\]|［1］|1[
 _REF_FIRST = re.compile(r"^\s*[\[［]1[\]］]\s*\S")
 _REF_SECOND = re.compile(r"^\s*[\[［]2[\]］]\s*\S")
 _IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
-_TABLE = re.compile(r"(?:<html>\s*<body>\s*)?<table[^>]*>(.*?)</table>(?:\s*</body>\s*</html>)?", re.S | re.I)
+# (?:<html>\s*<body>\s*)?<table...: written to start with "<", so that re skips to the next "<"
+# in C instead of trying the pattern at every position (10x faster on the papers; same matches)
+_TABLE = re.compile(r"<(?:html>\s*<body>\s*<)?table[^>]*>(.*?)</table>(?:\s*</body>\s*</html>)?", re.S | re.I)
 _ROW = re.compile(r"<tr[^>]*>(.*?)</tr>", re.S | re.I)
 _CELL = re.compile(r"<t[dh][^>]*>(.*?)</t[dh]>", re.S | re.I)
 _TAG = re.compile(r"<[^>]+>")
 _PIPE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
 _DISPLAY_MATH = re.compile(r"\$\$(.+?)\$\$", re.S)
-_INLINE_MATH = re.compile(r"( ?)\$([^$\n]+?)\$( ?)")
+# ( ?)\$...: group 1 is " $" or "$" (a branch of two literals re can skip to, as for _TABLE)
+_INLINE_MATH = re.compile(r"( \$|\$)([^$\n]+?)\$( ?)")
 _LATIN = re.compile(r"[A-Za-z0-9.,;:)\]]")
 _MD_ESCAPE = re.compile(r"\\([*_#\[\]()`~>])")
 _HEADING = re.compile(r"^\s*#{1,6}\s*", re.M)
@@ -91,16 +94,30 @@ _FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
 _SQRT = re.compile(r"\\sqrt\s*\{([^{}]*)\}")
 
 
+# Compiled once (re.sub with a pattern string looks it up in re's cache on every call: latex_to_text
+# runs ~47 k times on the ChinaXiv papers), in the order of iterating _DROP_WITH_ARG as before.
+_DROP_ARG_RES = [("\\" + name, re.compile(r"\\" + name + r"\s*\{[^{}]*\}")) for name in _DROP_WITH_ARG]
+_SPACE_RUNS = re.compile(r"\s+")
+_PADS = re.compile("\x01+")
+_SINGLE_FRAC = re.compile(r"\((\w)\)/\((\w+)\)")
+
+
 def latex_to_text(src: str) -> str:
-    """OCR-spaced LaTeX to a plain Unicode string (see the module docstring)."""
+    """OCR-spaced LaTeX to a plain Unicode string (see the module docstring).
+
+    Each rewrite first checks (a substring test) that its pattern can match at all: most inline
+    formulas are a symbol or two (``$p < 0.05$``, ``$\\alpha$``), and running every regex over
+    them was most of the time of reading the ChinaXiv papers. Same output."""
     s = src
-    for name in _DROP_WITH_ARG:
-        s = re.sub(r"\\" + name + r"\s*\{[^{}]*\}", " ", s)
-    for _ in range(5):  # innermost first; nested fractions are rare
-        s2 = _SQRT.sub(r"√(\1)", _FRAC.sub(r"(\1)/(\2)", s))
-        if s2 == s:
-            break
-        s = s2
+    for lead, rx in _DROP_ARG_RES:
+        if lead in s:
+            s = rx.sub(" ", s)
+    if "frac" in s or "\\sqrt" in s:
+        for _ in range(5):  # innermost first; nested fractions are rare
+            s2 = _SQRT.sub(r"√(\1)", _FRAC.sub(r"(\1)/(\2)", s))
+            if s2 == s:
+                break
+            s = s2
 
     def cmd(m: re.Match) -> str:
         name = m.group(1)
@@ -108,11 +125,15 @@ def latex_to_text(src: str) -> str:
             return "\x01"  # becomes a space after the whitespace squeeze below
         return SYMBOLS.get(name, "")  # style commands (mathrm, left, textcircled...) vanish
 
-    s = _CMD.sub(cmd, s)
+    if "\\" in s:
+        s = _CMD.sub(cmd, s)
     s = s.replace("{", "").replace("}", "").replace("&", "\x01").replace("_", "").replace("\\", "")
-    s = re.sub(r"\s+", "", s).replace("~", "\x01")  # MinerU spaces every token: "4 . 5" -> "4.5"
-    s = re.sub("\x01+", " ", s).strip()
-    s = re.sub(r"\((\w)\)/\((\w+)\)", r"\1/\2", s)  # (a)/(b) -> a/b for single tokens
+    s = _SPACE_RUNS.sub("", s).replace("~", "\x01")  # MinerU spaces every token: "4 . 5" -> "4.5"
+    if "\x01" in s:
+        s = _PADS.sub(" ", s)
+    s = s.strip()
+    if ")/(" in s:
+        s = _SINGLE_FRAC.sub(r"\1/\2", s)  # (a)/(b) -> a/b for single tokens
     return s
 
 
@@ -167,7 +188,7 @@ def markdown_to_text(md: str, math: str = "text", references: bool = True) -> tu
 
         def inline(m: re.Match) -> str:
             # MinerU pads math with spaces; keep a pad only next to Latin text ("n = 40 例" stays)
-            before = m.group(1) if m.start() > 0 and _LATIN.match(m.string[m.start() - 1]) else ""
+            before = m.group(1)[:-1] if m.start() > 0 and _LATIN.match(m.string[m.start() - 1]) else ""
             after = m.group(3) if m.end() < len(m.string) and _LATIN.match(m.string[m.end()]) else ""
             return before + conv(m.group(2)) + after
 

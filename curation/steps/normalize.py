@@ -79,8 +79,14 @@ def normalize_unicode(text: str) -> str:
 # ---------------------------------------------------------------- whitespace
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
 _ZERO_WIDTH_RE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
-_HSPACE_RUNS = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f]+")  # not U+3000: see below
+_HSPACE = r"[ \t\u00a0\u2000-\u200a\u202f\u205f]"  # not U+3000: see below
+# A run of horizontal whitespace becomes one space. A lone " " already is one, so the regex skips
+# it: runs of two or more, or one other space character (the lookbehind: the character just
+# matched is not " "). The same text as ``sub(" ")`` over every ``[...]+`` run, without a
+# replacement per word gap of English text (ChinaXiv papers, KG entries): half the time.
+_HSPACE_RUNS = re.compile(_HSPACE + r"(?:" + _HSPACE + r"+|(?<! ))")
 _TRAILING = re.compile(r"[ \t\u3000]+\n")
+_TRAILING_ENDS = (" \n", "\t\n", "\u3000\n")  # what every _TRAILING match ends with: a cheap test first
 _BLANK_LINES = re.compile(r"\n(?:[ \t\u3000]*\n){2,}")
 
 
@@ -97,7 +103,8 @@ def clean_whitespace(text: str, max_blank_lines: int = 1) -> str:
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = _HSPACE_RUNS.sub(" ", text)
-    text = _TRAILING.sub("\n", text)
+    if any(end in text for end in _TRAILING_ENDS):
+        text = _TRAILING.sub("\n", text)
     text = _BLANK_LINES.sub("\n" * (max_blank_lines + 1), text)
     return text.strip()
 

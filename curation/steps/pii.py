@@ -92,21 +92,48 @@ _B = r"(?<![0-9A-Za-z])"  # not glued to a longer alphanumeric token
 _E = r"(?![0-9A-Za-z])"
 _SEP = r"[ \-]?"
 
-# (type, regex with group "v" for the value to replace, validator or None)
+
+def _first(char: str, rest: str, glued: str = "0-9A-Za-z") -> str:
+    """``char`` + ``rest``, where ``char`` may not follow a character of ``glued``: the same
+    matches as ``(?<![glued])char rest``, but written so that the pattern starts with a character
+    or class. Why: Python's ``re`` then jumps from one such character to the next in C, instead of
+    running the whole pattern (a lookbehind first) at every position; on Chinese text, where the
+    first character (a digit, ``+``, ``(``, ``I``) is rare, that made the ID, bank card and phone
+    patterns 3-4x faster. The lookbehind sees ``char`` itself too, so it is ``glued`` + ``char``
+    (two characters wide; at the text's start it cannot match, as the original cannot)."""
+    return rf"{char}(?<![{glued}]{char}){rest}"
+
+
+_MOBILE = r"1[3-9]\d" + _SEP + r"\d{4}" + _SEP + r"\d{4}"
+_LANDLINE_REST = r"\s?[2-9]\d{6,7}(?:-\d{1,4})?"
+_LANDLINE_GLUED = r"0-9A-Za-z.\-"  # a landline or service number may not follow a dot or hyphen either
+
+# (type, regex with group "v" for the value to replace, validator or None). The readable
+# definition of each is in the comment above it; ``_first`` says why they are written as they are.
 PATTERNS: list[tuple[str, re.Pattern, Callable[[str], bool] | None]] = [
     ("EMAIL", re.compile(r"(?P<v>[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,})"), None),
-    ("ID_CARD", re.compile(_B + r"(?P<v>[1-9]\d{16}[\dXx]|[1-9]\d{14})" + _E), valid_id_card),
+    # _B (?P<v>[1-9]\d{16}[\dXx] | [1-9]\d{14}) _E
+    ("ID_CARD", re.compile(r"(?P<v>" + _first("[1-9]", r"(?:\d{16}[\dXx]|\d{14})") + ")" + _E), valid_id_card),
+    # _B (?P<v>\d{4}(?P<s>[ -])\d{4}(?P=s)\d{4}((?P=s)\d{4})?((?P=s)\d{1,3})? | \d{13,19}) _E
     (
         "BANK_CARD",
-        re.compile(_B + r"(?P<v>\d{4}(?P<s>[ \-])\d{4}(?P=s)\d{4}(?:(?P=s)\d{4})?(?:(?P=s)\d{1,3})?|\d{13,19})" + _E),
+        re.compile(r"(?P<v>" + _first(r"\d", r"(?:\d{3}(?P<s>[ \-])\d{4}(?P=s)\d{4}(?:(?P=s)\d{4})?(?:(?P=s)\d{1,3})?"
+                                             r"|\d{12,18})") + ")" + _E),
         valid_bank_card,
     ),
-    ("PHONE", re.compile(_B + r"(?P<v>(?:\+?86" + _SEP + r")?1[3-9]\d" + _SEP + r"\d{4}" + _SEP + r"\d{4})" + _E), None),
+    # _B (?P<v>(\+?86 _SEP)? 1[3-9]\d _SEP \d{4} _SEP \d{4}) _E: one branch per first character
+    ("PHONE", re.compile(r"(?P<v>" + "|".join([_first(r"\+", "86" + _SEP + _MOBILE), _first("8", "6" + _SEP + _MOBILE),
+                                               _first("1", _MOBILE[1:])]) + ")" + _E), None),
+    # (?<![0-9A-Za-z.-]) (?P<v>(\(0\d{2,3}\) | （0\d{2,3}） | 0\d{2,3}-) \s?[2-9]\d{6,7}(-\d{1,4})? | [48]00-?\d{3}-?\d{4}) _E
     (
         "PHONE",
-        re.compile(
-            r"(?<![0-9A-Za-z.\-])(?P<v>(?:\(0\d{2,3}\)|（0\d{2,3}）|0\d{2,3}-)\s?[2-9]\d{6,7}(?:-\d{1,4})?|[48]00-?\d{3}-?\d{4})" + _E
-        ),
+        re.compile(r"(?P<v>" + "|".join([
+            _first(r"\(", r"0\d{2,3}\)" + _LANDLINE_REST, _LANDLINE_GLUED),
+            _first("（", r"0\d{2,3}）" + _LANDLINE_REST, _LANDLINE_GLUED),
+            _first("0", r"\d{2,3}-" + _LANDLINE_REST, _LANDLINE_GLUED),
+            _first("4", r"00-?\d{3}-?\d{4}", _LANDLINE_GLUED),
+            _first("8", r"00-?\d{3}-?\d{4}", _LANDLINE_GLUED),
+        ]) + ")" + _E),
         None,
     ),
     (
@@ -127,11 +154,20 @@ PATTERNS: list[tuple[str, re.Pattern, Callable[[str], bool] | None]] = [
     ),
     ("PASSPORT", re.compile(r"护照(?:号码?)?\s*(?:为|是)?\s*[:：]?\s*(?P<v>[A-Za-z]{1,2}\d{7,8})" + _E), None),
     # keyword required: bare dotted quads in medical text are EC numbers (EC 3.5.1.1) and sizes (5.6 4.5 2.9)
-    ("IP", re.compile(r"(?<![A-Za-z])(?:IP|ip|Ip)(?:地址)?\s*(?:为|是)?\s*[:：]?\s*(?P<v>(?:\d{1,3}\.){3}\d{1,3})(?![\d.])"), _valid_ip),
+    # (?<![A-Za-z]) (IP|ip|Ip) (地址)? ... (?P<v>(\d{1,3}\.){3}\d{1,3}) (?![\d.])
+    ("IP", re.compile(r"(?:" + _first("I", "[Pp]", "A-Za-z") + "|" + _first("i", "p", "A-Za-z") + ")"
+                      r"(?:地址)?\s*(?:为|是)?\s*[:：]?\s*(?P<v>(?:\d{1,3}\.){3}\d{1,3})(?![\d.])"), _valid_ip),
 ]
 PLACEHOLDERS = {t: f"<{t}>" for t, _, _ in PATTERNS}
-# cheap pre-check: no 4-digit run, no @, no dotted quad, no keyword -> nothing to do
-_MAYBE = re.compile(r"\d{4}|@|\d\.\d{1,3}\.\d|号|QQ|qq|微信|信|vx|VX")
+# cheap pre-check: no 4-digit run, no @, no dotted quad, no keyword -> nothing to do. The same
+# test as the regex ``\d{4}|@|\d\.\d{1,3}\.\d|号|QQ|qq|微信|信|vx|VX`` (微信 contains 信), ~2x faster:
+# substring tests for the literals and a regex that starts with a digit class for the rest.
+_MAYBE_LITERALS = ("@", "号", "信", "QQ", "qq", "vx", "VX")
+_MAYBE_DIGITS = re.compile(r"\d(?:\d{3}|\.\d{1,3}\.\d)")
+
+
+def _maybe(text: str) -> bool:
+    return any(w in text for w in _MAYBE_LITERALS) or _MAYBE_DIGITS.search(text) is not None
 
 
 # per-pattern pre-checks (speed only): a text that fails one cannot match that pattern. Every
@@ -150,7 +186,7 @@ _DIGIT_TYPES = frozenset({"ID_CARD", "BANK_CARD", "PHONE"})
 def redact(text: str, types: set[str] | None = None) -> tuple[str, dict[str, int]]:
     """Return (redacted text, {type: count}); ``types`` limits the placeholder types."""
     counts: dict[str, int] = {}
-    if not _MAYBE.search(text):
+    if not _maybe(text):
         return text, counts
     digits = None
     for typ, rx, ok in PATTERNS:

@@ -103,3 +103,19 @@ def test_a_damaged_eval_set_is_refused_naming_the_file(tmp_path, damage, problem
     (tmp_path / rel).write_bytes(damage((RAW / rel).read_bytes()))
     with pytest.raises(ValueError, match=f"evaluation set file {tmp_path / rel}: .*{problem}.*fix: restore the file"):
         list(cmb_clin(tmp_path))
+
+
+def test_bitmap_prefilter_decides_as_searching_every_span(step, toyhom, monkeypatch):
+    """The bitmap only spares binary searches: every key is in it, and the decisions (and items)
+    are those of binary-searching every span of every document."""
+    import numpy as np
+
+    from curation.steps import decontaminate
+
+    assert decontaminate.in_bitmap(decontaminate.key_bitmap(step._keys), np.asarray(step._keys)).all()
+    hua = dict(huatuo26m_test(RAW))
+    texts = toyhom[:400] + [toyhom[400] + hua["42"], hua["7"], "", "短"]
+    fast = step.contaminating_items(texts)
+    monkeypatch.setattr(decontaminate, "in_bitmap", lambda bitmap, h, bits=None: np.ones(len(h), dtype=bool))
+    assert fast == step.contaminating_items(texts)
+    assert fast[400] == "huatuo26m_test:42" and fast[401] == "huatuo26m_test:7"

@@ -63,3 +63,24 @@ def test_disabled_steps_do_nothing():
     step = Normalize(html=False, unicode=False, t2s=None, whitespace=False)
     s = "醫生  ＣＴ&amp;"
     assert step.transform(s) == s
+
+
+def test_whitespace_matches_its_definition():
+    """clean_whitespace skips lone spaces and tests for trailing spaces first (speed): the same text
+    as replacing every run of horizontal whitespace and every trailing run."""
+    import random
+    import re
+
+    from curation.steps.normalize import _BLANK_LINES, _ZERO_WIDTH, clean_whitespace
+
+    def definition(text):
+        text = text.translate(_ZERO_WIDTH).replace("\r\n", "\n").replace("\r", "\n")
+        text = re.sub(r"[ \t\u00a0\u2000-\u200a\u202f\u205f]+", " ", text)
+        text = re.sub(r"[ \t\u3000]+\n", "\n", text)
+        return _BLANK_LINES.sub("\n\n", text).strip()
+
+    r = random.Random(3)
+    alphabet = list(" \t\n\r\u3000\u00a0\u2002\u200a\u202f\u205f\u200bab中") + [" \n", "  ", "\t\n", "\u3000\n"]
+    for _ in range(20_000):
+        text = "".join(r.choice(alphabet) for _ in range(r.randint(0, 20)))
+        assert clean_whitespace(text) == definition(text), repr(text)

@@ -129,3 +129,37 @@ def test_step_counts_per_type():
     only_phone = PIIRedactor(types=["PHONE"])
     t = only_phone.transform("邮箱a@b.com 电话13812345678")
     assert "a@b.com" in t and "<PHONE>" in t
+
+
+# The patterns as first written (a lookbehind first); PATTERNS are written to start with a
+# character or class (``pii._first``) for speed and must find exactly the same.
+_B, _E, _SEP = r"(?<![0-9A-Za-z])", r"(?![0-9A-Za-z])", r"[ \-]?"
+DEFINITIONS = {
+    "ID_CARD": _B + r"(?P<v>[1-9]\d{16}[\dXx]|[1-9]\d{14})" + _E,
+    "BANK_CARD": _B + r"(?P<v>\d{4}(?P<s>[ \-])\d{4}(?P=s)\d{4}(?:(?P=s)\d{4})?(?:(?P=s)\d{1,3})?|\d{13,19})" + _E,
+    "PHONE": _B + r"(?P<v>(?:\+?86" + _SEP + r")?1[3-9]\d" + _SEP + r"\d{4}" + _SEP + r"\d{4})" + _E,
+    "LANDLINE": r"(?<![0-9A-Za-z.\-])(?P<v>(?:\(0\d{2,3}\)|（0\d{2,3}）|0\d{2,3}-)\s?[2-9]\d{6,7}(?:-\d{1,4})?"
+                r"|[48]00-?\d{3}-?\d{4})" + _E,
+    "IP": r"(?<![A-Za-z])(?:IP|ip|Ip)(?:地址)?\s*(?:为|是)?\s*[:：]?\s*(?P<v>(?:\d{1,3}\.){3}\d{1,3})(?![\d.])",
+}
+
+
+def test_fast_patterns_find_what_their_definitions_find():
+    import re
+
+    from curation.steps import pii
+
+    fast = {"ID_CARD": pii.PATTERNS[1][1], "BANK_CARD": pii.PATTERNS[2][1], "PHONE": pii.PATTERNS[3][1],
+            "LANDLINE": pii.PATTERNS[4][1], "IP": pii.PATTERNS[-1][1]}
+    maybe = re.compile(r"\d{4}|@|\d\.\d{1,3}\.\d|号|QQ|qq|微信|信|vx|VX")
+    r = random.Random(11)
+    values = [v for _, v in planted()] + ["IP地址: 10.1.2.3", "ip 8.8.8.8", "xIP 1.2.3.4", ".400-820-8820", "-010-62345678"]
+    alphabet = list("0123456789" * 3) + list(" -.+()（）:：xXIPpiabc中") + ["号", "信", "微信", "86", "\n", "１", "٣"]
+    for _ in range(20_000):
+        parts = [r.choice(alphabet) for _ in range(r.randint(0, 8))]
+        parts.insert(r.randint(0, len(parts)), r.choice(values))
+        text = "".join(parts)
+        for typ, definition in DEFINITIONS.items():
+            assert [m.span("v") for m in re.finditer(definition, text)] == \
+                   [m.span("v") for m in fast[typ].finditer(text)], (typ, text)
+        assert pii._maybe(text) == (maybe.search(text) is not None), text

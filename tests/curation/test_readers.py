@@ -315,3 +315,50 @@ def test_single_json_value_with_bad_bytes_is_one_error(tmp_path):
     name = write(tmp_path, "one.json", '{"q": "BAD"}'.encode().replace(b"BAD", "腰痛".encode("gb18030")))
     [doc] = read(tmp_path, "json", name, format="json", template="{q}")
     assert doc.metadata["read_error"].startswith("one.json: bytes b'\\xd1' at byte 7 are not valid utf-8")
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gb18030"])
+def test_kg_grouped_check_by_blocks_matches_line_by_line(tmp_path, encoding, monkeypatch):
+    """is_grouped reads blocks with one regex call each; it must judge as the subjects of the
+    valid lines (``_triples``) do, whatever the block size, BOMs, header, blanks or bad bytes."""
+    import random
+
+    from curation.readers import base, kg_triples
+
+    subjects = ["a", "b", " a", "a ", "\ufeffa", "", " ", "中"]
+    shapes = ["{s}\tp\to", "{s}\tp", "{s}\tp\to\tx", "{s}\tp\to\r", "", "  ", "\t\t", "subject\tpredicate\tobject",
+              "SUBJECT \t predicate\tObject\r"]
+    r = random.Random(encoding)
+    reader = make_reader(source("kg", "kg_triples", "t.tsv", "knowledge_graph", encoding=encoding), str(tmp_path))
+    for block in (3, 1 << 20):
+        monkeypatch.setattr(kg_triples, "line_blocks", lambda f, size=block: base.line_blocks(f, size))
+        seen = set()
+        for _ in range(400):
+            lines = [r.choice(shapes).replace("{s}", r.choice(subjects)) for _ in range(r.randint(0, 8))]
+            data = ("\ufeff" * (r.random() < 0.2) + "\n".join(lines) + "\n" * (r.random() < 0.5)).encode(
+                "utf-8" if encoding == "utf-8-sig" else encoding)
+            if r.random() < 0.1:
+                data = data.replace(b"a", b"\xff", 1)
+            (tmp_path / "t.tsv").write_bytes(data)
+            by_line = reader._subjects_grouped(s for s, _, _, _ in reader._triples("t.tsv", []))
+            assert reader.is_grouped("t.tsv") == by_line, data
+            seen.add(by_line)
+        assert seen == {True, False}
+
+
+def test_markdown_fast_patterns_find_what_their_definitions_find():
+    import random
+    import re
+
+    from curation.readers import markdown
+
+    table = re.compile(r"(?:<html>\s*<body>\s*)?<table[^>]*>(.*?)</table>(?:\s*</body>\s*</html>)?", re.S | re.I)
+    inline = re.compile(r"( ?)\$([^$\n]+?)\$( ?)")
+    r = random.Random(5)
+    pieces = ["$", " ", "$x$", " $a$ ", "a", "中", "\n", "<table>", "</table>", "<html>", "<body>", "</body>",
+              "</html>", "<TABLE x>", "<tr><td>1</td></tr>", "\\frac{1}{2}", "\\label{x}", "(a)/(b)"]
+    for _ in range(5000):
+        text = "".join(r.choice(pieces) for _ in range(r.randint(0, 15)))
+        assert [m.span() for m in table.finditer(text)] == [m.span() for m in markdown._TABLE.finditer(text)]
+        assert [(m.span(), m.group(1), m.group(3)) for m in inline.finditer(text)] == \
+               [(m.span(), m.group(1)[:-1], m.group(3)) for m in markdown._INLINE_MATH.finditer(text)]
