@@ -80,6 +80,17 @@ class Recipe:
             return None
         return {} if value is True else value
 
+    def step_options(self, name: str) -> dict | None:
+        """``step(name)`` as a fresh mapping to fill with defaults; a recipe that gives a step
+        something else (a list, a number) is told how to write it."""
+        options = self.step(name)
+        if options is None:
+            return None
+        if not isinstance(options, dict):
+            raise CumedError(f"steps.{name} in {self.path} is {options!r}; give its options as a mapping "
+                             f"(`{name}: {{}}` for the defaults) or `false`")
+        return dict(options)
+
     def lineage(self) -> dict:
         return recipe_lineage(self.path, self.text)
 

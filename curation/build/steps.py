@@ -108,13 +108,9 @@ def resolved_steps(recipe: Recipe) -> list[dict]:
                     kwargs.setdefault("lexicon", list(DEFAULT_LEXICON))
                 out.append({"step": f"filters.{fname}", "options": kwargs})
             continue
-        options = recipe.step(name)
+        options = recipe.step_options(name)
         if options is None:
             continue
-        if not isinstance(options, dict):
-            raise CumedError(f"steps.{name} in {recipe.path} is {options!r}; give its options as a mapping "
-                             f"(`{name}: {{}}` for the defaults) or `false`")
-        options = dict(options)
         if name == "decontaminate":
             options.setdefault("eval_sets", list(DEFAULT_SETS))
         out.append({"step": name, "options": options})

@@ -299,11 +299,16 @@ def ngram_sets(texts_cps: list[np.ndarray], n: int) -> list[np.ndarray]:
     10,000-character texts share a spurious hash with probability ~2e-2, i.e. 1 n-gram in 10^4."""
     if not texts_cps:
         return []
+    h32, offs, _ = _hashes32(texts_cps, n)
+    return [np.unique(h32[offs[i] : offs[i + 1]]) for i in range(len(texts_cps))]
+
+
+def _hashes32(texts_cps: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every text's n-gram hashes (high 32 bits) in one array, each text's offsets into it, and
+    the texts' lengths: one hashing pass for a batch of texts."""
     lens = np.fromiter((len(c) for c in texts_cps), dtype=np.int64, count=len(texts_cps))
     h, counts = text_window_hashes(np.concatenate(texts_cps), lens, n)
-    h32 = (h >> np.uint64(32)).astype(np.uint32)
-    offs = np.concatenate([[0], np.cumsum(counts)])
-    return [np.unique(h32[offs[i] : offs[i + 1]]) for i in range(len(texts_cps))]
+    return (h >> np.uint64(32)).astype(np.uint32), np.concatenate([[0], np.cumsum(counts)]), lens
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -330,10 +335,7 @@ def ngram_shingles(texts_cps: list[np.ndarray], n: int) -> list[Shingles]:
     the position of each n-gram)."""
     if not texts_cps:
         return []
-    lens = np.fromiter((len(c) for c in texts_cps), dtype=np.int64, count=len(texts_cps))
-    h, counts = text_window_hashes(np.concatenate(texts_cps), lens, n)
-    h32 = (h >> np.uint64(32)).astype(np.uint32)
-    offs = np.concatenate([[0], np.cumsum(counts)])
+    h32, offs, lens = _hashes32(texts_cps, n)
     out = []
     for i in range(len(texts_cps)):
         grams, inv = np.unique(h32[offs[i] : offs[i + 1]], return_inverse=True)

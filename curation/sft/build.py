@@ -136,15 +136,11 @@ def resolved_steps(recipe) -> list[dict]:
         raise CumedError(f"unknown step(s) {', '.join(sorted(unknown))} in {recipe.path}; allowed: {', '.join(sorted(STEP_KEYS))}")
     out = []
     for name in STEP_ORDER:
-        options = recipe.step(name)
+        options = recipe.step_options(name)
         if options is None and name in ("department", "splits"):
             options = {"select": "all"} if name == "department" else {}
         if options is None:
             continue
-        if not isinstance(options, dict):
-            raise CumedError(f"steps.{name} in {recipe.path} is {options!r}; give its options as a mapping "
-                             f"(`{name}: {{}}` for the defaults) or `false`")
-        options = dict(options)
         if name == "pack" and not options.get("enabled"):
             continue
         if name == "decontaminate":
