@@ -235,4 +235,4 @@ def test_shipped_pretrain_recipe_runs_the_steps_it_ran_before(raw_root):
     assert opts["filters.lexicon_density"] == {
         "lexicon": ["CMeKG_pycmekg/cmekg_triples.tsv", "QASystemOnMedicalGraph_39health/data/*_vocab.txt"]}
     assert opts["decontaminate"] == {"eval_sets": ["huatuo26m_test", "cmb_clin", "disc_eval"]}
-    assert opts["dedup"] == {"threshold": 0.75} and opts["normalize"] == opts["pii"] == {}
+    assert opts["dedup"] == {"threshold": 0.75, "verify": "coverage"} and opts["normalize"] == opts["pii"] == {}
