@@ -612,6 +612,13 @@ class RemoteStore(Store, scheme="s3"):
                 list(pool.map(one, todo))
         finally:
             bar.close()
+        # A download killed mid-transfer leaves its temporary file (boto3 writes ``<name>.<random>``,
+        # then renames): never commit a file the manifest does not list.
+        listed = {f["path"] for f in files}
+        for sub in ("data", "removed"):
+            for stray in (work / sub).iterdir():
+                if f"{sub}/{stray.name}" not in listed:
+                    stray.unlink(missing_ok=True)
         if work != final:
             (work / "README.md").write_text(dv.card(), encoding="utf-8")
             write_json(work / "manifest.json", dv.manifest, indent=2)

@@ -254,11 +254,16 @@ def test_killed_pull_resumes_and_downloads_only_missing(bucket, tmp_path):
             env=_env(CUMED_REMOTE_CRASH_AFTER_DOWNLOADS="1"))
     assert r.returncode == -9
     assert Store(dest).versions("corpus") == []  # nothing half-pulled is visible
+    # what a download killed mid-transfer leaves: boto3's temporary file beside the target
+    (staging,) = [p for p in (dest / "corpus").iterdir() if p.name.endswith("pull-v1")]
+    stray = staging / "removed" / "part-00000.parquet.part.e8ea2bB4"
+    stray.write_bytes(b"half a file")
     r = cli("datasets", "pull", "corpus", "--store", root, "--to", str(dest), "--json")
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert (res["downloaded"], res["skipped"]) == (1, 1)
-    assert Store(dest).verify("corpus@1").ok
+    assert Store(dest).verify("corpus@1").ok  # the stray file was not committed with the version
+    assert not list((dest / "corpus").rglob("*.part.*"))
     # default cache location under $CUMED_CACHE/<bucket>/<prefix>
     r = cli("datasets", "pull", "corpus@1", "--store", root, "--json", env=_env(CUMED_CACHE=str(tmp_path / "c")))
     assert r.returncode == 0 and Path(json.loads(r.stdout)["path"]) == tmp_path / "c" / bucket / "r" / "corpus" / "v1"
