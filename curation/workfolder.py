@@ -30,6 +30,7 @@ from datatrove.io import DataFolder, get_datafolder
 
 from cumed.atomic import replacing
 from cumed.errors import CumedError
+from cumed.process import pid_alive
 
 SCRATCH_ENV = "CUMED_SCRATCH_DIR"
 # URL schemes whose first path part is a bucket, which ``check_reachable`` asks for
@@ -88,18 +89,8 @@ def scratch_for_task(rank: int):
 def _sweep_dead(parent: Path) -> None:
     for d in parent.glob("cumed-task-*-*-*"):
         pid = d.name.split("-")[3]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(d, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 class ScratchPerTask:

@@ -21,7 +21,6 @@ folder, and a task's local files live in a private scratch folder deleted when i
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -39,7 +38,7 @@ from curation.build.steps import (build_steps, cluster_options, dependencies, mo
 from curation.recipe import Recipe
 from curation.rows import DOC_SCHEMA, REMOVED_SCHEMA, RankParquetWriter, kept_adapter
 from curation.tokens import TokenCounter
-from curation.workfolder import check_reachable, folder, is_url, join, local_view, names, read_text, remove
+from curation.workfolder import check_reachable, is_url, join, local_view, remove
 
 # What the documents build's code fingerprint covers (its work folder key and lineage).
 CODE_PACKAGES = ("cumed", "curation")
@@ -114,7 +113,7 @@ def build_documents(recipe: Recipe, store: Store, *, executor: str = "local", wo
     with local_view(work_url, [final, "removed", "counts", *(f"logs/{s}/stats.json" for s in "abc")]) as work:
         kept_files = sorted((work / final).glob("*.parquet"))
         removed_files = sorted((work / "removed").rglob("*.parquet"))
-        stats = collect_stats(recipe, kept_files, removed_files, read_counts(work / "counts", recipe.shards),
+        stats = collect_stats(recipe, kept_files, removed_files, read_counts(work / "counts"),
                               TokenCounter(recipe.tokenizer), work)
         lineage = build_lineage(recipe=recipe.lineage(), config_hash=config_hash, code_packages=CODE_PACKAGES,
                                 inputs=inputs, parents=parents, models=models, executor=executor,
@@ -132,9 +131,7 @@ def build_documents(recipe: Recipe, store: Store, *, executor: str = "local", wo
 def dedup_task_count(work_url: str, workers: int, docs_per_task: int = DOCS_PER_DEDUP_TASK) -> int:
     """Stage B's default task count: one task per ``docs_per_task`` documents read (stage A's
     counts, an upper bound of the signed ones), at least one per worker."""
-    counts = folder(join(work_url, "counts"))
-    read = sum(sum(json.loads(read_text(counts, n)).values()) for n in names(counts, "*.json"))
-    return max(workers, -(-read // docs_per_task))
+    return max(workers, -(-sum(read_counts(join(work_url, "counts")).values()) // docs_per_task))
 
 
 def work_key(inputs: list[dict], parents: list[str], models: list[dict], side: list[dict], deps: dict) -> dict:

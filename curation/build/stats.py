@@ -17,12 +17,15 @@ import pyarrow.parquet as pq
 from cumed.errors import CumedError
 from curation.recipe import Recipe
 from curation.tokens import TokenCounter
+from curation.workfolder import folder, names, read_text
 
 
-def read_counts(folder: Path, shards: int) -> dict[str, int]:
+def read_counts(counts_folder) -> dict[str, int]:
+    """Documents read per source: the reader's per-task counts (a local folder or a URL) summed."""
+    counts = folder(counts_folder)
     totals: dict[str, int] = defaultdict(int)
-    for f in sorted(folder.glob("*.json")):
-        for k, v in json.loads(f.read_text()).items():
+    for name in names(counts, "*.json"):
+        for k, v in json.loads(read_text(counts, name)).items():
             totals[k] += v
     return dict(totals)
 
