@@ -36,7 +36,7 @@ from curation.build.stats import collect_stats, read_counts
 from curation.build.steps import (build_steps, cluster_options, dependencies, models_applied, resolved_steps,
                                   side_inputs, signature_options)
 from curation.recipe import Recipe
-from curation.rows import DOC_SCHEMA, REMOVED_SCHEMA, RankParquetWriter, kept_adapter
+from curation.rows import DOC_SCHEMA, REMOVED_SCHEMA, RankParquetWriter, intermediate_parquet, kept_adapter
 from curation.tokens import TokenCounter
 from curation.workfolder import check_reachable, is_url, join, local_view, remove
 
@@ -82,7 +82,7 @@ def build_documents(recipe: Recipe, store: Store, *, executor: str = "local", wo
 
         pipeline_a.append(NearDupSignatures(join(work_url, "signatures"), **signature_options(dedup_cfg)))
     pipeline_a.append(RankParquetWriter(join(work_url, "filtered"), adapter=kept_adapter, schema=DOC_SCHEMA,
-                                        compression="zstd"))
+                                        **intermediate_parquet(work_url)))
     run_stage(f"{recipe.name}: read + clean + filter", pipeline_a, recipe.shards, workers, executor, join(logs, "a"),
               progress)
 
@@ -103,7 +103,8 @@ def build_documents(recipe: Recipe, store: Store, *, executor: str = "local", wo
         # removed/90_dedup), but on Arrow tables: kept texts are copied, never decoded per document.
         pipeline_c = [ApplyDuplicateDecisions(join(work_url, "filtered"), join(work_url, "kept"),
                                               join(work_url, "dedup"),
-                                              removed_folder=join(work_url, "removed", "90_dedup"))]
+                                              removed_folder=join(work_url, "removed", "90_dedup"),
+                                              **intermediate_parquet(work_url))]
         run_stage(f"{recipe.name}: remove duplicates", pipeline_c, recipe.shards, workers, executor, join(logs, "c"),
                   progress)
         final = "kept"

@@ -88,7 +88,11 @@ def collect_stats(recipe: Recipe, kept_files, removed_files, read_counts: dict, 
 
 def _group_by_source(t: pa.Table):
     sources = t.column("source")
-    for src in pc.unique(sources).to_pylist():
+    values = pc.unique(sources).to_pylist()
+    if len(values) == 1 and values[0] is not None:  # a batch of one source, the usual: no copy of its texts
+        yield values[0], t
+        return
+    for src in values:
         yield src, t.filter(pc.equal(sources, src))
 
 

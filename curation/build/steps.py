@@ -10,25 +10,25 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datatrove.pipeline.writers import ParquetWriter
 
 from cumed.errors import CumedError
 from cumed.store import Store
 from curation.build.side_inputs import dependency_versions, resolve, tokenizer_files
 from curation.recipe import Recipe
-from curation.rows import REMOVED_SCHEMA, removed_adapter
+from curation.rows import REMOVED_SCHEMA, RankParquetWriter, intermediate_parquet, removed_adapter
 from curation.workfolder import is_url, join
 from curation.steps.base import DropReadErrors
 
 
-def removed_writer(work: str | Path, order: int, step_name: str) -> ParquetWriter:
-    """The exclusion writer of one step: ``removed/NN_step/`` of the work folder (local or a URL)."""
-    return ParquetWriter(
+def removed_writer(work: str | Path, order: int, step_name: str) -> RankParquetWriter:
+    """The exclusion writer of one step: ``removed/NN_step/`` of the work folder (local or a URL),
+    written a chunk of removed documents at a time (``RankParquetWriter.write_batch``)."""
+    return RankParquetWriter(
         join(work, "removed"),
         output_filename=f"{order:02d}_{step_name}/${{rank}}.parquet",
         adapter=removed_adapter,
         schema=REMOVED_SCHEMA,
-        compression="zstd",
+        **intermediate_parquet(work),
     )
 
 

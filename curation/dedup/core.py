@@ -18,10 +18,10 @@ Pipeline (each piece a plain function on numpy arrays, so the staged steps in ``
    filter before fetching texts (keeps pairs with estimate >= ``DedupConfig.estimate_floor``:
    ``est_margin`` below the lowest Jaccard the rule accepts; the estimate's standard deviation at
    J=0.7 with 112 bins is 0.043, so the default margin 0.15 is ~3.5 sigma).
-5. ``verify_pair``: the actual Jaccard of the two character-shingle sets and, under the default
-   ``verify="coverage"``, the share of each text's characters covered by shared 5-grams and the
-   passages each text has of its own (``DedupConfig``; ``verify="jaccard"``: Jaccard >=
-   ``threshold`` only). Two disease cards that share the 39health template but not the content
+5. ``verify_pairs`` (many pairs per numpy pass; ``verify_pair`` for one): the actual Jaccard of
+   the two character-shingle sets and, under the default ``verify="coverage"``, the share of each
+   text's characters covered by shared 5-grams and the passages each text has of its own
+   (``DedupConfig``; ``verify="jaccard"``: Jaccard >= ``threshold`` only). Two disease cards that share the 39health template but not the content
    land in the same buckets and are rejected here.
 6. greedy clustering (``resolve.resolve``). Documents are visited best first (reference docs first, then
    the ``prefer`` key); a document with a verified edge to an already kept document is removed
@@ -40,7 +40,7 @@ from typing import Mapping
 
 import numpy as np
 
-from curation.dedup.canonical import Shingles, _mix64, jaccard, overlap, text_window_hashes
+from curation.dedup.canonical import ShingleBatch, Shingles, _mix64, overlaps, text_window_hashes
 
 EMPTY = np.uint32(0xFFFFFFFF)
 
@@ -143,20 +143,30 @@ def verify_options(spec) -> dict:
 
 def verify_pair(a: Shingles, b: Shingles, cfg: DedupConfig) -> tuple[float, bool]:
     """(actual Jaccard of the two n-gram sets, whether the pair is a near-duplicate under
-    ``cfg.verify``; see ``DedupConfig``). The one verification of the single-task and the
-    bucketed stage 2; the Jaccard is what a decision records as its similarity."""
+    ``cfg.verify``; see ``DedupConfig``): ``verify_pairs`` of one pair."""
+    sim, dup = verify_pairs(ShingleBatch.of([a, b]), np.array([0]), np.array([1]), cfg)
+    return float(sim[0]), bool(dup[0])
+
+
+def verify_pairs(sh: ShingleBatch, a: np.ndarray, b: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(actual Jaccard, near-duplicate or not) of each pair of texts (``a[k]``, ``b[k]``) of ``sh``:
+    the one verification of the single-task and the bucketed stage 2 (``DedupConfig``), many
+    pairs per numpy pass (``canonical.overlaps``); the Jaccard is what a decision records as its
+    similarity. The arithmetic is Python's on each pair: int / int and float * int are the same
+    IEEE operations in numpy, so the floats and decisions are bit for bit ``verify_pair``'s."""
     if cfg.verify == "jaccard":
-        j = jaccard(a.grams, b.grams)
+        (j,) = overlaps(sh, a, b, cfg.n, coverage=False)
         return j, j >= cfg.threshold
-    j, (ua, ra), (ub, rb) = overlap(a, b, cfg.n)
-    ca = 1 - ua / a.length if a.length else 1.0
-    cb = 1 - ub / b.length if b.length else 1.0
-    lo, hi = min(ca, cb), max(ca, cb)
-    if lo >= cfg.cover_both or (hi >= cfg.cover_one and lo >= cfg.cover_other):
-        return j, True
-    own = (ra >= max(cfg.passage_chars, cfg.passage_share * a.length)
-           and rb >= max(cfg.passage_chars, cfg.passage_share * b.length))
-    return j, bool(j >= cfg.threshold and not own)
+    j, ua, ra, ub, rb = overlaps(sh, a, b, cfg.n)
+    la, lb = sh.length[a], sh.length[b]
+    ca, cb = np.ones(len(j)), np.ones(len(j))  # an empty text is covered
+    np.subtract(1, ua / np.maximum(la, 1), out=ca, where=la > 0)
+    np.subtract(1, ub / np.maximum(lb, 1), out=cb, where=lb > 0)
+    lo, hi = np.minimum(ca, cb), np.maximum(ca, cb)
+    covered = (lo >= cfg.cover_both) | ((hi >= cfg.cover_one) & (lo >= cfg.cover_other))
+    own = ((ra >= np.maximum(cfg.passage_chars, cfg.passage_share * la))
+           & (rb >= np.maximum(cfg.passage_chars, cfg.passage_share * lb)))
+    return j, covered | ((j >= cfg.threshold) & ~own)
 
 
 @dataclass(frozen=True, order=True)
@@ -220,24 +230,40 @@ def signatures(cps: np.ndarray, lens: np.ndarray, cfg: DedupConfig) -> np.ndarra
 def _densify(sig: np.ndarray, cfg: DedupConfig) -> None:
     """Fill each empty bin j with the value of the first non-empty bin of the row along the
     probe sequence ``probes[:, j]``; works on the flat list of empty cells, which shrinks
-    with every probe (a row with m filled bins fills an empty one with probability m/k per probe)."""
-    empty = sig == EMPTY
-    full_rows = empty.all(axis=1)
-    r, j = np.nonzero(empty & ~full_rows[:, None])
-    if not len(r):
+    with every probe (a row with m filled bins fills an empty one with probability m/k per probe).
+
+    Speed (250k short QA texts, 37 % of bins empty: 10M empty cells, 18M probes): 1.0 s CPU with
+    2-D fancy indexing, 0.3 s so: the first probe, which fills 59 % of the empty cells, is one
+    dense column gather over the whole batch; the rest run on flat cell indices. An empty cell
+    only ever copies an originally filled bin, and those bins are never written, so ``sig`` is
+    read in place (no copy), and the misses may copy anything meanwhile: a missed cell stays in
+    the list until a later probe (or the fallback) writes its value."""
+    empty2 = sig == EMPTY
+    probes = _probe_table(cfg)
+    # an empty cell (EMPTY = the largest uint32) takes the probed bin's value, a filled one's or
+    # EMPTY again (a miss), as a minimum with the probed values raised to EMPTY on the filled
+    # cells (3x faster than ``np.copyto(..., where=empty2)``)
+    probed = sig.take(probes[0], axis=1)
+    raise_filled = (~empty2).astype(np.uint32)
+    probed |= np.negative(raise_filled, out=raise_filled)  # 1 -> 0xFFFFFFFF, in place (a temporary less)
+    np.minimum(sig, probed, out=sig)
+    cells = np.flatnonzero((sig == EMPTY) & ~empty2.all(axis=1)[:, None])
+    if not len(cells):
         return
-    orig = sig.copy()
-    for probe in _probe_table(cfg):
-        src = probe[j]
-        val = orig[r, src]
-        hit = val != EMPTY
-        sig[r[hit], j[hit]] = val[hit]
-        r, j = r[~hit], j[~hit]
-        if not len(r):
+    k = sig.shape[1]
+    assert sig.flags.c_contiguous  # so that the flat views below write into sig
+    flat, empty = sig.reshape(-1), empty2.reshape(-1)
+    j = cells % k
+    for step in probes[1:] - np.arange(k):  # probe offsets from the cell itself, per bin
+        src = cells + step[j]
+        flat[cells] = flat[src]
+        miss = empty[src]
+        cells, j = cells[miss], j[miss]
+        if not len(cells):
             return
     # astronomically rare with 64 tries unless a doc fills 1-2 bins
-    fallback = np.where(empty, EMPTY, orig).min(axis=1)
-    sig[r, j] = fallback[r]
+    fallback = np.where(empty2, EMPTY, sig).min(axis=1)
+    flat[cells] = fallback[cells // k]
 
 
 def band_hashes(sig: np.ndarray, cfg: DedupConfig) -> np.ndarray:

@@ -8,6 +8,8 @@ duplicates, not to the corpus) and removes each listed document with the reason
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pyarrow as pa
 import pyarrow.compute as pc
 from datatrove.data import Document, DocumentsPipeline
@@ -16,6 +18,7 @@ from datatrove.utils.typeshelper import StatHints
 
 from curation.dedup.core import Decision
 from curation.dedup.near import decision_files, read_decisions
+from curation.metrics import add_counts
 from curation.steps.base import CumedFilter
 from curation.workfolder import folder, names, read_parquet, write_parquet
 
@@ -64,17 +67,19 @@ class ApplyDuplicateDecisions(PipelineStep):
     type = "🔻 - FILTER"
 
     def __init__(self, input_folder: str, output_folder: str, decisions_folder: str, removed_folder: str | None = None,
-                 glob_pattern: str = "*.parquet", compression: str = "zstd"):
+                 glob_pattern: str = "*.parquet", compression: str | None = "zstd", use_dictionary: bool | list[str] = True):
+        """``compression`` / ``use_dictionary``: pyarrow's, for the outputs (``cumed build`` passes
+        ``curation.rows.intermediate_parquet``)."""
         super().__init__()
         self.input_folder, self.output_folder = str(input_folder), str(output_folder)
         self.decisions_folder = str(decisions_folder)
         self.removed_folder = str(removed_folder) if removed_folder else None
-        self.glob_pattern, self.compression = glob_pattern, compression
+        self.glob_pattern, self.compression, self.use_dictionary = glob_pattern, compression, use_dictionary
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         import json
 
-        from curation.rows import DOC_SCHEMA, REMOVED_SCHEMA, _extras
+        from curation.rows import DOC_SCHEMA, REMOVED_SCHEMA, _extras_many
 
         if data:
             yield from data
@@ -88,37 +93,36 @@ class ApplyDuplicateDecisions(PipelineStep):
             for f in files:
                 t = read_parquet(source, f).select(DOC_SCHEMA.names).cast(DOC_SCHEMA)
                 mask = pc.is_in(t.column("id"), value_set=dup_ids)
-                kept_parts.append(t.filter(pc.invert(mask)))
-                gone = t.filter(mask).drop_columns(["text"])
+                gone = t.filter(mask)  # the text column is copied, never decoded
+                # a shard without duplicates is written as read (no copy of its texts)
+                kept_parts.append(t.filter(pc.invert(mask)) if gone.num_rows else t)
                 if gone.num_rows:
-                    idx = pc.index_in(gone.column("id"), value_set=dup_ids)
-                    d = dec.take(idx)
+                    d = dec.take(pc.index_in(gone.column("id"), value_set=dup_ids))
                     metas, reasons = [], []
                     for m, of, sim, kind in zip(gone.column("metadata").to_pylist(), d.column("duplicate_of").to_pylist(),
                                                 d.column("similarity").to_pylist(), d.column("kind").to_pylist()):
                         meta = json.loads(m or "{}")
                         meta["duplicate_of"], meta["similarity"] = of, sim
-                        metas.append(_extras(meta))
+                        metas.append(meta)
                         reasons.append(f"exact_duplicate: of {of}" if kind == "exact"
                                        else f"near_duplicate: of {of} (jaccard {sim:.2f})")
-                    # the text column is taken again (not decoded) for the removed rows
-                    full = t.filter(mask)
                     removed_parts.append(pa.table({
-                        **{c: full.column(c) for c in DOC_SCHEMA.names if c != "metadata"},
-                        "metadata": pa.array(metas, pa.string()),
+                        **{c: gone.column(c) for c in DOC_SCHEMA.names if c != "metadata"},
+                        "metadata": pa.array(_extras_many(metas), pa.string()),
                         "removed_by": pa.array([DuplicateFilter.name] * len(metas), pa.string()),
                         "reason": pa.array(reasons, pa.string()),
                     }).select(REMOVED_SCHEMA.names).cast(REMOVED_SCHEMA))
-                    for r in reasons:
-                        self.stat_update(f"dropped_{r.split(':')[0]}")
+                    # one update per counter, not one stat_update per removed document
+                    add_counts(self, Counter(f"dropped_{r.split(':')[0]}" for r in reasons))
             kept = pa.concat_tables(kept_parts) if kept_parts else None
             n_kept = kept.num_rows if kept is not None else 0
             n_removed = sum(p.num_rows for p in removed_parts)
             self.stat_update(StatHints.total, value=n_kept + n_removed)
             self.stat_update(StatHints.forwarded, value=n_kept)
             self.stat_update(StatHints.dropped, value=n_removed)
+            options = {"compression": self.compression, "use_dictionary": self.use_dictionary}
             if n_kept:
-                write_parquet(folder(self.output_folder), f"000_{rank:05d}.parquet", kept, compression=self.compression)
+                write_parquet(folder(self.output_folder), f"000_{rank:05d}.parquet", kept, **options)
             if n_removed and self.removed_folder:
                 write_parquet(folder(self.removed_folder), f"000_{rank:05d}.parquet", pa.concat_tables(removed_parts),
-                              compression=self.compression)
+                              **options)

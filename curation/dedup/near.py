@@ -50,7 +50,7 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.batching import batched
 
 from cumed.atomic import replacing
-from curation.dedup.canonical import canonical_batch, exact_hash
+from curation.dedup.canonical import canonical_batch, exact_hashes
 from curation.dedup.core import (
     Decision,
     DedupConfig,
@@ -110,9 +110,11 @@ class _RankWriter:
     def __init__(self, folder: str, rank: int, cfg: DedupConfig):
         self.folder, self.rank, self.cfg = Path(folder), rank, cfg
         self.tag = f"{rank:05d}"
-        self.meta = {"id": [], "length": [], "exact": [], "synthetic": [], "source": [], "canon_end": []}
+        # one chunk per batch: numpy arrays for the numbers (no Python int per document), lists
+        # of str for the strings
+        self.meta: dict[str, list] = {c: [] for c in ("id", "length", "exact", "synthetic", "source", "canon_end")}
         self.sketches: list[np.ndarray] = []
-        self.bands: list[np.ndarray] = []
+        self.bands: list[np.ndarray] = []  # (bands, batch) each: a band's hashes contiguous for ``close``
         self.folder.mkdir(parents=True, exist_ok=True)
         # Not ``cumed.atomic.replacing``: this buffer is appended to batch by batch for the whole
         # life of the rank and renamed in ``close``; a context manager cannot span those calls.
@@ -124,46 +126,80 @@ class _RankWriter:
         cps, lens = canonical_batch(list(texts))
         sig = signatures(cps, lens, self.cfg)
         self.sketches.append(sketch(sig))
-        self.bands.append(band_hashes(sig, self.cfg))
-        offs = np.concatenate([[0], np.cumsum(lens)])
+        self.bands.append(np.ascontiguousarray(band_hashes(sig, self.cfg).T))
         units, unit_lens = _utf16(cps, lens)
-        self._canon.write(units.tobytes())
-        self.meta["canon_end"] += (self._units + np.cumsum(unit_lens)).tolist()
+        self._canon.write(units)  # the array's buffer as is, no bytes copy
+        m = self.meta
+        m["canon_end"].append(self._units + np.cumsum(unit_lens))
         self._units += int(unit_lens.sum())
-        self.meta["id"] += [str(i) for i in ids]
-        self.meta["length"] += lens.tolist()
-        self.meta["exact"] += [exact_hash(cps[offs[j] : offs[j + 1]]) for j in range(len(lens))]
-        self.meta["synthetic"] += list(synthetic)
-        self.meta["source"] += list(sources)
+        m["id"].append([str(i) for i in ids])
+        m["length"].append(lens)
+        m["exact"].append(exact_hashes(cps, lens))
+        m["synthetic"].append(np.asarray(synthetic, dtype=bool))
+        m["source"].append(list(sources))
 
     def close(self):
         b = self.cfg.bands
         sk = np.concatenate(self.sketches) if self.sketches else np.empty((0, self.cfg.num_bins), np.uint8)
-        bands = np.concatenate(self.bands) if self.bands else np.empty((0, b), np.uint64)
+        bands = np.concatenate(self.bands, axis=1) if self.bands else np.empty((b, 0), np.uint64)
         tag = self.tag
         self._canon.close()
         os.replace(self._canon_tmp, self.folder / f"{tag}.canon.u16")
         _save_atomic(self.folder / f"{tag}.sketch.npy", sk)
-        orders = np.argsort(bands, axis=0, kind="stable")
         for bi in range(b):
-            order = orders[:, bi]
-            arr = np.stack([bands[order, bi], order.astype(np.uint64)], axis=1)
+            order, hs = _hash_order(bands[bi])
+            arr = np.empty((len(order), 2), np.uint64)
+            arr[:, 0], arr[:, 1] = hs, order
             d = self.folder / "bands" / f"{bi:02d}"
             d.mkdir(parents=True, exist_ok=True)
             _save_atomic(d / f"{tag}.npy", arr)
+        m = self.meta
         table = pa.table(
             {
-                "id": pa.array(self.meta["id"], pa.string()),
-                "length": pa.array(self.meta["length"], pa.int64()),
-                "exact": pa.array(self.meta["exact"], pa.uint64()),
-                "synthetic": pa.array(self.meta["synthetic"], pa.bool_()),
-                "source": pa.array(self.meta["source"], pa.string()),
-                "canon_end": pa.array(self.meta["canon_end"], pa.int64()),
+                "id": pa.array([x for c in m["id"] for x in c], pa.string()),
+                "length": pa.array(_joined(m["length"], np.int64), pa.int64()),
+                "exact": pa.array(_joined(m["exact"], np.uint64), pa.uint64()),
+                "synthetic": pa.array(_joined(m["synthetic"], bool), pa.bool_()),
+                "source": pa.array([x for c in m["source"] for x in c], pa.string()),
+                "canon_end": pa.array(_joined(m["canon_end"], np.int64), pa.int64()),
             }
         )
         with replacing(self.folder / f"{tag}.meta.parquet", "wb") as f:
             pq.write_table(table, f)
         (self.folder / "config.json").write_text(json.dumps({**self.cfg.__dict__, "format": SIGNATURE_FORMAT}))
+
+
+def _joined(chunks: list[np.ndarray], dtype) -> np.ndarray:
+    return np.concatenate(chunks).astype(dtype, copy=False) if chunks else np.zeros(0, dtype)
+
+
+def _hash_order(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(``np.argsort(h, kind="stable")``, ``h`` in that order) for uint64 hashes: equal hashes in
+    row order, exactly, since the band files are written in this order.
+
+    A sort of values, not of indices: keys that carry the row number in the low bits of the hash
+    (250k hashes x 28 bands: 0.16 s instead of 0.85 s for ``np.argsort(bands, axis=0,
+    kind="stable")``). Rows whose hashes differ only in those low bits come out in row order,
+    not hash order; the runs of equal high bits are then sorted again (rare: a 250k-row rank
+    has such a pair in some band with probability ~1 %)."""
+    n = len(h)
+    low = np.uint64((1 << max(n - 1, 1).bit_length()) - 1)
+    key = h & ~low
+    key |= np.arange(n, dtype=np.uint64)
+    # first in order of the top 16 bits (numpy's stable argsort of 16-bit keys is a radix sort,
+    # O(n)), then a timsort, which only has to order the short runs within those buckets:
+    # 7 ms for 250k keys instead of 13 ms for a plain np.sort
+    key = key[np.argsort((key >> np.uint64(48)).astype(np.uint16), kind="stable")]
+    key.sort(kind="stable")
+    order = (key & low).astype(np.intp)
+    hs = h[order]
+    if (hs[1:] < hs[:-1]).any():
+        key &= ~low
+        run = np.flatnonzero(key[1:] == key[:-1])
+        pos = np.unique(np.concatenate([run, run + 1]))
+        order[pos] = order[pos][np.lexsort((order[pos], hs[pos]))]
+        hs[pos] = h[order[pos]]
+    return order, hs
 
 
 def _save_atomic(path: Path, arr: np.ndarray) -> None:

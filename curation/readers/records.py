@@ -54,8 +54,10 @@ def _field(record: dict, path: str, what: str):
     return value
 
 
-def record_adapter(self: "RecordsReader", data, path: str, id_in_file: int) -> dict:
-    """datatrove ``adapter``: a raw record -> ``{"text", "id" (native or None), "metadata"}``.
+def record_adapter(self: "RecordsReader", data, path: str, id_in_file: int) -> tuple[str, object, dict]:
+    """The reader's ``adapter``: a raw record -> ``(text, native id or None, metadata)``, the
+    metadata starting with the record's position (``line`` or ``row``). A tuple, not datatrove's
+    dict: only ``RecordsReader.get_document_from_dict`` calls it, once per record.
 
     Raises ``RecordError`` for a record that cannot be a document (see the module doc)."""
     if not isinstance(data, dict):
@@ -81,11 +83,11 @@ def record_adapter(self: "RecordsReader", data, path: str, id_in_file: int) -> d
         if isinstance(native, bool) or not isinstance(native, (str, int)) or not str(native).strip():
             raise RecordError(self.id_field, f"field {self.id_field!r} is {_kind(native)} ({str(native)[:40]!r}), "
                               "not a non-empty string or integer", "give every record its own id, or drop options.id_field")
-    meta = {}
+    meta = self.position(id_in_file)
     for p in self.metadata_fields:
         if templates.has(data, p):
             meta[p.split(".")[-1]] = templates.lookup(data, p)
-    return {"text": text, "id": native, "metadata": meta}
+    return text, native, meta
 
 
 class RecordsReader(CumedReader):
@@ -115,20 +117,23 @@ class RecordsReader(CumedReader):
         self.id_field = id_field
         self.metadata_fields = list(metadata_fields or ())
 
+    def position(self, index: int) -> dict:
+        """``{"line": 3}`` / ``{"row": 2}``, a record's position as metadata. Lines count from 1 (as
+        editors do), rows from 0 (as pyarrow, pandas and ``datasets`` do)."""
+        return {self.unit: index + 1 if self.unit == "line" else index}
+
     def where(self, filepath: str, index: int) -> tuple[str, dict]:
-        """``"<file> line 3"`` / ``"<file> row 2"`` and the metadata that says the same.
-        Lines count from 1 (as editors do), rows from 0 (as pyarrow, pandas and ``datasets`` do)."""
-        n = index + 1 if self.unit == "line" else index
-        return f"{self.relpath(filepath)} {self.unit} {n}", {self.unit: n}
+        """``"<file> line 3"`` / ``"<file> row 2"`` and the metadata that says the same."""
+        pos = self.position(index)
+        return f"{self.relpath(filepath)} {self.unit} {pos[self.unit]}", pos
 
     def get_document_from_dict(self, data, source_file: str, id_in_file: int):
         """datatrove's hook, without its silent skip: a record the adapter rejects (and a record
         with empty text, which datatrove drops with one warning per file) is a read error."""
-        where, pos = self.where(source_file, id_in_file)
         try:
-            parsed = self.adapter(data, source_file, id_in_file)
+            text, native, meta = self.adapter(data, source_file, id_in_file)
         except RecordError as e:
+            where, pos = self.where(source_file, id_in_file)
             field = f" (field {e.field!r})" if e.field else ""
             return self.error(f"{where}{field}: {e.problem}; fix: {e.fix}", source_file, id_in_file, **pos)
-        return self.document(parsed["text"], source_file, id_in_file, native=parsed["id"],
-                             **pos, **parsed["metadata"])
+        return self.document(text, source_file, id_in_file, native=native, **meta)

@@ -135,6 +135,71 @@ def test_verify_pair_coverage_against_jaccard():
     assert not verify_pair(a, b, cfg)[1]
 
 
+def _plain_verify(a, b, cfg: DedupConfig) -> tuple[float, bool]:
+    """The verification rule (``DedupConfig``) in plain Python, position by position: the
+    definition that ``verify_pairs`` vectorises."""
+    grams_a, grams_b = set(a.grams.tolist()), set(b.grams.tolist())
+    union = len(grams_a | grams_b)
+    j = len(grams_a & grams_b) / union if union else 1.0
+    if cfg.verify == "jaccard":
+        return j, j >= cfg.threshold
+
+    def uncovered_runs(x, other):
+        covered = [False] * x.length
+        for s, g in enumerate(x.inv.tolist()):
+            if x.grams[g] in other:
+                covered[s : s + cfg.n] = [True] * len(covered[s : s + cfg.n])
+        runs = "".join("0" if c else "1" for c in covered).split("0")
+        return covered.count(False), max(map(len, runs))
+
+    (ua, ra), (ub, rb) = uncovered_runs(a, grams_b), uncovered_runs(b, grams_a)
+    ca = 1 - ua / a.length if a.length else 1.0
+    cb = 1 - ub / b.length if b.length else 1.0
+    lo, hi = min(ca, cb), max(ca, cb)
+    if lo >= cfg.cover_both or (hi >= cfg.cover_one and lo >= cfg.cover_other):
+        return j, True
+    own = (ra >= max(cfg.passage_chars, cfg.passage_share * a.length)
+           and rb >= max(cfg.passage_chars, cfg.passage_share * b.length))
+    return j, j >= cfg.threshold and not own
+
+
+@needs_raw
+def test_verify_pairs_is_verify_pair_and_the_plain_rule_pair_by_pair(monkeypatch):
+    """The batched verification (many pairs per numpy pass, as both stage 2 paths run it) gives,
+    bit for bit, the Jaccard and decision of ``verify_pair`` and of the rule written out in plain
+    Python, under either rule, on the real LSH candidate pairs of cards and consultations with
+    planted copies (every band collision, before the estimate filter: near and far pairs), random
+    pairs, and empty and short texts; small passes, so that many pairs straddle a pass boundary."""
+    import importlib
+
+    from curation.dedup.core import band_hashes, candidate_pairs, signatures, split_pairs, verify_pairs
+
+    canon = importlib.import_module("curation.dedup.canonical")  # not the function ``dedup.canonical``
+    docs = real_docs(n_toyhom=1500, n_disease=1500)
+    copies, _ = plant(docs, per_kind=30, seed=11, min_chars=50)
+    texts = [t for _, t in docs + copies] + ["", "甲", "甲乙丙丁", "甲乙丙丁戊", "甲乙丙丁戊甲乙丙丁戊", "！！"]
+    cps, lens = canonical_batch(texts)
+    cfg = DedupConfig()
+    bands = band_hashes(signatures(cps, lens, cfg), cfg)
+    found = [candidate_pairs(bands[:, k], np.arange(len(texts)), cfg) for k in range(cfg.bands)]
+    a, b = split_pairs(np.unique(np.concatenate(found)))
+    rng = np.random.default_rng(0)
+    odd = np.arange(len(texts) - 6, len(texts))
+    a = np.concatenate([a, rng.integers(0, len(texts), 1500), odd, np.repeat(odd, 6)])
+    b = np.concatenate([b, rng.integers(0, len(texts), 1500), rng.integers(0, len(texts), 6), np.tile(odd, 6)])
+    assert len(a) >= 3000
+
+    sh = canon.shingle_batch(cps, lens, cfg.n)
+    monkeypatch.setattr(canon, "OVERLAP_CHUNK", 5000)
+    for cfg in (DedupConfig(), DedupConfig(verify="jaccard")):
+        sim, dup = verify_pairs(sh, a, b, cfg)
+        assert 100 <= dup.sum() < len(a) - 100
+        for i, j, s, d in zip(a.tolist(), b.tolist(), sim.tolist(), dup.tolist()):
+            one = verify_pair(sh.text(i), sh.text(j), cfg)
+            assert one == _plain_verify(sh.text(i), sh.text(j), cfg) == (s, d), (cfg.verify, i, j)
+            assert type(one[0]) is float and type(one[1]) is bool
+
+
 def test_verify_options_as_a_recipe_writes_them():
     assert verify_options(None)["verify"] == "coverage"
     assert verify_options("jaccard")["verify"] == "jaccard"

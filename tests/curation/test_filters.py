@@ -413,3 +413,90 @@ def test_chinaxiv_papers_survive_the_default_filters(tmp_path, monkeypatch):
     filters = build_filters({})
     removed = [t[:40] for t in texts if not all(f.filter(doc(t)) is True for f in filters.values())]
     assert len(removed) <= 0.02 * len(texts), removed
+
+
+# Texts that take every branch of the batch paths (``filter_batch``, ``features_batch``): empty,
+# whitespace only, astral characters (SIP ideographs, emoji, plane-14 tags: not letters, left out
+# of the n-grams), a lone surrogate (no code points: regex fallback), a LaTeX backslash,
+# texts over BATCH_MAX_CHARS / _NUMPY_FROM, repeated lines, spam, boilerplate and mojibake.
+EDGE_TEXTS = [
+    "", " ", "\n\n \t\n", "好", "高血", "高血压", "\U00020000\U00020001\U00020002" * 40, "😀" * 120,
+    "头痛" + "\U000e0041\U000e0042\U000e0043" * 50 + CLEAN, "\ud800" + CLEAN, CLEAN + "\\frac{a}{b} " * 5,
+    CLEAN * 40, "前列腺炎专家在线免费咨询" * 400, "前列腺炎专家在线免费咨询" * 20, CLEAN + "\n" + CLEAN,
+    "问题一\n  问题一  \n", "点击关注公众号\n扫码添加微信领取资料\n版权所有 © 2020\n前列腺炎怎么治疗？",
+    CLEAN.encode("utf-8").decode("latin-1"), CLEAN.encode("utf-8").decode("gbk", errors="replace"),
+    "ab\ncd\n\nab\ncd", "病" * 99, "病" * 100, "(c) 2020 Copyright\n" * 3, CLEAN[:80] + "糖尿病" * 8,
+]
+
+
+def _batch_vs_filter(filters, texts):
+    from curation.steps.filters import _text
+
+    docs = [doc(t) for t in texts]
+    for name, f in filters.items():
+        _text._CACHE.clear()
+        batch = [r for k in range(0, len(docs), 256) for r in f.filter_batch(docs[k : k + 256])]
+        _text._CACHE.clear()
+        assert batch == [f.filter(d) for d in docs], name
+
+
+def test_filter_batch_matches_filter_on_edge_cases():
+    import random
+
+    texts = EDGE_TEXTS + [t.replace("。", "。\n") for t in EDGE_TEXTS] + [CLEAN, _paper(), _paper(40, 2)]
+    random.Random(0).shuffle(texts)
+    filters = build_filters({name: {} for name in FILTERS if name != "lexicon_density"})
+    filters["lexicon_density"] = LexiconDensityFilter(terms=["前列腺", "高血压", "阑尾炎", "头孢曲松"])
+    filters["char_repetition_no_prose"] = CharNGramRepetitionFilter(prose=False, min_chars=None)
+    filters["char_repetition_top2"] = CharNGramRepetitionFilter(top_n_grams=((2, 0.3), (6, 0.1)),
+                                                                dup_n_grams=((2, 0.1),))
+    _batch_vs_filter(filters, texts)
+    _batch_vs_filter(filters, texts[:1] * 3)  # one text: no batch arrays
+
+
+def test_trigram_bounds_of_a_chunk_are_those_of_each_text():
+    import numpy as np
+
+    from curation.steps.filters.repetition import _trigram_bounds
+
+    rng = np.random.default_rng(0)
+    # code points up to U+10FFFF (21 bits): 5 texts no longer fit one 64-bit key, the chunk is halved
+    points = [0x4E00, 0x75C5, 0x10FFFF, 0x30000, 0x61]
+    texts = [rng.choice(points, size=n).astype(np.uint64) for n in (3, 40, 12, 200, 9)]
+    lens = np.array([len(t) for t in texts])
+    top, covered = _trigram_bounds(np.concatenate(texts), lens, 10)
+    alone = [_trigram_bounds(t, np.array([len(t)]), 10) for t in texts]
+    assert top.tolist() == [int(a[0][0]) for a in alone] and covered.tolist() == [int(a[1][0]) for a in alone]
+    assert max(covered) > 0
+
+
+def test_features_batch_matches_features():
+    from curation.steps.filters import _text
+
+    texts = EDGE_TEXTS + [CLEAN]
+    batch = _text.features_batch(texts)
+    _text._CACHE.clear()
+    for t, b in zip(texts, batch):
+        one = _text.Features(t)
+        for k in ("visible", "cjk", "digit", "symbol", "bad", "latin", "alnum", "gblead_chars"):
+            assert getattr(b, k) == getattr(one, k), (k, t[:20])
+        assert (b.cp is None) == (one.cp is None)
+        assert b.cp is None or ((b.cp == one.cp).all() and (b.flags == one.flags).all())
+
+
+def test_shortcuts_keep_the_decisions_of_the_full_tests():
+    from curation.steps.filters.boilerplate import _BOILER_RE, may_match
+
+    texts = EDGE_TEXTS + [t.replace("。", "。\n") for t in EDGE_TEXTS] + (toyhom_docs(300) if RAW.exists() else [])
+    assert all(may_match(t) for t in texts if _BOILER_RE.search(t))
+    lines, full = LineRepetitionFilter(), LineRepetitionFilter()
+    full._distinct_lines_pass = False  # the two regex splits on every document
+    assert [lines.filter(doc(t)) for t in texts] == [full.filter(doc(t)) for t in texts]
+
+
+@needs_raw
+def test_filter_batch_matches_filter_on_real_text(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUMED_CACHE", str(tmp_path))
+    texts = toyhom_docs(3000)
+    assert len(texts) == 3000
+    _batch_vs_filter(build_filters({}), texts)

@@ -13,9 +13,6 @@ import re
 from datatrove.data import Document
 
 from curation.steps.base import CumedFilter, CumedTransform
-import numpy as np
-
-from curation.steps.filters._text import features
 
 # Navigation, promotion, contact and legal lines seen on Chinese medical Q&A sites and WeChat
 # reposts. Each entry is a regex fragment; keep them specific to avoid medical false positives.
@@ -39,51 +36,21 @@ _LINES = re.compile(r"\n")
 # have none outside ASCII). One per pattern: 点击 关注 公众 扫码/扫描/扫二 维码 版权 ©/Ⓒ/ⓒ (c
 # (c)-year, yr copyright, rv reserved, 免责 转载 未经 本文, 加微/加v/加q, 电话/热线, 线咨 立即
 # 免费, 一篇 返回 地图 阅读 你喜 热门, 享到 藏本 点赞 评论, cp ICP. A document without any of
-# them cannot match, so the regex (~35 MB/s with IGNORECASE) runs only on the others.
+# them cannot match, so the regex (~35 MB/s with IGNORECASE) runs only on the others. Looking
+# for them is one search for these literals (``_ANCHOR_RE``): ~640 MB/s on 80k-character texts and
+# ~1 us a 150-character QA record, where the numpy code point tables it replaced cost ~25 us a
+# record in per-call overhead (6.5 s of CPU per 250k records).
 _ANCHOR_CHARS = "©Ⓒⓒ"
 _ANCHOR_PAIRS = (
     "点击 关注 公众 扫码 扫描 扫二 维码 版权 (c (C yr yR Yr YR rv rV Rv RV 免责 转载 未经 本文 加微 加v 加V 加q 加Q "
     "电话 热线 线咨 立即 免费 一篇 返回 地图 阅读 你喜 热门 享到 藏本 点赞 评论 cp cP Cp CP"
 ).split()
-_ANCHORS = None
-
-
-def _anchor_tables():
-    """(per-code-point flags: 1 = first character of an anchor pair, 2 = an anchor character;
-    pair table: row = which first character, column = the BMP second character)."""
-    global _ANCHORS
-    if _ANCHORS is None:
-        t = np.zeros(0x110000, dtype=np.uint8)
-        for a, _ in _ANCHOR_PAIRS:
-            t[ord(a)] |= 1
-        for c in _ANCHOR_CHARS:
-            t[ord(c)] |= 2
-        firsts = sorted({a for a, _ in _ANCHOR_PAIRS})
-        row = np.zeros(0x110000, dtype=np.uint8)
-        row[[ord(a) for a in firsts]] = np.arange(len(firsts), dtype=np.uint8)
-        pairs = np.zeros((len(firsts), 0x10000), dtype=bool)
-        for a, b in _ANCHOR_PAIRS:
-            pairs[row[ord(a)], ord(b)] = True
-        _ANCHORS = (t, row, pairs)
-    return _ANCHORS
+_ANCHOR_RE = re.compile("|".join(re.escape(a) for a in (*_ANCHOR_CHARS, *_ANCHOR_PAIRS)))
 
 
 def may_match(text: str) -> bool:
     """False only when ``_BOILER_RE`` provably finds nothing in ``text`` (see ``_ANCHOR_PAIRS``)."""
-    cp = features(text).cp
-    if cp is None:
-        return True
-    t, row, pairs = _ANCHORS or _anchor_tables()
-    m = t[cp]
-    if not m.any():
-        return False
-    if (m & 2).any():
-        return True
-    pos = np.flatnonzero(m[:-1])
-    if not len(pos):
-        return False
-    # a two-character table lookup per candidate position (astral second characters: no pair)
-    return bool(pairs[row[cp[pos]], np.minimum(cp[pos + 1], 0xFFFF)].any())
+    return _ANCHOR_RE.search(text) is not None
 
 
 def boilerplate_lines(text: str, max_line_chars: int) -> tuple[int, int, int, int]:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datatrove.data import Document
 
-from curation.steps.base import CumedFilter
-from curation.steps.filters._text import features, fmt
+from curation.steps.filters._text import FeatureFilter, features, fmt
 
 # The prose must hold at least this share of a document's visible characters for the ratio to be
 # taken on it (``prose=True``); below it the document is mostly tables or lists and is judged
@@ -13,7 +12,7 @@ from curation.steps.filters._text import features, fmt
 MIN_PROSE_SHARE = 0.25
 
 
-class CJKRatioFilter(CumedFilter):
+class CJKRatioFilter(FeatureFilter):
     """Remove documents whose CJK ideographs are less than ``min_ratio`` of the visible characters.
 
     This replaces a language-id score (FineWeb-2 keeps ``cmn_Hani`` at GlotLID confidence >= 0.692,

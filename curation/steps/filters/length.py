@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from datatrove.data import Document
 
-from curation.steps.base import CumedFilter
-from curation.steps.filters._text import features
+from curation.steps.filters._text import FeatureFilter, features
 
 
-class MinLengthFilter(CumedFilter):
+class MinLengthFilter(FeatureFilter):
     """Remove documents shorter than ``min_chars`` (or longer than ``max_chars``) visible characters.
 
     Args:

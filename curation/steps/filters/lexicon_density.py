@@ -10,8 +10,7 @@ from pathlib import Path
 
 from datatrove.data import Document
 
-from curation.steps.base import CumedFilter
-from curation.steps.filters._text import cjk_chars, features, fmt
+from curation.steps.filters._text import FeatureFilter, cjk_chars, features, fmt
 from curation.steps.lexicon import DEFAULT_LEXICON, LEXICON_KEY, LexiconMatcher, build_lexicon, lexicon_files
 
 DEFAULT_RAW = Path(os.environ.get("CUMED_RAW", Path(__file__).resolve().parents[4] / "shared" / "data" / "raw"))
@@ -27,7 +26,7 @@ def _matcher(key: str, terms: Callable[[], list[str]]) -> LexiconMatcher:
     return _MATCHERS[key]
 
 
-class LexiconDensityFilter(CumedFilter):
+class LexiconDensityFilter(FeatureFilter):
     """Remove documents whose medical-term density is below ``min_density``.
 
     density = characters covered by lexicon terms (leftmost-longest, no overlaps) / CJK characters.

@@ -35,8 +35,7 @@ import re
 
 from datatrove.data import Document
 
-from curation.steps.base import CumedFilter
-from curation.steps.filters._text import BAD_CLASS, CJK_RUNS, LATIN_CLASS, features, fmt, run_chars
+from curation.steps.filters._text import BAD_CLASS, CJK_RUNS, LATIN_CLASS, FeatureFilter, features, fmt, run_chars
 
 _BAD_RUNS = re.compile(f"[{BAD_CLASS}]+")
 _KUN = "锟斤拷"
@@ -92,7 +91,7 @@ def _latin1_mojibake_chars(text: str) -> int:
     return bad
 
 
-class MojibakeFilter(CumedFilter):
+class MojibakeFilter(FeatureFilter):
     """Remove documents that were decoded with the wrong codec.
 
     Args:
