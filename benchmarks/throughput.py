@@ -55,13 +55,17 @@ def run_build(code: Path, root: Path, recipe: Path, workers: int, mb: float) -> 
     """One ``cumed build`` with the code under ``code`` (``corpus_10m.cumed_build`` uses ROOT)."""
     shutil.rmtree(root / "work", ignore_errors=True)
     shutil.rmtree(root / "store", ignore_errors=True)
-    saved = c10m.ROOT
+    saved, cwd = c10m.ROOT, os.getcwd()
     c10m.ROOT = code  # cumed_build puts ROOT on PYTHONPATH
+    # and out of the checkout: ``python -c`` puts the working directory first on sys.path, ahead
+    # of PYTHONPATH, so a build started from the checkout would run its code, not ``code``'s
+    os.chdir(root)
     cpu0 = _children_cpu()
     try:
         r = c10m.cumed_build(root, recipe, workers, mb)
     finally:
         c10m.ROOT = saved
+        os.chdir(cwd)
     r["cpu_s"] = round(_children_cpu() - cpu0, 1)
     r["MB_per_cpu_s"] = round(mb / r["cpu_s"], 2)
     from cumed.store import Store

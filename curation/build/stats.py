@@ -52,7 +52,7 @@ def collect_stats(recipe: Recipe, kept_files, removed_files, read_counts: dict, 
             s["kept"] += group.num_rows
             s["chars"] += int(pc.sum(group.column("n_chars")).as_py() or 0)
             s["bytes"] += int(pc.sum(pc.binary_length(group.column("text").cast(pa.binary()))).as_py() or 0)
-            s["tokens"] += tokens.count_many(group.column("text").to_pylist())
+            s["tokens"] += tokens.count_column(group.column("text"))
         values, counts = np.unique(t.column("n_chars").to_numpy(zero_copy_only=False), return_counts=True)
         lengths.update(dict(zip(values.tolist(), counts.tolist())))
     for t in _batches(removed_files, ["source", "removed_by", "reason"]):
