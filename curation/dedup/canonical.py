@@ -377,8 +377,9 @@ class ShingleBatch(NamedTuple):
     def of(shingles: list[Shingles]) -> ShingleBatch:
         """The batch of some ``Shingles``, text k = ``shingles[k]``."""
         grams, inv = [s.grams for s in shingles], [s.inv for s in shingles]
-        return ShingleBatch(_cat(grams, np.uint32), _offsets(list(map(len, grams))), _cat(inv, np.int32),
-                            _offsets(list(map(len, inv))), np.array([s.length for s in shingles], dtype=np.int64))
+        return ShingleBatch(concat_arrays(grams, np.uint32), _offsets(list(map(len, grams))),
+                            concat_arrays(inv, np.int32), _offsets(list(map(len, inv))),
+                            np.array([s.length for s in shingles], dtype=np.int64))
 
     @staticmethod
     def concat(batches: list[ShingleBatch]) -> ShingleBatch:
@@ -387,12 +388,15 @@ class ShingleBatch(NamedTuple):
             return batches[0]
         gram_lens = [np.diff(b.gram_off) for b in batches]
         pos_lens = [np.diff(b.pos_off) for b in batches]
-        return ShingleBatch(_cat([b.grams for b in batches], np.uint32), _offsets(_cat(gram_lens, np.int64)),
-                            _cat([b.inv for b in batches], np.int32), _offsets(_cat(pos_lens, np.int64)),
-                            _cat([b.length for b in batches], np.int64))
+        return ShingleBatch(concat_arrays([b.grams for b in batches], np.uint32),
+                            _offsets(concat_arrays(gram_lens, np.int64)),
+                            concat_arrays([b.inv for b in batches], np.int32),
+                            _offsets(concat_arrays(pos_lens, np.int64)),
+                            concat_arrays([b.length for b in batches], np.int64))
 
 
-def _cat(arrays: list[np.ndarray], dtype) -> np.ndarray:
+def concat_arrays(arrays: list[np.ndarray], dtype) -> np.ndarray:
+    """``arrays`` end to end as ``dtype`` (an empty array of it for none)."""
     return np.concatenate(arrays).astype(dtype, copy=False) if len(arrays) else np.zeros(0, dtype)
 
 

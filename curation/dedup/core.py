@@ -21,8 +21,9 @@ Pipeline (each piece a plain function on numpy arrays, so the staged steps in ``
 5. ``verify_pairs`` (many pairs per numpy pass; ``verify_pair`` for one): the actual Jaccard of
    the two character-shingle sets and, under the default ``verify="coverage"``, the share of each
    text's characters covered by shared 5-grams and the passages each text has of its own
-   (``DedupConfig``; ``verify="jaccard"``: Jaccard >= ``threshold`` only). Two disease cards that share the 39health template but not the content
-   land in the same buckets and are rejected here.
+   (``DedupConfig``; ``verify="jaccard"``: Jaccard >= ``threshold`` only). Two disease cards
+   that share the 39health template but not the content land in the same buckets and are
+   rejected here.
 6. greedy clustering (``resolve.resolve``). Documents are visited best first (reference docs first, then
    the ``prefer`` key); a document with a verified edge to an already kept document is removed
    as a duplicate of the most similar one, otherwise it is kept. Every ``duplicate_of`` thus

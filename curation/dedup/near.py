@@ -50,7 +50,7 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.batching import batched
 
 from cumed.atomic import replacing
-from curation.dedup.canonical import canonical_batch, exact_hashes
+from curation.dedup.canonical import canonical_batch, concat_arrays, exact_hashes
 from curation.dedup.core import (
     Decision,
     DedupConfig,
@@ -157,20 +157,16 @@ class _RankWriter:
         table = pa.table(
             {
                 "id": pa.array([x for c in m["id"] for x in c], pa.string()),
-                "length": pa.array(_joined(m["length"], np.int64), pa.int64()),
-                "exact": pa.array(_joined(m["exact"], np.uint64), pa.uint64()),
-                "synthetic": pa.array(_joined(m["synthetic"], bool), pa.bool_()),
+                "length": pa.array(concat_arrays(m["length"], np.int64), pa.int64()),
+                "exact": pa.array(concat_arrays(m["exact"], np.uint64), pa.uint64()),
+                "synthetic": pa.array(concat_arrays(m["synthetic"], bool), pa.bool_()),
                 "source": pa.array([x for c in m["source"] for x in c], pa.string()),
-                "canon_end": pa.array(_joined(m["canon_end"], np.int64), pa.int64()),
+                "canon_end": pa.array(concat_arrays(m["canon_end"], np.int64), pa.int64()),
             }
         )
         with replacing(self.folder / f"{tag}.meta.parquet", "wb") as f:
             pq.write_table(table, f)
         (self.folder / "config.json").write_text(json.dumps({**self.cfg.__dict__, "format": SIGNATURE_FORMAT}))
-
-
-def _joined(chunks: list[np.ndarray], dtype) -> np.ndarray:
-    return np.concatenate(chunks).astype(dtype, copy=False) if chunks else np.zeros(0, dtype)
 
 
 def _hash_order(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

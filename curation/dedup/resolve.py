@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curation.dedup.canonical import ShingleBatch, canonical_batch, exact_hash, shingle_batch
+from curation.dedup.canonical import ShingleBatch, canonical_batch, exact_hashes, shingle_batch
 from curation.dedup.core import (
     Decision,
     DedupConfig,
@@ -70,8 +70,9 @@ class CanonicalStore:
         return self.chunks[0][self._offs[i] : self._offs[i + 1]]
 
     def exact_hashes(self) -> np.ndarray:
-        n = len(self.lens)
-        return np.fromiter((exact_hash(self.get(i)) for i in range(n)), dtype=np.uint64, count=n)
+        # the batch hash of the signature writer (``canonical.exact_hashes``), not one call per text
+        lens = self.lens
+        return exact_hashes(self.chunks[0], lens)
 
 
 def preference_rank(meta: pa.Table, is_ref: np.ndarray, prefer: Prefer) -> np.ndarray:
