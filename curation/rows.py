@@ -17,6 +17,7 @@ from datatrove.pipeline.writers import ParquetWriter
 from datatrove.utils.batching import batched
 from datatrove.utils.typeshelper import StatHints
 
+from curation.batch import DocumentBatch, peek_batches
 from curation.metrics import add_counts, add_metric, batch_metric
 from curation.workfolder import is_url
 from cumed.schemas import schema_for
@@ -85,17 +86,45 @@ def _extras_many(metas: list[dict]) -> list[str]:
             for i in idx:
                 out[i] = _extras(metas[i])
             continue
-        extra.sort()
         group = [metas[i] for i in idx]
-        pieces = []  # '{"key": ', its values' JSON, ', "key2": ', ..., '}': one "".join per row
-        for n, k in enumerate(extra):
-            values = [m[k] for m in group]
-            types = set(map(type, values))
-            pieces.append(repeat(("{" if n == 0 else ", ") + encode_basestring(k) + ": "))
-            pieces.append(map((len(types) == 1 and _SCALAR_JSON.get(types.pop())) or _JSON.encode, values))
-        pieces.append(repeat("}"))
-        for i, row in zip(idx, map("".join, zip(*pieces))):
+        for i, row in zip(idx, _json_rows({k: [m[k] for m in group] for k in extra})):
             out[i] = row
+    return out
+
+
+def _json_rows(columns: dict[str, list]) -> list[str]:
+    """One JSON object per row of ``columns`` (str key -> a value per row, every row has every
+    key), the strings ``_extras`` writes: sorted keys, the encoder's separators. A key's values
+    of one scalar type are encoded by one ``map``; one ``"".join`` per row."""
+    pieces = []  # '{"key": ', its values' JSON, ', "key2": ', ..., '}'
+    for n, k in enumerate(sorted(columns)):
+        values = columns[k]
+        types = set(map(type, values))
+        pieces.append(repeat(("{" if n == 0 else ", ") + encode_basestring(k) + ": "))
+        pieces.append(map((len(types) == 1 and _SCALAR_JSON.get(types.pop())) or _JSON.encode, values))
+    pieces.append(repeat("}"))
+    return list(map("".join, zip(*pieces)))
+
+
+def _extras_batch(batch: DocumentBatch) -> list[str]:
+    """``_extras_many`` of ``batch.documents()``'s metadata, from the columns: the rows that have
+    the same keys (a value that is not None) at a time, usually all of them."""
+    extra = {k: v for k, v in batch.meta.items() if k not in _NOT_METADATA}
+    if not extra:
+        return ["{}"] * len(batch)
+    if not all(type(k) is str for k in extra):
+        return _extras_many([d.metadata for d in batch.documents()])
+    if all(None not in v for v in extra.values()):
+        return _json_rows(extra)
+    out: list[str] = ["{}"] * len(batch)
+    groups: dict[tuple, list[int]] = {}
+    for i, present in enumerate(zip(*[[v is not None for v in col] for col in extra.values()])):
+        groups.setdefault(present, []).append(i)
+    for present, idx in groups.items():
+        keys = [k for k, has in zip(extra, present) if has]
+        if keys:
+            for i, row in zip(idx, _json_rows({k: [extra[k][i] for i in idx] for k in keys})):
+                out[i] = row
     return out
 
 
@@ -119,6 +148,24 @@ def _columns(docs: list[Document], removed: bool = False) -> dict[str, list]:
         columns["removed_by"] = [str(m.get("removed_by", "unknown")) for m in metas]
         columns["reason"] = [str(m.get("reason", "") or m.get("removed_by", "unknown")) for m in metas]
     return columns
+
+
+def _batch_columns(batch: DocumentBatch) -> dict[str, list]:
+    """``_columns(batch.documents())`` from the batch's columns (``curation.batch``)."""
+    source, category, department = (batch.meta.get(k) for k in COLUMNS)
+
+    def text(values, empty=""):
+        return [empty] * len(batch) if values is None else [empty if v is None else str(v) for v in values]
+
+    return {
+        "id": batch.ids,
+        "text": batch.texts,
+        "source": text(source),
+        "category": text(category),
+        "department": text(None if department is None else [v or "" for v in department]),
+        "n_chars": list(map(len, batch.texts)),
+        "metadata": _extras_batch(batch),
+    }
 
 
 def doc_to_row(doc: Document, removed: bool = False) -> dict:
@@ -187,17 +234,39 @@ class RankParquetWriter(ParquetWriter):
         self._pending.clear()
         super().close()
 
+    takes_batches = True  # the reader's DocumentBatches too (``curation.batch``), with kept_adapter
+
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        is_batches, data = peek_batches(data)
+        if is_batches and getattr(self.adapter, "__func__", None) is not kept_adapter:
+            is_batches, data = False, (d for b in data for d in b.documents())  # other adapters take Documents
         with self:
+            if is_batches:
+                for batch in data:
+                    with self.track_time():
+                        self._write_table(pa.table(_batch_columns(batch), schema=DOC_SCHEMA), rank,
+                                          batch.texts, batch.column("token_count"))
+                    yield batch
+                return
             for batch in batched(data, self.batch_size):
                 with self.track_time():
                     self._write_docs(batch, rank)
                 yield from batch
 
     def _write_docs(self, docs: list[Document], rank: int) -> None:
+        adapter = getattr(self.adapter, "__func__", None)
+        if adapter in (kept_adapter, removed_adapter):
+            table = rows_table(docs, removed=adapter is removed_adapter)
+        else:
+            table = pa.Table.from_pylist([self.adapter(d) for d in docs], schema=self.schema)
+        self._write_table(table, rank, [d.text for d in docs], [d.metadata.get("token_count") for d in docs])
+
+    def _write_table(self, table: pa.Table, rank: int, texts: list[str], token_counts: list) -> None:
+        """``table`` (rows of ``texts``) into this rank's file, as row groups of ``batch_size``."""
         import pyarrow.parquet as pq
 
-        original = name = self._get_output_filename(docs[0], rank)
+        # the name depends on the rank only (checked in __init__)
+        original = name = self.output_filename.substitute({"rank": str(rank).zfill(5)})
         if self.max_file_size > 0:  # datatrove's file switch, checked per batch (its bytes land per batch too)
             name = self._get_filename_with_file_id(original)
             if self._get_output_file_with_retry(name).tell() >= self.max_file_size:
@@ -205,11 +274,6 @@ class RankParquetWriter(ParquetWriter):
                 new = self._get_filename_with_file_id(original)
                 self._on_file_switch(original, name, new)
                 name = new
-        adapter = getattr(self.adapter, "__func__", None)
-        if adapter in (kept_adapter, removed_adapter):
-            table = rows_table(docs, removed=adapter is removed_adapter)
-        else:
-            table = pa.Table.from_pylist([self.adapter(d) for d in docs], schema=self.schema)
         if name not in self._writers:
             self._writers[name] = pq.ParquetWriter(
                 self._get_output_file_with_retry(name), schema=self.schema or table.schema,
@@ -217,8 +281,8 @@ class RankParquetWriter(ParquetWriter):
                 use_content_defined_chunking=self.use_content_defined_chunking, write_page_index=self.write_page_index)
         self._writers[name].write_table(table, row_group_size=self.batch_size)
         # what datatrove's write records per document: the document counter, total, doc_len(_tokens)
-        add_counts(self, {DOCUMENTS_WRITTEN: len(docs), StatHints.total: len(docs)})
-        add_metric(self, "doc_len", batch_metric([len(d.text) for d in docs]))
-        tokens = [d.metadata["token_count"] for d in docs if d.metadata.get("token_count")]
+        add_counts(self, {DOCUMENTS_WRITTEN: len(texts), StatHints.total: len(texts)})
+        add_metric(self, "doc_len", batch_metric(list(map(len, texts))))
+        tokens = [t for t in token_counts if t]
         if tokens:
             add_metric(self, "doc_len_tokens", batch_metric(tokens))

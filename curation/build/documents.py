@@ -76,13 +76,17 @@ def build_documents(recipe: Recipe, store: Store, *, executor: str = "local", wo
     logs = join(work_url, "logs")
 
     # Stage A: read, clean, filter, decontaminate, sign.
-    pipeline_a = [RecipeReader(recipe, join(work_url, "counts")), *build_steps(recipe, work_url, store)]
+    pipeline_a = build_steps(recipe, work_url, store)
     if dedup_cfg is not None:
         from curation.dedup import NearDupSignatures
 
         pipeline_a.append(NearDupSignatures(join(work_url, "signatures"), **signature_options(dedup_cfg)))
     pipeline_a.append(RankParquetWriter(join(work_url, "filtered"), adapter=kept_adapter, schema=DOC_SCHEMA,
                                         **intermediate_parquet(work_url)))
+    # Chunks as columns when no step needs one document at a time (a dedup-only recipe:
+    # ``curation.batch``); the same rows and files either way.
+    batches = all(getattr(step, "takes_batches", False) for step in pipeline_a)
+    pipeline_a.insert(0, RecipeReader(recipe, join(work_url, "counts"), batches=batches))
     run_stage(f"{recipe.name}: read + clean + filter", pipeline_a, recipe.shards, workers, executor, join(logs, "a"),
               progress)
 

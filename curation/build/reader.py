@@ -28,9 +28,12 @@ class RecipeReader(PipelineStep):
     name = "recipe reader"
     type = "📖 - READER"
 
-    def __init__(self, recipe: Recipe, counts_dir: str):
+    def __init__(self, recipe: Recipe, counts_dir: str, batches: bool = False):
+        """``batches``: yield ``DocumentBatch``es, not Documents (``curation.batch``), for a stage
+        whose every step takes them."""
         super().__init__()
         self.counts_dir = str(counts_dir)
+        self.batches = batches
         self.readers = {}
         units = []
         for s in recipe.sources:
@@ -64,18 +67,20 @@ class RecipeReader(PipelineStep):
             local = rel[len(prefix) + 1:] if prefix else rel
             # time spent reading only: a `with track_time()` around the loop would also count
             # what the downstream steps do while this generator waits at `yield`
-            docs, spent, n = iter(reader.read_file(local)), 0.0, 0
+            items = iter(reader.read_chunks(local) if self.batches else reader.read_file(local))
+            spent, n, chunks = 0.0, 0, 0
             while True:
                 t0 = time.perf_counter()
-                doc = next(docs, None)
+                item = next(items, None)
                 spent += time.perf_counter() - t0
-                if doc is None:
+                if item is None:
                     break
-                n += 1
-                yield doc
+                n += len(item) if self.batches else 1
+                chunks += 1
+                yield item
             counts[source] += n
             self.stats.time_stats.update(spent, "file")
-            add_counts(self, {"documents": n, f"read_{source}": n})
+            add_counts(self, {"documents": n, f"read_{source}": n, "batches": chunks if self.batches else 0})
         # durable on a local disk (as cumed.atomic.write_json); one put on object storage
         write_text(folder(self.counts_dir), f"{rank:05d}.json", json.dumps(counts, ensure_ascii=False), durable=True)
 

@@ -62,6 +62,7 @@ from curation.dedup.core import (
     verify_options,
 )
 from curation.dedup.resolve import META_SCHEMA, Prefer, resolve
+from curation.batch import peek_batches
 from curation.workfolder import exists, folder, join, names, parquet_batches, read_parquet, read_text, staged, write_parquet
 
 DECISIONS_FILE = "decisions.parquet"
@@ -231,10 +232,27 @@ class NearDupSignatures(PipelineStep):
         self.synthetic_sources = set(synthetic_sources)
         self.is_synthetic = is_synthetic
 
+    takes_batches = True  # the reader's DocumentBatches too (``curation.batch``)
+
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        is_batches, data = peek_batches(data)
+        if is_batches and self.is_synthetic is not _is_synthetic_default:
+            is_batches, data = False, (d for b in data for d in b.documents())  # the callable takes Documents
         # in place when local; on object storage in scratch, uploaded at the end (meta last)
         with staged(folder(self.output_folder), last=("*.meta.parquet",)) as out:
             w = _RankWriter(str(out), rank, self.cfg)
+            if is_batches:  # the columns as they are (signatures do not depend on how rows are chunked)
+                for batch in data:
+                    with self.track_time("batch"):
+                        sources = batch.column("source", "")
+                        w.add(batch.ids, batch.texts,
+                              [bool(s) or src in self.synthetic_sources
+                               for s, src in zip(batch.column("synthetic", False), sources)],
+                              list(map(str, sources)))
+                    self.stat_update("signed", value=len(batch))
+                    yield batch
+                w.close()
+                return
             for batch in batched(data, self.batch_size):
                 with self.track_time("batch"):
                     w.add(

@@ -28,13 +28,19 @@ from pathlib import Path
 
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.readers.base import BaseDiskReader
+from datatrove.utils.batching import batched
 
+from curation.batch import DocumentBatch
 from curation.document import CATEGORIES
 from cumed.ids import id_prefix, stable_id_after
 
 # Encodings seen in the raw data. GB18030 (not GBK: strict GBK fails on two sources) for the
 # Toyhom and 39health files; utf-8-sig for files written with a BOM.
 ENCODINGS = ("gb18030", "utf-8", "utf-8-sig")
+# Records per ``DocumentBatch`` a reader yields in batch mode (``read_chunks``): the signature
+# step's and the Parquet writer's own batch sizes are 2000 and 1000, and a chunk this size keeps
+# the per-chunk work (a few list comprehensions) well below the per-record work.
+CHUNK_RECORDS = 1000
 
 
 def one_of(choices: Iterable[str]) -> str:
@@ -167,18 +173,40 @@ class CumedReader(BaseDiskReader):
 
     # -- the datatrove hook ------------------------------------------------------------------
     def read_file(self, filepath: str) -> DocumentsPipeline:
+        empty = self._start_file(filepath)
+        if empty is not None:
+            yield empty
+            return
+        yield from self.read_records(filepath)
+
+    def read_chunks(self, filepath: str) -> Iterator[DocumentBatch]:
+        """``read_file``'s documents as ``DocumentBatch``es (``RecipeReader``'s batch mode)."""
+        empty = self._start_file(filepath)
+        if empty is not None:
+            yield DocumentBatch.from_documents([empty])
+            return
+        yield from self.record_chunks(filepath)
+
+    def _start_file(self, filepath: str) -> Document | None:
+        """Per-file state reset; the read error of an empty file, else None."""
         self._seen_keys = set()
         with self.data_folder.open(filepath, "rb") as f:
             head = f.read(1 << 16)
         if not head.strip() and len(head) < (1 << 16):
-            yield self.error(f"{self.relpath(filepath)}: empty file; fix: remove it from the recipe path or restore its content", filepath, 0)
-            return
-        yield from self.read_records(filepath)
+            return self.error(f"{self.relpath(filepath)}: empty file; fix: remove it from the recipe path or restore "
+                              "its content", filepath, 0)
+        return None
 
     @abstractmethod
     def read_records(self, filepath: str) -> Iterator[Document]:
         """Yield one Document per record of ``filepath`` (relative to ``data_folder``)."""
         raise NotImplementedError
+
+    def record_chunks(self, filepath: str) -> Iterator[DocumentBatch]:
+        """``read_records`` in batches of ``CHUNK_RECORDS``; a reader that can build its batches
+        column by column (``jsonl``) overrides this and derives ``read_records`` from it."""
+        for docs in batched(self.read_records(filepath), CHUNK_RECORDS):
+            yield DocumentBatch.from_documents(docs)
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         if not self.paths_file and not self.data_folder.list_files(recursive=self.recursive, glob_pattern=self.glob_pattern):

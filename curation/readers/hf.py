@@ -26,8 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
-from datatrove.data import Document
-
+from curation.batch import DocumentBatch
 from curation.readers.parquet import ParquetFilesReader
 
 # files of a saved dataset or a Hub repository that describe it and hold no records
@@ -39,19 +38,20 @@ class HfDatasetReader(ParquetFilesReader):
 
     name = "hf"
 
-    def read_records(self, filepath: str) -> Iterator[Document]:
+    def record_chunks(self, filepath: str) -> Iterator[DocumentBatch]:
         name = PurePosixPath(filepath).name
         if name in DESCRIPTION_FILES:
             return
         if name.endswith(".parquet"):
-            yield from super().read_records(filepath)
+            yield from super().record_chunks(filepath)
         elif name.endswith(".arrow"):
-            yield from self.read_rows(filepath, lambda: self._arrow_rows(filepath))
+            yield from self.row_chunks(filepath, lambda: self._arrow_batches(filepath))
         else:
-            yield self.error(f"{self.relpath(filepath)}: not a dataset file (.arrow or .parquet); fix: point the "
-                             "recipe path at the dataset folder or its shards only", filepath, 0)
+            yield DocumentBatch.from_documents([self.error(
+                f"{self.relpath(filepath)}: not a dataset file (.arrow or .parquet); fix: point the recipe path at "
+                "the dataset folder or its shards only", filepath, 0)])
 
-    def _arrow_rows(self, filepath: str) -> Iterator[Document]:
+    def _arrow_batches(self, filepath: str) -> Iterator[list]:
         import pyarrow as pa
 
         with self.data_folder.open(filepath, "rb") as f:
@@ -61,11 +61,5 @@ class HfDatasetReader(ParquetFilesReader):
                 f.seek(0)
                 batches = pa.ipc.open_file(f)
                 batches = (batches.get_batch(i) for i in range(batches.num_record_batches))
-            row = 0
             for batch in batches:
-                documents = []
-                with self.track_time("batch"):
-                    for record in batch.to_pylist():
-                        documents.append(self.get_document_from_dict(record, filepath, row))
-                        row += 1
-                yield from documents
+                yield batch.to_pylist()

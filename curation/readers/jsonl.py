@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from datatrove.data import Document
 from datatrove.pipeline.readers.jsonl import JsonlReader
 
+from curation.batch import DocumentBatch
+from curation.readers.base import CHUNK_RECORDS
 from curation.readers.records import RecordsReader
 
 
@@ -32,45 +34,76 @@ class JsonlFilesReader(RecordsReader, JsonlReader):
     unit = "line"
 
     def read_records(self, filepath: str) -> Iterator[Document]:
+        for batch in self.record_chunks(filepath):
+            yield from batch.documents()
+
+    def record_chunks(self, filepath: str) -> Iterator[DocumentBatch]:
         # Why not JsonlReader.read_file: it logs a line that does not parse and goes on (and stops
         # the file at the first undecodable byte), so the document is lost from the count. This is
-        # the same loop (datatrove's open with its compression, orjson, the adapter through
-        # get_document_from_dict) with those cases yielded as read errors instead.
+        # the same reading (datatrove's open with its compression, orjson, the adapter through
+        # get_document_from_dict) with those cases yielded as read errors instead, a chunk of
+        # lines at a time (``_chunk``).
         import time
 
-        import orjson
-
         relpath = self.relpath(filepath)
-        li, seen, spent = -1, 0, 0.0
+        li, seen, spent, pending = -1, 0, 0.0, []
+        broken = None
         try:
             with self.data_folder.open(filepath, "rb", compression=self.compression) as f:
                 for li, line in enumerate(_lines(f)):
                     if not line.strip():
                         continue
-                    seen += 1
-                    # timed as datatrove's track_time would, but added up per file: its stats update
-                    # for each document was 0.8 us of a short QA record's 10.5 us
-                    t0 = time.perf_counter()
-                    try:
-                        record = orjson.loads(line.rstrip(b"\r\n"))
-                    except orjson.JSONDecodeError as e:
-                        doc = self.error(
-                            f"{relpath} line {li + 1}, column {e.colno}: invalid JSON ({e.msg}); "
-                            "fix: repair or delete the line (a truncated last line means the file was cut)",
-                            filepath, li, line=li + 1)
-                    else:
-                        doc = self.get_document_from_dict(record, filepath, li)
-                    spent += time.perf_counter() - t0
-                    yield doc
+                    pending.append((li, line))
+                    if len(pending) == CHUNK_RECORDS:
+                        # timed as datatrove's track_time would, but added up per file
+                        t0 = time.perf_counter()
+                        batch = self._chunk(pending, filepath)
+                        spent += time.perf_counter() - t0
+                        seen, pending = seen + len(pending), []
+                        yield batch
         except _stream_errors() as e:  # a compressed stream cut short, a corrupt archive
-            yield self.error(f"{relpath}: cannot read past line {li + 1} ({type(e).__name__}: {e}); "
-                             "fix: restore the complete file", filepath, f"broken@{li + 1}", line=li + 2)
-            return
-        finally:
-            self.stats.time_stats.update(spent, "file")
-        if not seen:
-            yield self.error(f"{relpath}: no JSON line in the file; fix: remove it from the recipe path or restore "
-                             "its content", filepath, 0)
+            broken = self.error(f"{relpath}: cannot read past line {li + 1} ({type(e).__name__}: {e}); "
+                                "fix: restore the complete file", filepath, f"broken@{li + 1}", line=li + 2)
+        if pending:  # the lines before the end, or before the break
+            t0 = time.perf_counter()
+            batch = self._chunk(pending, filepath)
+            spent += time.perf_counter() - t0
+            seen += len(pending)
+            yield batch
+        self.stats.time_stats.update(spent, "file")
+        if broken is not None:
+            yield DocumentBatch.from_documents([broken])
+        elif not seen:
+            yield DocumentBatch.from_documents([self.error(
+                f"{relpath}: no JSON line in the file; fix: remove it from the recipe path or restore its content",
+                filepath, 0)])
+
+    def _chunk(self, lines: list[tuple[int, bytes]], filepath: str) -> DocumentBatch:
+        """The documents of (line index, line) pairs: column by column when every line is a
+        well-formed record (``records_batch``), else one line at a time, so that each bad line is
+        a read error of its own."""
+        import orjson
+
+        try:
+            records = [orjson.loads(line) for _, line in lines]
+        except orjson.JSONDecodeError:
+            records = None
+        batch = records and self.records_batch(records, filepath, [li for li, _ in lines])
+        if batch is not None:
+            return batch
+        return DocumentBatch.from_documents([self._line_document(li, line, filepath) for li, line in lines])
+
+    def _line_document(self, li: int, line: bytes, filepath: str) -> Document:
+        import orjson
+
+        try:
+            record = orjson.loads(line.rstrip(b"\r\n"))
+        except orjson.JSONDecodeError as e:
+            return self.error(
+                f"{self.relpath(filepath)} line {li + 1}, column {e.colno}: invalid JSON ({e.msg}); "
+                "fix: repair or delete the line (a truncated last line means the file was cut)",
+                filepath, li, line=li + 1)
+        return self.get_document_from_dict(record, filepath, li)
 
 
 def _stream_errors() -> tuple[type[Exception], ...]:

@@ -21,6 +21,7 @@ from datatrove.pipeline.filters.base_filter import BaseFilter, get_filter_result
 from datatrove.utils.batching import batched
 from datatrove.utils.typeshelper import StatHints
 
+from curation.batch import peek_batches
 from curation.metrics import add_counts
 
 CHUNK = 256  # documents per timing/counter update of a step that works one document at a time
@@ -112,9 +113,38 @@ class DropReadErrors(CumedFilter):
     """
 
     name = "reader"
+    takes_batches = True  # the reader's DocumentBatches too (``curation.batch``)
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         err = doc.metadata.get("read_error")
         if err:
             return False, f"read_error: {err}"
         return True
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        is_batches, data = peek_batches(data)
+        if not is_batches:
+            yield from super().run(data, rank, world_size)
+            return
+        # the same removals, reasons and counters as ``filter`` one document at a time
+        with self.exclusion_writer if self.exclusion_writer else contextlib.nullcontext() as writer:
+            for batch in data:
+                errors = batch.meta.get("read_error") or ()
+                bad = [i for i, err in enumerate(errors) if err]
+                add_counts(self, {StatHints.total: len(batch), StatHints.forwarded: len(batch) - len(bad),
+                                  StatHints.dropped: len(bad), "dropped_read_error": len(bad)})
+                if not bad:
+                    yield batch
+                    continue
+                removed = [mark_removed(d, self.name, f"read_error: {d.metadata['read_error']}")
+                           for d in batch.take(bad).documents()]
+                if writer is not None:
+                    if hasattr(writer, "write_batch"):
+                        writer.write_batch(removed, rank)
+                    else:
+                        for d in removed:
+                            writer.write(d, rank)
+                bad_rows = set(bad)
+                batch = batch.take([i for i in range(len(batch)) if i not in bad_rows])
+                if len(batch):
+                    yield batch
