@@ -139,7 +139,8 @@ def step_specs(recipe: Recipe, store: Store | None = None) -> list[StepSpec]:
             fname = name.split(".", 1)[1]
             if fname == "lexicon_density" and "raw_dir" not in kwargs:  # the lexicon files (unless ``terms``)
                 kwargs["raw_dir"] = (str(recipe.raw) if "terms" in kwargs
-                                     else local_raw(recipe, "filters.lexicon_density.raw_dir", "the lexicon files"))
+                                     else side_raw(recipe, kwargs["lexicon"], "filters.lexicon_density.lexicon",
+                                                   "the lexicon files"))
             specs.append(StepSpec(name, FILTERS[fname], kwargs, (filter_order.index(fname) + 1, fname)))
         elif name == "quality":
             # {artifact: quality@latest | path, threshold: optional override} (trained by annotation.quality)
@@ -152,9 +153,33 @@ def step_specs(recipe: Recipe, store: Store | None = None) -> list[StepSpec]:
         elif name == "decontaminate":
             from curation.steps.decontaminate import Decontaminate
 
-            raw = {} if "raw" in kwargs else {"raw": local_raw(recipe, "decontaminate.raw", "the evaluation sets")}
+            raw = {} if "raw" in kwargs else {"raw": side_raw(recipe, eval_set_paths(kwargs), "decontaminate.paths",
+                                                              "the evaluation sets")}
             specs.append(StepSpec("decontaminate", Decontaminate, {**raw, **kwargs}, (80, "decontaminate")))
     return specs
+
+
+def side_raw(recipe: Recipe, patterns, key: str, what: str) -> str:
+    """The folder a step reads its side files from: ``--raw``, or where ``--raw`` is on object
+    storage, a local mirror of the files ``patterns`` name (``curation.build.side_mirror``)."""
+    if not is_url(recipe.raw):
+        return str(recipe.raw)
+    from curation.build.side_mirror import mirror
+
+    return str(mirror(str(recipe.raw), patterns, key=key, what=what))
+
+
+def eval_set_paths(options: dict) -> list[str]:
+    """The files (relative to ``--raw``) of the named evaluation sets a decontaminate step reads."""
+    from collections.abc import Mapping
+
+    from cumed.eval_sets import eval_set_files
+
+    sets = options.get("eval_sets") or ()
+    if isinstance(sets, Mapping):  # in-memory items: no file
+        return []
+    paths = options.get("paths") or {}
+    return [str(p) for name in sets for p in eval_set_files(name, "", paths.get(name))]
 
 
 def local_raw(recipe: Recipe, key: str, what: str) -> str:
@@ -217,7 +242,14 @@ def build_steps(recipe: Recipe, work: str | Path, store: Store | None = None) ->
     """Stage A's per-document steps (see ``step_specs``), each filter with its exclusion writer."""
     specs = step_specs(recipe, store)
     with step_errors(recipe):
-        return [spec.build(work) for spec in specs]
+        steps = [spec.build(work) for spec in specs]
+        if is_url(recipe.raw):
+            # Side files mirrored from object storage live on the driver only: the tasks (on
+            # other nodes of a cluster) get the decontamination index inside the pickled step.
+            for step in steps:
+                if hasattr(step, "carry_index"):
+                    step.carry_index()
+    return steps
 
 
 def side_inputs(recipe: Recipe, store: Store | None = None) -> list[dict]:

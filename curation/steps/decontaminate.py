@@ -218,6 +218,13 @@ class Decontaminate(CumedFilter):
         if folder is not None:
             self._save_cache(folder)
 
+    def carry_index(self) -> None:
+        """Load the index now, in memory (not memory-mapped from the cache, which neither pickles
+        nor exists on another node), so that the pickled step carries it to its tasks: for a build
+        whose tasks cannot read the evaluation files (``--raw`` on object storage)."""
+        self.load_or_build_index()
+        self._keys, self._owner, self._item_spans = (np.array(a) for a in (self._keys, self._owner, self._item_spans))
+
     def build_index(self) -> None:
         labels, hs, owners, sizes = [], [], [], []
         for name, item_id, text in self._items():

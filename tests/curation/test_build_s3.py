@@ -135,3 +135,70 @@ def test_missing_bucket_names_the_url_and_the_fix(s3_server, tmp_path):  # noqa:
         build(recipe, raw, Store(tmp_path / "store"), work_root="s3://no-such-bucket-x/builds", progress=False)
     with pytest.raises(CumedError, match=r"raw data folder s3://no-such-bucket-x/raw.*does not exist"):
         build(recipe, "s3://no-such-bucket-x/raw", Store(tmp_path / "store"), progress=False)
+
+
+SIDE_STEPS = {**STEPS, "filters": {"min_length": {}, "lexicon_density": {
+    "lexicon": ["QASystemOnMedicalGraph_39health/data/*_vocab.txt"]}}, "decontaminate": {}}
+
+
+def test_side_files_under_an_s3_raw_are_mirrored_and_read_by_the_driver_only(bucket, tmp_path, monkeypatch):  # noqa: F811
+    """A recipe whose steps read side files (the evaluation sets, lexicon word lists) builds
+    from ``--raw s3://...`` as from the same local folder: the driver mirrors just those files,
+    the decontamination index goes to the tasks inside the step, and no task opens a side file."""
+    import os
+    import shutil
+
+    from cumed.eval_sets import EVAL_FILES
+    from curation.steps.decontaminate import Decontaminate
+    from tests.conftest import RAW
+
+    raw = tmp_path / "raw"
+    write_raw(raw)
+    side = [p for files in EVAL_FILES.values() for p in files]
+    side += [str(p.relative_to(RAW)) for p in (RAW / "QASystemOnMedicalGraph_39health/data").glob("*_vocab.txt")]
+    for rel in side:
+        (raw / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(RAW / rel, raw / rel)
+    recipe = recipe_file(tmp_path / "side.yaml", ("user/*.jsonl.gz", "user/rows.parquet"))
+    data = yaml.safe_load(recipe.read_text(encoding="utf-8"))
+    recipe.write_text(yaml.safe_dump({**data, "steps": SIDE_STEPS}, allow_unicode=True), encoding="utf-8")
+    monkeypatch.setenv("CUMED_CACHE", str(tmp_path / "cache"))
+    local, _ = build(recipe, raw, Store(tmp_path / "store"), work_root=tmp_path / "work", progress=False)
+    assert {e["role"] for e in local.manifest["lineage"]["side_inputs"]} == {"eval_set", "lexicon"}
+
+    upload(raw, bucket, "raw")
+    opened = tmp_path / "index_loads.txt"  # the processes that load the decontamination index
+    load = Decontaminate.load_or_build_index
+
+    def logged(self):
+        with open(opened, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        return load(self)
+    monkeypatch.setattr(Decontaminate, "load_or_build_index", logged)
+    remote, _ = build(recipe, f"s3://{bucket}/raw", Store(tmp_path / "store2"), workers=2,
+                      work_root=tmp_path / "work2", progress=False)
+    assert remote.content_hash == local.content_hash
+    assert remote.manifest["lineage"]["side_inputs"] == local.manifest["lineage"]["side_inputs"]
+    assert opened.read_text().split() == [str(os.getpid())]  # once, in the driver; the tasks got it built
+    mirrored = sorted(p.relative_to(next((tmp_path / "cache" / "raw-mirror").iterdir()) / "files").as_posix()
+                      for p in (tmp_path / "cache" / "raw-mirror").rglob("files/**/*") if p.is_file())
+    assert mirrored == sorted(side)  # the side files only, not the sources
+
+    # a changed file on the bucket is fetched again; an unchanged one is not
+    from curation.build.side_mirror import mirror
+
+    folder = mirror(f"s3://{bucket}/raw", side[:2], key="k", what="w")
+    before = {rel: (folder / rel).stat().st_mtime_ns for rel in side[:2]}
+    import boto3
+
+    boto3.client("s3").put_object(Bucket=bucket, Key=f"raw/{side[0]}", Body=b'[{"changed": true}]')
+    mirror(f"s3://{bucket}/raw", side[:2], key="k", what="w")
+    assert (folder / side[0]).read_bytes() == b'[{"changed": true}]'
+    assert (folder / side[1]).stat().st_mtime_ns == before[side[1]]
+
+    # a side file missing from the bucket names the recipe key to set
+    data["steps"] = {**SIDE_STEPS, "filters": {"lexicon_density": {"lexicon": ["nowhere/*.txt"]}}}
+    recipe.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(CumedError, match=r"the lexicon files: nothing matches 'nowhere/\*\.txt' under s3://.*/raw; "
+                                         r"set steps\.filters\.lexicon_density\.lexicon"):
+        build(recipe, f"s3://{bucket}/raw", Store(tmp_path / "store3"), work_root=tmp_path / "work3", progress=False)
