@@ -53,3 +53,39 @@ def checkpoint_sha256(folder: str | os.PathLike) -> str:
     for p in files:
         h.update(f"{p.relative_to(folder)}\x1f{sha256_file(p)}\n".encode())
     return h.hexdigest()
+
+
+def size_sha256_url(url: str) -> tuple[int, str]:
+    """(bytes, sha256) of an object on object storage (any fsspec URL), streamed.
+
+    Remembered per URL with the object's ETag and size (``$CUMED_CACHE/url-sha256/``): a build
+    hashes every input before its first stage (the work folder key, the lineage), and the tasks
+    then read the files again, so a re-run on the same bucket files (resumed, or repeated) used
+    to download the whole corpus once more just to hash it. A changed object has a new ETag and
+    is hashed again; a store that gives no ETag is hashed every time."""
+    import json
+
+    import fsspec
+
+    from cumed.cache import cache_root
+
+    fs, path = fsspec.core.url_to_fs(url)
+    info = fs.info(path)
+    etag = info.get("ETag") or info.get("etag")
+    memo = cache_root() / "url-sha256" / f"{hashlib.sha256(url.encode()).hexdigest()[:32]}.json"
+    stamp = {"url": url, "etag": str(etag), "size": info.get("size")}
+    if etag:
+        try:
+            seen = json.loads(memo.read_text())
+            if {k: seen.get(k) for k in stamp} == stamp and len(seen.get("sha256", "")) == 64:
+                return int(stamp["size"]), seen["sha256"]
+        except (OSError, ValueError):
+            pass
+    with fs.open(path, "rb") as fh:
+        size, digest = fh.size, sha256_stream(fh)
+    if etag:
+        from cumed.atomic import write_text
+
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        write_text(memo, json.dumps({**stamp, "sha256": digest}))
+    return size, digest

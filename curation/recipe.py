@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from cumed.errors import CumedError
-from cumed.hashing import sha256_file, sha256_stream, sha256_text
+from cumed.hashing import sha256_file, sha256_text, size_sha256_url
 from cumed.lineage import config_hash as hash_config
 from cumed.recipes import read_recipe, recipe_lineage
 from cumed.store import validate_name
@@ -121,10 +121,8 @@ def file_size_sha256(f) -> tuple[int, str]:
     """(bytes, sha256) of a raw file, local or a URL (streamed through fsspec)."""
     if not is_url(f):
         return Path(f).stat().st_size, sha256_file(f)
-    import fsspec
-
-    with remote_errors(str(f), "raw file"), fsspec.open(str(f), "rb") as fh:
-        return fh.size, sha256_stream(fh)
+    with remote_errors(str(f), "raw file"):
+        return size_sha256_url(str(f))  # remembered by ETag: a re-run does not download it to hash it
 
 
 def file_size(f) -> int:

@@ -27,6 +27,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from cumed.cache import cache_root
 from cumed.errors import CumedError
 
 
@@ -36,7 +37,6 @@ def mirror(raw_url: str, patterns: Iterable[str], *, key: str, what: str) -> Pat
     error when a pattern matches nothing."""
     import fsspec
 
-    from curation.steps.decontaminate import cache_root  # $CUMED_CACHE, the index cache's root too
 
     fs, root = fsspec.core.url_to_fs(raw_url)
     root = root.rstrip("/")

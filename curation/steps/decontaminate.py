@@ -55,6 +55,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 from datatrove.data import Document
 
+from cumed.cache import cache_root
 from cumed.eval_sets import eval_set_files, load_eval_set
 from cumed.hashing import sha256_file
 from curation.dedup.canonical import canonical, canonical_batch, codepoints, window_hashes
@@ -85,10 +86,6 @@ def in_bitmap(bitmap: np.ndarray, h: np.ndarray, bits: int = BITMAP_BITS) -> np.
     top = h >> np.uint64(64 - bits)
     byte = np.take(bitmap, top >> np.uint64(3))
     return (byte >> (top & np.uint64(7)).astype(np.uint8)) & np.uint8(1) != 0
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("CUMED_CACHE") or Path.home() / ".cache" / "cumed")
 
 
 class Decontaminate(CumedFilter):

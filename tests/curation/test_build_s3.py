@@ -202,3 +202,26 @@ def test_side_files_under_an_s3_raw_are_mirrored_and_read_by_the_driver_only(buc
     with pytest.raises(CumedError, match=r"the lexicon files: nothing matches 'nowhere/\*\.txt' under s3://.*/raw; "
                                          r"set steps\.filters\.lexicon_density\.lexicon"):
         build(recipe, f"s3://{bucket}/raw", Store(tmp_path / "store3"), work_root=tmp_path / "work3", progress=False)
+
+
+def test_remote_inputs_are_hashed_again_only_when_their_etag_changes(bucket, tmp_path, monkeypatch):  # noqa: F811
+    """A build hashes every input before it starts; on a bucket that was a second download of
+    the corpus on every re-run. The sha256 is remembered with the object's ETag."""
+    import hashlib
+
+    import boto3
+    import s3fs
+
+    from cumed.hashing import size_sha256_url
+
+    monkeypatch.setenv("CUMED_CACHE", str(tmp_path / "cache"))
+    s3, url = boto3.client("s3"), f"s3://{bucket}/raw/a.jsonl"
+    s3.put_object(Bucket=bucket, Key="raw/a.jsonl", Body=b'{"text": "one"}\n')
+    first = size_sha256_url(url)
+    assert first == (16, hashlib.sha256(b'{"text": "one"}\n').hexdigest())
+
+    with monkeypatch.context() as m:  # unchanged: the object is not read again
+        m.setattr(s3fs.S3FileSystem, "open", lambda *a, **k: pytest.fail("an unchanged input was downloaded again"))
+        assert size_sha256_url(url) == first
+    s3.put_object(Bucket=bucket, Key="raw/a.jsonl", Body=b'{"text": "two"}\n')  # same size, new ETag
+    assert size_sha256_url(url) == (16, hashlib.sha256(b'{"text": "two"}\n').hexdigest())
