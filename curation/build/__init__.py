@@ -37,10 +37,10 @@ def build(recipe_path: str | Path, raw: str | Path, store: Store, *, executor: s
     if recipe.kind == "conversations":
         from curation.sft.build import build_conversations
 
-        if is_url(raw):
-            raise CumedError(f"{recipe.path}: a conversations build reads a local --raw folder; {raw} is on object "
-                             "storage: copy it to a local folder first")
+        if is_url(raw):  # one process: it reads a local mirror of just the files it needs
+            from curation.build.side_mirror import conversations_raw
 
+            raw = conversations_raw(recipe)
         return build_conversations(recipe_path, raw, store, progress=progress)
     if recipe.kind != "documents":
         raise CumedError(f"curation builds documents and conversations recipes; {recipe.path} is kind {recipe.kind!r}: "

@@ -15,8 +15,10 @@ files does, so both get the same work folder key and publish the same content ha
 downloaded again when its ETag (or, where the store gives none, its size and modification time)
 differs from the copy's; the copy lands under a temporary name and is renamed into place.
 
-Not mirrored: absolute paths (local files already), the relevance step's labelled papers (its
-``labels_raw`` must still be local).
+A ``conversations`` build runs in one process: with ``--raw`` on object storage its source
+files and side files are mirrored the same way and the build reads the mirror
+(``conversations_raw``). Not mirrored: absolute paths (local files already), the relevance
+step's labelled papers (its ``labels_raw`` must still be local).
 """
 
 from __future__ import annotations
@@ -31,22 +33,22 @@ from cumed.cache import cache_root
 from cumed.errors import CumedError
 
 
-def mirror(raw_url: str, patterns: Iterable[str], *, key: str, what: str) -> Path:
+def mirror(raw_url: str, patterns: Iterable[str], *, key: str, what: str, required: bool = True) -> Path:
     """The local folder holding the files ``patterns`` (paths or globs relative to ``raw_url``)
     match, fetched if new or changed. ``key`` (the recipe key naming them) and ``what`` word the
-    error when a pattern matches nothing."""
+    error when a pattern matches nothing (``required=False``: a file a step reads if present)."""
     import fsspec
 
 
     fs, root = fsspec.core.url_to_fs(raw_url)
     root = root.rstrip("/")
-    base = cache_root() / "raw-mirror" / hashlib.sha256(raw_url.rstrip("/").encode()).hexdigest()[:16]
-    files, stamps = base / "files", base / "stamps"
+    files = mirror_folder(raw_url)
+    stamps = files.parent / "stamps"
     for pattern in patterns:
         if Path(str(pattern)).is_absolute():
             continue
         found = [p for p in sorted(fs.glob(f"{root}/{pattern}")) if fs.info(p).get("type") != "directory"]
-        if not found:
+        if not found and required:
             raise CumedError(f"{what}: nothing matches {str(pattern)!r} under {raw_url}; set steps.{key} in the "
                              "recipe (paths relative to --raw) or upload the files there")
         for remote in found:
@@ -64,6 +66,11 @@ def mirror(raw_url: str, patterns: Iterable[str], *, key: str, what: str) -> Pat
     return files
 
 
+def mirror_folder(raw_url: str) -> Path:
+    """Where ``mirror`` puts the files of ``raw_url`` (at their paths relative to it)."""
+    return cache_root() / "raw-mirror" / hashlib.sha256(raw_url.rstrip("/").encode()).hexdigest()[:16] / "files"
+
+
 def _stamp(info: dict) -> str | None:
     """What says a remote file changed: its ETag, else its size and modification time; None
     when the store gives neither (the file is then fetched every time)."""
@@ -74,3 +81,32 @@ def _stamp(info: dict) -> str | None:
     if mtime is None:
         return None
     return json.dumps({"size": info.get("size"), "mtime": str(mtime)})
+
+
+def conversations_raw(recipe) -> Path:
+    """A local mirror of what a ``conversations`` recipe reads under its object-storage
+    ``--raw``: the sources' files, the department lexicon's CMeKG files (when that method
+    runs), the evaluation sets (when ``decontaminate`` runs)."""
+    from curation.build.steps import eval_set_paths
+    from curation.sft.build import resolved_steps
+    from curation.sft.department import KG_SUBJECTS, KG_TRIPLES, DepartmentSelector
+    from curation.workfolder import is_url
+
+    raw = str(recipe.raw).rstrip("/")
+    files = []
+    for s in recipe.sources:
+        if not s.enabled:
+            continue
+        if not (is_url(s.root) and str(s.root).rstrip("/") == raw):
+            raise CumedError(f"{recipe.path}: source {s.name!r} is outside --raw ({s.root}); a conversations build "
+                             "on object storage reads its sources under --raw: give the path relative to it")
+        files += [s.relpath(f) for f in s.files]
+    steps = {e["step"]: dict(e["options"]) for e in resolved_steps(recipe)}
+    mirror(raw, files, key="sources", what="the sources")
+    lexicon = DepartmentSelector(**steps.get("department", {}))
+    if "lexicon" in lexicon.methods and lexicon.terms is None and lexicon.departments:
+        mirror(raw, [KG_TRIPLES], key="department", what="the department lexicon (CMeKG)")
+        mirror(raw, [KG_SUBJECTS], key="department", what="the department lexicon (CMeKG)", required=False)
+    if "decontaminate" in steps:  # its eval_sets with their defaults (resolved_steps)
+        mirror(raw, eval_set_paths(steps["decontaminate"]), key="decontaminate.eval_sets", what="the evaluation sets")
+    return mirror_folder(raw)

@@ -225,3 +225,46 @@ def test_remote_inputs_are_hashed_again_only_when_their_etag_changes(bucket, tmp
         assert size_sha256_url(url) == first
     s3.put_object(Bucket=bucket, Key="raw/a.jsonl", Body=b'{"text": "two"}\n')  # same size, new ETag
     assert size_sha256_url(url) == (16, hashlib.sha256(b'{"text": "two"}\n').hexdigest())
+
+
+def test_conversations_build_from_an_s3_raw_publishes_what_a_local_build_does(bucket, tmp_path, monkeypatch):  # noqa: F811
+    """A conversations build runs in one process: from ``--raw s3://...`` it reads a local mirror
+    of just its sources and side files, and publishes what the local build of the same files does."""
+    import shutil
+
+    from cumed.eval_sets import EVAL_FILES
+    from tests.conftest import RAW
+
+    monkeypatch.setenv("CUMED_CACHE", str(tmp_path / "cache"))
+    raw = tmp_path / "raw"
+    (raw / "dialogues").mkdir(parents=True)
+    turns = [("尿频尿急三天了，是不是尿路感染", "建议先做尿常规，多喝水，不要憋尿，必要时在医生指导下用抗生素。"),
+             ("前列腺炎会影响生育吗", "慢性前列腺炎一般不直接导致不育，但会影响精液质量，需要规范治疗。"),
+             ("肾结石疼起来怎么办", "急性发作可以先止痛，多饮水，结石较大时需要到泌尿外科就诊。")]
+    for name, rows in (("a.jsonl", turns[:2]), ("b.jsonl", turns[1:])):
+        (raw / "dialogues" / name).write_text("".join(json.dumps({"conversations": [
+            {"from": "human", "value": q}, {"from": "gpt", "value": a}]}, ensure_ascii=False) + "\n"
+            for q, a in rows), encoding="utf-8")
+    (raw / "unrelated").mkdir()
+    (raw / "unrelated" / "big.bin").write_bytes(b"x" * 1000)  # not read by the recipe: not mirrored
+    cmb = EVAL_FILES["cmb_clin"]
+    for rel in cmb:
+        (raw / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(RAW / rel, raw / rel)
+    recipe = tmp_path / "dlg.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "name": "dlg", "kind": "conversations",
+        "sources": [{"name": "dlg", "reader": "conv_json", "path": "dialogues/*.jsonl", "category": "dialogue",
+                     "options": {"format": "jsonl", "template": "{conversations}",
+                                 "each": {"conversations": "[[{from}]]{value}"}}}],
+        "steps": {"normalize": {}, "decontaminate": {"eval_sets": ["cmb_clin"]}, "dedup": {}, "splits": {}},
+    }, allow_unicode=True), encoding="utf-8")
+    local, _ = build(recipe, raw, Store(tmp_path / "store"), progress=False)
+    upload(raw, bucket, "raw")
+    remote, _ = build(recipe, f"s3://{bucket}/raw", Store(tmp_path / "store2"), progress=False)
+    assert local.rows > 0 and remote.content_hash == local.content_hash
+    for part in ("inputs", "side_inputs"):
+        assert remote.manifest["lineage"][part] == local.manifest["lineage"][part]
+    files = next((tmp_path / "cache" / "raw-mirror").iterdir()) / "files"
+    assert sorted(p.relative_to(files).as_posix() for p in files.rglob("*") if p.is_file()) == \
+        sorted(["dialogues/a.jsonl", "dialogues/b.jsonl", *cmb])
