@@ -80,13 +80,31 @@ def _distributions() -> dict[str, list[str]]:
 
 
 def package_version(module: str) -> str:
-    """The installed version of the distribution providing ``module`` (``importlib.metadata``)."""
+    """The installed version of the distribution providing ``module`` (``importlib.metadata``).
+
+    First the distribution named like the module, when it provides the module (``numpy``,
+    ``pyarrow``, ``opencc``...): one metadata read. Only then ``packages_distributions()``, which
+    reads the metadata of every installed distribution (0.5 s of each build here)."""
+    try:
+        dist = importlib.metadata.distribution(module)
+    except importlib.metadata.PackageNotFoundError:
+        dist = None
+    if dist is not None and module in _top_level(dist):
+        return dist.version
     for dist in _distributions().get(module) or [module]:
         try:
             return importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             continue
     return NOT_INSTALLED
+
+
+def _top_level(dist) -> set[str]:
+    """The import names a distribution installs: its ``top_level.txt``, else its files' first parts."""
+    text = dist.read_text("top_level.txt")
+    if text:
+        return set(text.split())
+    return {f.parts[0].split(".")[0] for f in dist.files or () if f.parts}
 
 
 @functools.cache
