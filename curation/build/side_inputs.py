@@ -90,7 +90,7 @@ def package_version(module: str) -> str:
     except importlib.metadata.PackageNotFoundError:
         dist = None
     if dist is not None and module in _top_level(dist):
-        return dist.version
+        return importlib.metadata.version(module)
     for dist in _distributions().get(module) or [module]:
         try:
             return importlib.metadata.version(dist)
