@@ -40,7 +40,7 @@ ENCODINGS = ("gb18030", "utf-8", "utf-8-sig")
 # Records per ``DocumentBatch`` a reader yields in batch mode (``read_chunks``): the signature
 # step's and the Parquet writer's own batch sizes are 2000 and 1000, and a chunk this size keeps
 # the per-chunk work (a few list comprehensions) well below the per-record work.
-CHUNK_RECORDS = 1000
+CHUNK_RECORDS = 2000
 
 
 def one_of(choices: Iterable[str]) -> str:
