@@ -48,15 +48,15 @@ def lines(n: int, bad_at: dict[int, str]) -> list[str]:
     return out
 
 
-BAD = {
-    1500: '{"id": "cut", "question": "半',                                     # broken JSON
-    1600: json.dumps({"id": "x1", "answer": A}, ensure_ascii=False),           # no question
-    1700: json.dumps({"id": "x2", "question": 5, "answer": A}),                # question is a number
-    1800: json.dumps({"question": Q, "answer": A}, ensure_ascii=False),        # no id
-    1900: json.dumps({"id": True, "question": Q, "answer": A}, ensure_ascii=False),  # id a boolean
-    2000: json.dumps(["not", "an", "object"]),
-    2100: json.dumps({"id": "x3", "question": ["a", "list"], "answer": A}, ensure_ascii=False),  # rendered, not bad
-}
+BAD = [  # lines with something wrong, placed in the third chunk by ``jsonl_folder``
+    '{"id": "cut", "question": "半',                                     # broken JSON
+    json.dumps({"id": "x1", "answer": A}, ensure_ascii=False),           # no question
+    json.dumps({"id": "x2", "question": 5, "answer": A}),                # question is a number
+    json.dumps({"question": Q, "answer": A}, ensure_ascii=False),        # no id
+    json.dumps({"id": True, "question": Q, "answer": A}, ensure_ascii=False),  # id a boolean
+    json.dumps(["not", "an", "object"]),
+    json.dumps({"id": "x3", "question": ["a", "list"], "answer": A}, ensure_ascii=False),  # rendered, not bad
+]
 
 OPTION_SETS = [
     {"template": "{question}\n{answer}", "id_field": "id"},
@@ -70,9 +70,10 @@ OPTION_SETS = [
 def jsonl_folder(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("batch_raw")
     (root / "qa").mkdir()
-    n = 2 * CHUNK_RECORDS + 300  # two well-formed chunks, then one with bad lines, then a short one
+    n = 3 * CHUNK_RECORDS + 300  # two well-formed chunks, then one with bad lines, then a short one
+    bad = {2 * CHUNK_RECORDS + 7 * k: line for k, line in enumerate(BAD)}
     with gzip.open(root / "qa" / "a.jsonl.gz", "wt", encoding="utf-8") as f:
-        f.write("\n".join(lines(n, {i + 100: v for i, v in BAD.items()})) + "\n")
+        f.write("\n".join(lines(n, bad)) + "\n")
     (root / "qa" / "b.jsonl").write_text("\n".join(lines(40, {})) + "\n", encoding="utf-8")
     return root
 
@@ -91,7 +92,10 @@ def as_tuples(docs: list[Document]) -> list[tuple]:
 @pytest.mark.parametrize("options", OPTION_SETS)
 def test_jsonl_chunks_are_the_one_line_at_a_time_documents(jsonl_folder, options):
     fast, slow = reader_for(jsonl_folder, options), reader_for(jsonl_folder, options)
-    every = []
+    every, built, one_by_one = [], [], []  # which path each chunk took
+    column_path, line_path = fast.records_batch, fast._line_document
+    fast.records_batch = lambda *a: built.append(column_path(*a)) or built[-1]
+    fast._line_document = lambda li, *a: one_by_one.append(li) or line_path(li, *a)
     for f in sorted(fast.data_folder.list_files(glob_pattern=fast.glob_pattern)):
         chunks = list(fast.read_chunks(f))
         got = [d for c in chunks for d in c.documents()]
@@ -110,6 +114,9 @@ def test_jsonl_chunks_are_the_one_line_at_a_time_documents(jsonl_folder, options
     assert all(f"line {m['line']}" in m["read_error"] for m in errors)
     if options.get("id_field"):
         assert any(d.metadata.get("duplicate_native_id") for d in every)
+    # both paths ran: the well-formed chunks column by column, the one with bad lines line by line
+    assert sum(b is not None for b in built) >= 3
+    assert len(set(one_by_one)) == CHUNK_RECORDS and min(one_by_one) >= 2 * CHUNK_RECORDS  # the third chunk only
 
 
 def test_parquet_chunks_are_the_one_row_at_a_time_documents(tmp_path):
@@ -195,6 +202,6 @@ def test_dedup_only_build_in_batches_publishes_the_per_document_version(jsonl_fo
     assert dv.to_arrow("removed").to_pylist() == dv2.to_arrow("removed").to_pylist()
     s = stats["sources"]["qa_dump"]
     assert s == stats2["sources"]["qa_dump"]
-    assert s["read"] == s["kept"] + s["removed"] == 2 * CHUNK_RECORDS + 300 + 40
+    assert s["read"] == s["kept"] + s["removed"] == 3 * CHUNK_RECORDS + 300 + 40
     assert stats["removed_by_reason"] == stats2["removed_by_reason"]
     assert stats["removed_by_reason"]["reader:read_error"] == 5
