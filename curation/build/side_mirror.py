@@ -66,6 +66,15 @@ def mirror(raw_url: str, patterns: Iterable[str], *, key: str, what: str, requir
     return files
 
 
+def eval_set_paths(options: dict) -> list[str]:
+    """The files (relative to ``--raw``) of the evaluation sets a decontaminate step with these
+    options reads (none for in-memory sets)."""
+    from curation.steps.decontaminate import DEFAULT_SETS, Decontaminate
+
+    files = Decontaminate.side_files(options.get("eval_sets") or DEFAULT_SETS, "", options.get("paths"))
+    return [str(f["path"]) for f in files]
+
+
 def mirror_folder(raw_url: str) -> Path:
     """Where ``mirror`` puts the files of ``raw_url`` (at their paths relative to it)."""
     return cache_root() / "raw-mirror" / hashlib.sha256(raw_url.rstrip("/").encode()).hexdigest()[:16] / "files"
@@ -87,7 +96,6 @@ def conversations_raw(recipe) -> Path:
     """A local mirror of what a ``conversations`` recipe reads under its object-storage
     ``--raw``: the sources' files, the department lexicon's CMeKG files (when that method
     runs), the evaluation sets (when ``decontaminate`` runs)."""
-    from curation.build.steps import eval_set_paths
     from curation.sft.build import resolved_steps
     from curation.sft.department import KG_SUBJECTS, KG_TRIPLES, DepartmentSelector
     from curation.workfolder import is_url

@@ -153,6 +153,8 @@ def step_specs(recipe: Recipe, store: Store | None = None) -> list[StepSpec]:
         elif name == "decontaminate":
             from curation.steps.decontaminate import Decontaminate
 
+            from curation.build.side_mirror import eval_set_paths
+
             raw = {} if "raw" in kwargs else {"raw": side_raw(recipe, eval_set_paths(kwargs), "decontaminate.paths",
                                                               "the evaluation sets")}
             specs.append(StepSpec("decontaminate", Decontaminate, {**raw, **kwargs}, (80, "decontaminate")))
@@ -167,19 +169,6 @@ def side_raw(recipe: Recipe, patterns, key: str, what: str) -> str:
     from curation.build.side_mirror import mirror
 
     return str(mirror(str(recipe.raw), patterns, key=key, what=what))
-
-
-def eval_set_paths(options: dict) -> list[str]:
-    """The files (relative to ``--raw``) of the named evaluation sets a decontaminate step reads."""
-    from collections.abc import Mapping
-
-    from cumed.eval_sets import eval_set_files
-
-    sets = options.get("eval_sets") or ()
-    if isinstance(sets, Mapping):  # in-memory items: no file
-        return []
-    paths = options.get("paths") or {}
-    return [str(p) for name in sets for p in eval_set_files(name, "", paths.get(name))]
 
 
 def local_raw(recipe: Recipe, key: str, what: str) -> str:
