@@ -55,6 +55,11 @@ def checkpoint_sha256(folder: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def object_etag(info: dict) -> str | None:
+    """The ETag in an fsspec ``info`` dict (s3fs spells it ``ETag``, other stores ``etag``), if any."""
+    return info.get("ETag") or info.get("etag")
+
+
 def size_sha256_url(url: str) -> tuple[int, str]:
     """(bytes, sha256) of an object on object storage (any fsspec URL), streamed.
 
@@ -71,7 +76,7 @@ def size_sha256_url(url: str) -> tuple[int, str]:
 
     fs, path = fsspec.core.url_to_fs(url)
     info = fs.info(path)
-    etag = info.get("ETag") or info.get("etag")
+    etag = object_etag(info)
     memo = cache_root() / "url-sha256" / f"{hashlib.sha256(url.encode()).hexdigest()[:32]}.json"
     stamp = {"url": url, "etag": str(etag), "size": info.get("size")}
     if etag:

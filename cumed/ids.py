@@ -28,10 +28,8 @@ def stable_id_after(prefix: bytes, source: str, key: object) -> str:
 
 
 def stable_ids_after(prefix: bytes, source: str, keys: list) -> list[str]:
-    """``[stable_id_after(prefix, source, key) for key in keys]`` in one comprehension (a reader's
-    batch of records: no two function calls per id)."""
-    head, sha1 = f"{source}-", hashlib.sha1
-    return [head + sha1(prefix + str(key).encode("utf-8")).hexdigest()[:16] for key in keys]
+    """``[stable_id_after(prefix, source, key) for key in keys]``, for a reader's batch of records."""
+    return [_hex_id(source, prefix + str(key).encode("utf-8")) for key in keys]
 
 
 def _hex_id(source: str, data: bytes) -> str:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from cumed.cache import cache_root
 from cumed.errors import CumedError
+from cumed.hashing import object_etag
 
 
 def mirror(raw_url: str, patterns: Iterable[str], *, key: str, what: str, required: bool = True) -> Path:
@@ -39,7 +40,6 @@ def mirror(raw_url: str, patterns: Iterable[str], *, key: str, what: str, requir
     error when a pattern matches nothing (``required=False``: a file a step reads if present)."""
     import fsspec
 
-
     fs, root = fsspec.core.url_to_fs(raw_url)
     root = root.rstrip("/")
     files = mirror_folder(raw_url)
@@ -47,13 +47,15 @@ def mirror(raw_url: str, patterns: Iterable[str], *, key: str, what: str, requir
     for pattern in patterns:
         if Path(str(pattern)).is_absolute():
             continue
-        found = [p for p in sorted(fs.glob(f"{root}/{pattern}")) if fs.info(p).get("type") != "directory"]
+        # one listing with each file's info (as ``curation.recipe.matching_files``), not a HEAD per file
+        found = {p: info for p, info in fs.glob(f"{root}/{pattern}", detail=True).items()
+                 if info.get("type") != "directory"}
         if not found and required:
             raise CumedError(f"{what}: nothing matches {str(pattern)!r} under {raw_url}; set steps.{key} in the "
                              "recipe (paths relative to --raw) or upload the files there")
-        for remote in found:
+        for remote, info in sorted(found.items()):
             rel = remote[len(root) + 1:]
-            stamp = _stamp(fs.info(remote))
+            stamp = _stamp(info)
             local, seen = files / rel, stamps / f"{rel}.json"
             if local.is_file() and seen.is_file() and stamp is not None and seen.read_text() == stamp:
                 continue
@@ -83,7 +85,7 @@ def mirror_folder(raw_url: str) -> Path:
 def _stamp(info: dict) -> str | None:
     """What says a remote file changed: its ETag, else its size and modification time; None
     when the store gives neither (the file is then fetched every time)."""
-    etag = info.get("ETag") or info.get("etag")
+    etag = object_etag(info)
     if etag:
         return json.dumps({"etag": str(etag)})
     mtime = info.get("LastModified") or info.get("mtime") or info.get("last_modified")
@@ -116,5 +118,5 @@ def conversations_raw(recipe) -> Path:
         mirror(raw, [KG_TRIPLES], key="department", what="the department lexicon (CMeKG)")
         mirror(raw, [KG_SUBJECTS], key="department", what="the department lexicon (CMeKG)", required=False)
     if "decontaminate" in steps:  # its eval_sets with their defaults (resolved_steps)
-        mirror(raw, eval_set_paths(steps["decontaminate"]), key="decontaminate.eval_sets", what="the evaluation sets")
+        mirror(raw, eval_set_paths(steps["decontaminate"]), key="decontaminate.paths", what="the evaluation sets")
     return mirror_folder(raw)

@@ -151,9 +151,8 @@ def step_specs(recipe: Recipe, store: Store | None = None) -> list[StepSpec]:
         elif name == "relevance":
             specs.append(relevance_spec(recipe, store, kwargs))
         elif name == "decontaminate":
-            from curation.steps.decontaminate import Decontaminate
-
             from curation.build.side_mirror import eval_set_paths
+            from curation.steps.decontaminate import Decontaminate
 
             raw = {} if "raw" in kwargs else {"raw": side_raw(recipe, eval_set_paths(kwargs), "decontaminate.paths",
                                                               "the evaluation sets")}

@@ -136,15 +136,22 @@ class CumedReader(BaseDiskReader):
             key = index
         else:
             extra["native_id"] = native
-            key = f"id={native}"
-            seen = len(self._seen_keys)
-            self._seen_keys.add(native)
-            if len(self._seen_keys) == seen:  # seen before; one probe of a set of a whole file's ids, not two
+            key, again = self.native_key(native, index)
+            if again:
                 extra["duplicate_native_id"] = True
-                key = f"{key}#{index}"
         if relpath != self._id_file:
             self._id_file, self._id_prefix = relpath, id_prefix(self.source, relpath)
         return stable_id_after(self._id_prefix, self.source, key), extra
+
+    def native_key(self, native: str, index: int | str) -> tuple[str, bool]:
+        """The id key of the record at ``index`` whose native id is ``native`` (stripped, not
+        blank): ``id=<native>``, or ``id=<native>#<index>`` when the file had that id before
+        (then True: the document says ``duplicate_native_id``)."""
+        seen = len(self._seen_keys)
+        self._seen_keys.add(native)
+        if len(self._seen_keys) == seen:  # seen before; one probe of a set of a whole file's ids, not two
+            return f"id={native}#{index}", True
+        return f"id={native}", False
 
     def document(self, text: str, filepath: str, index: int | str, native=None, department=None, **meta) -> Document:
         relpath = self.relpath(filepath)
@@ -204,7 +211,8 @@ class CumedReader(BaseDiskReader):
 
     def record_chunks(self, filepath: str) -> Iterator[DocumentBatch]:
         """``read_records`` in batches of ``CHUNK_RECORDS``; a reader that can build its batches
-        column by column (``jsonl``) overrides this and derives ``read_records`` from it."""
+        column by column (``jsonl``, ``parquet``, ``hf``) overrides this and derives
+        ``read_records`` from it."""
         for docs in batched(self.read_records(filepath), CHUNK_RECORDS):
             yield DocumentBatch.from_documents(docs)
 

@@ -48,6 +48,15 @@ class JsonlFilesReader(RecordsReader, JsonlReader):
         relpath = self.relpath(filepath)
         li, seen, spent, pending = -1, 0, 0.0, []
         broken = None
+
+        def chunk() -> DocumentBatch:  # timed as datatrove's track_time would, but added up per file
+            nonlocal spent, seen
+            t0 = time.perf_counter()
+            batch = self._chunk(pending, filepath)
+            spent += time.perf_counter() - t0
+            seen += len(pending)
+            return batch
+
         try:
             with self.data_folder.open(filepath, "rb", compression=self.compression) as f:
                 for li, line in enumerate(_lines(f)):
@@ -55,21 +64,13 @@ class JsonlFilesReader(RecordsReader, JsonlReader):
                         continue
                     pending.append((li, line))
                     if len(pending) == CHUNK_RECORDS:
-                        # timed as datatrove's track_time would, but added up per file
-                        t0 = time.perf_counter()
-                        batch = self._chunk(pending, filepath)
-                        spent += time.perf_counter() - t0
-                        seen, pending = seen + len(pending), []
+                        batch, pending = chunk(), []
                         yield batch
         except _stream_errors() as e:  # a compressed stream cut short, a corrupt archive
             broken = self.error(f"{relpath}: cannot read past line {li + 1} ({type(e).__name__}: {e}); "
                                 "fix: restore the complete file", filepath, f"broken@{li + 1}", line=li + 2)
         if pending:  # the lines before the end, or before the break
-            t0 = time.perf_counter()
-            batch = self._chunk(pending, filepath)
-            spent += time.perf_counter() - t0
-            seen += len(pending)
-            yield batch
+            yield chunk()
         self.stats.time_stats.update(spent, "file")
         if broken is not None:
             yield DocumentBatch.from_documents([broken])

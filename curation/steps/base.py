@@ -34,6 +34,18 @@ def mark_removed(doc: Document, step: str, reason: str, **extra) -> Document:
     return doc
 
 
+def write_removed(writer, docs: list[Document], rank: int) -> None:
+    """A chunk's removed documents to a step's exclusion writer (None: nowhere): in one call to
+    cumed's batch writer (``RankParquetWriter.write_batch``), else one ``write`` each."""
+    if writer is None or not docs:
+        return
+    if hasattr(writer, "write_batch"):
+        writer.write_batch(docs, rank)
+    else:
+        for doc in docs:
+            writer.write(doc, rank)
+
+
 class CumedFilter(BaseFilter):
     """A datatrove filter whose removed documents always carry ``removed_by`` and ``reason``.
 
@@ -69,13 +81,8 @@ class CumedFilter(BaseFilter):
                     counts[f"dropped_{reason.split(':')[0]}"] += 1
                     mark_removed(doc, self.name, reason)
                 add_counts(self, counts)
-                if writer is not None and hasattr(writer, "write_batch"):  # cumed's batch writer
-                    writer.write_batch([doc for doc, (keep, _) in zip(batch, results) if not keep], rank)
-                for doc, (keep, _) in zip(batch, results):
-                    if keep:
-                        yield doc
-                    elif writer is not None and not hasattr(writer, "write_batch"):
-                        writer.write(doc, rank)
+                write_removed(writer, [doc for doc, (keep, _) in zip(batch, results) if not keep], rank)
+                yield from (doc for doc, (keep, _) in zip(batch, results) if keep)
 
 
 class CumedTransform(PipelineStep):
@@ -136,14 +143,8 @@ class DropReadErrors(CumedFilter):
                 if not bad:
                     yield batch
                     continue
-                removed = [mark_removed(d, self.name, f"read_error: {d.metadata['read_error']}")
-                           for d in batch.take(bad).documents()]
-                if writer is not None:
-                    if hasattr(writer, "write_batch"):
-                        writer.write_batch(removed, rank)
-                    else:
-                        for d in removed:
-                            writer.write(d, rank)
+                write_removed(writer, [mark_removed(d, self.name, f"read_error: {d.metadata['read_error']}")
+                                       for d in batch.take(bad).documents()], rank)
                 bad_rows = set(bad)
                 batch = batch.take([i for i in range(len(batch)) if i not in bad_rows])
                 if len(batch):
