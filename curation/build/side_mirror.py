@@ -17,8 +17,9 @@ differs from the copy's; the copy lands under a temporary name and is renamed in
 
 A ``conversations`` build runs in one process: with ``--raw`` on object storage its source
 files and side files are mirrored the same way and the build reads the mirror
-(``conversations_raw``). Not mirrored: absolute paths (local files already), the relevance
-step's labelled papers (its ``labels_raw`` must still be local).
+(``conversations_raw``). The relevance step's labelled papers (the files of its labelled source,
+and that source's index) are mirrored when it trains or looks up its model (``labelled_recipe``).
+Not mirrored: absolute paths (local files already).
 """
 
 from __future__ import annotations
@@ -66,6 +67,35 @@ def mirror(raw_url: str, patterns: Iterable[str], *, key: str, what: str, requir
             seen.parent.mkdir(parents=True, exist_ok=True)
             seen.write_text(stamp or "")
     return files
+
+
+def labelled_recipe(recipe, source: str):
+    """``recipe`` reduced to its ``source`` (the relevance step's labelled papers), read from a
+    local mirror of that source's files under the object-storage ``--raw``: the model is trained
+    (or found in the store by its training key) from the same texts a local build reads."""
+    import dataclasses
+
+    from curation.readers import split_path
+    from curation.recipe import matching_files, source_root
+    from curation.workfolder import is_url
+
+    raw = str(recipe.raw).rstrip("/")
+    s = next((x for x in recipe.sources if x.name == source and x.enabled), None)
+    if s is None:
+        raise CumedError(f"{recipe.path}: steps.relevance learns from source {source!r}, which the recipe does not "
+                         f"read; add it or set steps.relevance.labels_raw to a local raw folder holding it")
+    if not (is_url(s.root) and str(s.root).rstrip("/") == raw):
+        raise CumedError(f"{recipe.path}: source {source!r} is outside --raw ({s.root}); set "
+                         "steps.relevance.labels_raw to a local raw folder holding the labelled papers")
+    files = [s.relpath(f) for f in s.files]
+    index = s.options.get("index")  # the markdown reader's titles, relative to the source's folder
+    if index:
+        prefix = split_path(raw, s.path)[2]
+        files.append(f"{prefix}/{index}" if prefix else str(index))
+    local = mirror(raw, files, key="relevance.labels_raw", what="the labelled papers")
+    root, pattern = source_root(local, s.path)
+    mirrored = dataclasses.replace(s, root=root, files=matching_files(root, pattern))
+    return dataclasses.replace(recipe, raw=local, sources=[mirrored])
 
 
 def eval_set_paths(options: dict) -> list[str]:

@@ -170,15 +170,6 @@ def side_raw(recipe: Recipe, patterns, key: str, what: str) -> str:
     return str(mirror(str(recipe.raw), patterns, key=key, what=what))
 
 
-def local_raw(recipe: Recipe, key: str, what: str) -> str:
-    """``--raw`` as the folder a step reads its side files from: those are read as local files,
-    so a raw root on object storage needs the recipe key naming a local folder instead."""
-    if is_url(recipe.raw):
-        raise CumedError(f"{recipe.path}: steps.{key} defaults to --raw, which is on object storage ({recipe.raw}); "
-                         f"{what} are read from a local folder: set steps.{key} to one holding them")
-    return str(recipe.raw)
-
-
 RELEVANCE_KEYS = {"labels", "sources", "threshold", "labels_raw"}
 
 
@@ -187,7 +178,9 @@ def relevance_spec(recipe: Recipe, store: Store | None, cfg) -> StepSpec:
     the model trained from the labels at build time, or reused from the store by its training key
     (``curation.relevance.model``); ``threshold: null`` takes the one recorded with the model.
     ``labels_raw``: the raw folder holding the labelled papers when the build's ``--raw`` does not
-    (a replicated or a user's corpus: the labels name the seed's ChinaXiv files)."""
+    (a replicated or a user's corpus: the labels name the seed's ChinaXiv files). With ``--raw`` on
+    object storage and no ``labels_raw``, the labelled source is mirrored from there
+    (``side_mirror.labelled_recipe``)."""
     from curation.relevance.model import relevance_model
     from curation.steps.relevance import DEFAULT_SOURCES, RelevanceFilter
 
@@ -202,9 +195,12 @@ def relevance_spec(recipe: Recipe, store: Store | None, cfg) -> StepSpec:
         raise CumedError(f"{recipe.path}: steps.relevance.sources names {', '.join(sorted(set(sources) - names))}, "
                          f"not a source of the recipe ({', '.join(sorted(names))})")
     labelled = recipe
-    if not cfg.get("labels_raw"):
-        local_raw(recipe, "relevance.labels_raw", "the labelled papers")
-    else:
+    if not cfg.get("labels_raw") and is_url(recipe.raw):
+        from curation.build.side_mirror import labelled_recipe
+        from curation.relevance.model import LABELLED_SOURCE
+
+        labelled = labelled_recipe(recipe, LABELLED_SOURCE)
+    elif cfg.get("labels_raw"):
         from curation.recipe import load_recipe
 
         labelled = load_recipe(recipe.path, Path(cfg["labels_raw"]).expanduser())

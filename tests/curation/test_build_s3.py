@@ -268,3 +268,38 @@ def test_conversations_build_from_an_s3_raw_publishes_what_a_local_build_does(bu
     files = next((tmp_path / "cache" / "raw-mirror").iterdir()) / "files"
     assert sorted(p.relative_to(files).as_posix() for p in files.rglob("*") if p.is_file()) == \
         sorted(["dialogues/a.jsonl", "dialogues/b.jsonl", *cmb])
+
+
+def test_relevance_learns_from_papers_mirrored_from_an_s3_raw(bucket, tmp_path, monkeypatch):  # noqa: F811
+    """The shipped recipe's relevance step reads its labelled papers (the ChinaXiv source) from
+    ``--raw s3://...`` without ``labels_raw``: the driver mirrors that source and its index, the
+    model is the one a local build trained (found in the store by its training key, not trained
+    again), and the build publishes the local build's content hash."""
+    import shutil
+
+    from tests.conftest import RAW
+
+    raw = tmp_path / "raw"
+    shutil.copytree(RAW / "ChinaXiv_medical", raw / "ChinaXiv_medical")
+    data = yaml.safe_load((Path(__file__).resolve().parents[2] / "datasets" / "cumed-pretrain.yaml").read_text(encoding="utf-8"))
+    data["sources"] = [s for s in data["sources"] if s["name"] == "chinaxiv_medical"]
+    data["steps"] = {k: v for k, v in data["steps"].items() if k in ("normalize", "pii", "relevance")}
+    data["shards"] = 2
+    recipe = tmp_path / "chinaxiv.yaml"
+    recipe.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    monkeypatch.setenv("CUMED_CACHE", str(tmp_path / "cache"))
+    local, _ = build(recipe, raw, Store(tmp_path / "store"), work_root=tmp_path / "work", progress=False)
+    removed_by = local.manifest["stats"]["sources"]["chinaxiv_medical"]["removed_by"]
+    assert any(k.startswith("relevance") for k in removed_by)  # the step ran and removed papers
+
+    shutil.copytree(tmp_path / "store", tmp_path / "store2")  # holds the model the local build trained
+    shutil.rmtree(tmp_path / "store2" / data["name"])  # the dataset itself is published again
+    upload(raw, bucket, "raw")
+    store2 = Store(tmp_path / "store2")
+    remote, _ = build(recipe, f"s3://{bucket}/raw", store2, work_root=tmp_path / "work2", progress=False)
+    assert remote.content_hash == local.content_hash
+    assert store2.models().versions("relevance") == [1]  # found by its training key: same texts, no retraining
+    mirrored = {p.relative_to(next((tmp_path / "cache" / "raw-mirror").iterdir()) / "files").as_posix()
+                for p in (tmp_path / "cache" / "raw-mirror").rglob("files/**/*") if p.is_file()}
+    papers = {p.relative_to(raw).as_posix() for p in (raw / "ChinaXiv_medical").glob("*/*.md")}
+    assert mirrored == papers | {"ChinaXiv_medical/chinaxiv_medical_index.jsonl"}
