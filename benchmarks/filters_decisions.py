@@ -13,6 +13,9 @@ recipe's sources through the project readers + the ad-hoc dialogue/eval sources)
   shows even where the keep/remove decision does not);
 - the output of ``BoilerplateLineCleaner`` (SHA-1).
 
+Both modes also run every filter's ``filter_batch`` (what a build calls) on chunks of the same
+texts and fail where it says anything else than ``filter`` for a document.
+
 ``check`` recomputes everything with the current code (no cache) and exits 1 on any difference,
 printing the first ones.
 """
@@ -37,6 +40,7 @@ def _sha(text: str) -> str:
 def compute(raw: Path = RAW) -> dict:
     from datatrove.data import Document
 
+    from curation.steps.base import CHUNK
     from curation.steps.filters import BoilerplateLineCleaner, build_filters
     from curation.steps.normalize import Normalize
     from curation.steps.pii import PIIRedactor
@@ -58,14 +62,21 @@ def compute(raw: Path = RAW) -> dict:
                      "redacted": _sha(p), "pii": pcounts})
         redacted.append(p)
     filters = build_filters({})
+    batch_mismatch: Counter = Counter()
     for name, f in filters.items():
         for row, text in zip(rows, redacted):
             r = f.filter(Document(text=text, id="x"))
             row[name] = True if r is True else (r if isinstance(r, tuple) else (bool(r), None))
+        # a build calls ``filter_batch`` on chunks: it must say what ``filter`` says, document by document
+        for start in range(0, len(rows), CHUNK):
+            docs = [Document(text=t, id="x") for t in redacted[start:start + CHUNK]]
+            for row, r in zip(rows[start:start + CHUNK], f.filter_batch(docs)):
+                r = True if r is True else (r if isinstance(r, tuple) else (bool(r), None))
+                batch_mismatch[name] += r != row[name]
     cleaner = BoilerplateLineCleaner()
     for row, text in zip(rows, redacted):
         row["boilerplate_lines"] = _sha(cleaner.transform(text))
-    return {"filters": list(filters), "rows": rows}
+    return {"filters": list(filters), "rows": rows, "batch_mismatch": +batch_mismatch}
 
 
 def main() -> int:
@@ -82,6 +93,9 @@ def main() -> int:
         removed = Counter(name for r in rows for name in data["filters"] if r[name] is not True)
         print(f"recorded {len(rows):,} documents x {len(data['filters'])} filters -> {args.path}; removed per filter: {dict(removed)}")
         return 0
+    if data["batch_mismatch"]:
+        print(f"FAIL: filter_batch differs from filter on {dict(data['batch_mismatch'])} documents")
+        return 1
     with open(args.path, "rb") as f:
         ref = pickle.load(f)
     if len(ref["rows"]) != len(rows):

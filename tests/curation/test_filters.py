@@ -454,20 +454,48 @@ def test_filter_batch_matches_filter_on_edge_cases():
     _batch_vs_filter(filters, texts[:1] * 3)  # one text: no batch arrays
 
 
-def test_trigram_bounds_of_a_chunk_are_those_of_each_text():
+def _covered_by_repeated(s: str, n0: int) -> int:
+    """Characters of ``s`` inside an ``n0``-character window whose 3-grams all occurred earlier."""
+    seen, dup = set(), []
+    for i in range(len(s) - 2):
+        dup.append(s[i:i + 3] in seen)
+        seen.add(s[i:i + 3])
+    hit = set()
+    for i in range(len(s) - n0 + 1):
+        if all(dup[i:i + n0 - 2]):
+            hit.update(range(i, i + n0))
+    return len(hit)
+
+
+def test_compiled_ngram_counts_are_the_plain_python_counts():
+    """``_ngram_counts`` (numba) against the definitions, on texts laid end to end as the
+    repetition filter passes them: code points up to U+10FFFF (21 bits, the 3-gram key's limit),
+    tiny alphabets (many repeats, long probe chains), texts of 3 characters."""
+    from collections import Counter
+
     import numpy as np
 
-    from curation.steps.filters.repetition import _trigram_bounds
+    from curation.steps.filters._ngram_counts import top_counts, trigram_bounds
 
     rng = np.random.default_rng(0)
-    # code points up to U+10FFFF (21 bits): 5 texts no longer fit one 64-bit key, the chunk is halved
-    points = [0x4E00, 0x75C5, 0x10FFFF, 0x30000, 0x61]
-    texts = [rng.choice(points, size=n).astype(np.uint64) for n in (3, 40, 12, 200, 9)]
-    lens = np.array([len(t) for t in texts])
-    top, covered = _trigram_bounds(np.concatenate(texts), lens, 10)
-    alone = [_trigram_bounds(t, np.array([len(t)]), 10) for t in texts]
-    assert top.tolist() == [int(a[0][0]) for a in alone] and covered.tolist() == [int(a[1][0]) for a in alone]
-    assert max(covered) > 0
+    points = np.array([0x4E00, 0x75C5, 0x10FFFF, 0x30000, 0x61, 0x62, 0x4E01])
+    most = 0
+    for trial in range(60):
+        alphabet = points[: 2 + trial % 6]
+        lens = rng.integers(3, 160, size=1 + trial % 9)
+        c = rng.choice(alphabet, size=int(lens.sum())).astype(np.uint32)
+        ends = np.cumsum(lens)
+        starts = ends - lens
+        texts = ["".join(map(chr, c[a:b])) for a, b in zip(starts, ends)]
+        top, covered = trigram_bounds(c, starts, ends, 8)
+        assert top.tolist() == [Counter(t[i:i + 3] for i in range(len(t) - 2)).most_common(1)[0][1] for t in texts]
+        assert covered.tolist() == [_covered_by_repeated(t, 10) for t in texts]
+        most = max(most, int(covered.max()))
+        ns = (2, 4, 6, 8)
+        exact = [[Counter(t[i:i + n] for i in range(len(t) - n + 1)).most_common(1)[0][1] if len(t) >= n else 0
+                  for n in ns] for t in texts]
+        assert top_counts(c, starts, ends, ns).tolist() == exact
+    assert most > 0  # the coverage was exercised
 
 
 def test_features_batch_matches_features():

@@ -15,13 +15,13 @@ Speed: coverage is monotone in n (a repeated 6-gram implies two repeated 5-grams
 same span) and the thresholds decrease with n, so most documents are decided from the 5-gram
 pass alone; a count bound (k repeated occurrences cover at most k*n characters) often skips
 even that loop. Long documents use a numpy rolling hash instead of Python sets. Short ones
-(< 4,000 characters) first get exact numpy bounds (``_short_bounds``: top n-gram counts from
-exact, unhashed n-gram ranks, duplicate coverage bounded by runs of repeated 3-grams); only the
-~1 % of documents those cannot clear run the exact pure-Python counts, so every decision and
-reason is the one the pure-Python path gives (checked on the whole corpus by
-``benchmarks/filters_decisions.py``). A pipeline step gets the 3-gram bounds of a whole chunk of
-documents from one sort (``filter_batch``): on ~150-character QA records the per-document numpy
-calls, not the counting, were the cost.
+(< 4,000 characters) first get exact bounds (``_proven``: compiled, unhashed 3-gram counts
+bound the top n-gram counts and the duplicate coverage, exact top n-gram counts where the bound
+does not settle it); only the ~0.1 % of documents those cannot clear run the exact pure-Python
+counts, so every decision and reason is the one the pure-Python path gives (checked on the whole
+corpus by ``benchmarks/filters_decisions.py``). A pipeline step proves a whole chunk of documents
+in one call (``filter_batch``): on ~150-character QA records the per-document calls, not the
+counting, were the cost.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import numpy as np
 from datatrove.data import Document
 
 from curation.steps.base import CumedFilter
+from curation.steps.filters._ngram_counts import top_counts, trigram_bounds
 from curation.steps.filters._text import ALNUM, concat, features, features_batch, fmt
 
 # share of a document's visible characters its Chinese prose must hold to be judged alone (see
@@ -125,98 +126,6 @@ def _top_count_np(cp: np.ndarray, n: int) -> int:
     return int(runs.max())
 
 
-_S21, _S32, _S42 = np.uint64(21), np.uint64(32), np.uint64(42)
-
-
-def _dense_ranks(keys: np.ndarray) -> tuple[np.ndarray, int]:
-    """(dense rank of every key, count of the most frequent key); exact, no hashing."""
-    order = np.argsort(keys)
-    sk = keys[order]
-    first = np.empty(len(sk), dtype=bool)
-    first[0] = True
-    np.not_equal(sk[1:], sk[:-1], out=first[1:])
-    gid = first.cumsum()
-    r = np.empty(len(sk), dtype=np.uint64)
-    r[order] = gid
-    return r, int(np.bincount(gid).max())
-
-
-def _ranks(c: np.ndarray, n: int, ranks: dict) -> np.ndarray:
-    """Dense ranks of the n-grams of ``c`` (n >= 3), memoised in ``ranks``."""
-    if n == 3 and n not in ranks:  # 3 code points (< 2^21) side by side
-        ranks[3], ranks[("top", 3)] = _dense_ranks((c[:-2] << _S42) | (c[1:-1] << _S21) | c[2:])
-    elif n not in ranks:
-        a = n // 2 if n >= 6 else 3
-        b = n - a
-        m = len(c) - n + 1
-        ra = _ranks(c, a, ranks)[:m]
-        if b < 3:  # n = 4, 5: a 3-gram rank and 1-2 code points (< 2^42) fit in 64 bits
-            tail = c[a : a + m] if b == 1 else (c[a : a + m] << _S21) | c[a + 1 : a + 1 + m]
-            keys = (ra << (_S21 * np.uint64(b))) | tail
-        else:
-            keys = (ra << _S32) | _ranks(c, b, ranks)[a : a + m]
-        ranks[n], ranks[("top", n)] = _dense_ranks(keys)
-    return ranks[n]
-
-
-def _top_count_exact(c: np.ndarray, n: int, ranks: dict) -> int:
-    """Exact count of the most frequent n-gram of ``c`` (n >= 3)."""
-    _ranks(c, n, ranks)
-    return ranks[("top", n)]
-
-
-def _trigram_bounds(c: np.ndarray, lens: np.ndarray, n0: int | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Per text of ``c`` (uint64 code points of texts laid end to end, ``lens`` of them each, all
-    >= 3): (count of its most frequent 3-gram, characters covered by windows of ``n0`` - 2
-    consecutive repeated 3-grams, None without ``n0``); see ``_short_bounds`` for what they bound.
-
-    Exact, never hashed: a 3-gram's key is its text's index and its three code points side by
-    side, so one stable sort serves a whole chunk of texts (with ~150-character texts the ~15
-    numpy calls per text cost far more than the sorting); within a text the first of equal keys
-    is the first occurrence.
-    """
-    n = len(lens)
-    b = max(int(c.max()).bit_length(), 1)
-    if 3 * b + (n - 1).bit_length() > 64:  # code points >= 2^18 with many texts: halve the chunk
-        h, cut = n // 2, int(lens[: n // 2].sum())
-        (t1, c1), (t2, c2) = _trigram_bounds(c[:cut], lens[:h], n0), _trigram_bounds(c[cut:], lens[h:], n0)
-        return np.concatenate((t1, t2)), None if n0 is None else np.concatenate((c1, c2))
-    B = np.uint64(b)
-    text = np.repeat(np.arange(n, dtype=np.uint64), lens)
-    keys = (text[:-2] << (B * np.uint64(3))) | (c[:-2] << (B + B)) | (c[1:-1] << B) | c[2:]
-    ends = np.cumsum(lens)
-    inside = np.ones(len(keys), dtype=bool)  # not the 3-grams that run into the next text
-    inside[ends[:-1] - 2] = inside[ends[:-1] - 1] = False
-    keys = keys[inside]  # 3-gram j of text t starts at character j + 2t
-    order = np.argsort(keys, kind="stable")
-    sk = keys[order]
-    first = np.empty(len(sk), dtype=bool)
-    first[0] = True
-    np.not_equal(sk[1:], sk[:-1], out=first[1:])
-    groups = np.flatnonzero(first)  # sorted by text first: a text's groups are contiguous
-    sizes = np.diff(np.append(groups, len(sk)))
-    gtext = (sk[groups] >> (B * np.uint64(3))).astype(np.int64)
-    top = np.maximum.reduceat(sizes, np.searchsorted(gtext, np.arange(n)))
-    if n0 is None:
-        return top, None
-    dup = np.empty(len(sk), dtype=bool)
-    dup[order] = ~first
-    w = n0 - 2
-    covered = np.zeros(n, dtype=np.int64)
-    if len(dup) < w:
-        return top, covered
-    t3 = np.repeat(np.arange(n), lens - 2)  # text of each 3-gram
-    cs = np.zeros(len(dup) + 1, dtype=np.int64)
-    np.cumsum(dup, out=cs[1:])
-    j = np.flatnonzero(((cs[w:] - cs[:-w]) == w) & (t3[: len(t3) - w + 1] == t3[w - 1 :]))
-    if len(j):  # an n0-gram at j whose 3-grams all repeat, within one text: cover its characters
-        start = j + 2 * t3[j]
-        diff = np.bincount(start, minlength=len(c) + 1) - np.bincount(start + n0, minlength=len(c) + 1)
-        hit = np.cumsum(diff[:-1]) > 0
-        covered = np.bincount(text[hit].astype(np.int64), minlength=n)
-    return top, covered
-
-
 class CharNGramRepetitionFilter(CumedFilter):
     """Remove documents dominated by repeated character n-grams (whitespace removed).
 
@@ -274,28 +183,20 @@ class CharNGramRepetitionFilter(CumedFilter):
         self.dup_n_grams = tuple(sorted((int(n), float(f)) for n, f in (dup_n_grams or ())))
 
     def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
-        # Short documents are proven kept a chunk at a time: the 3-gram bounds of ``_short_bounds``
-        # for all of them in one sort (``_trigram_bounds``), then, where only the top n-gram bound
-        # fails (6 % of 250k QA records: a term said 7 times in 130 characters), the exact
-        # pure-Python top counts (~30 us a text; ``_short_bounds``' numpy exact counts take ~130 us
-        # on texts this short). ``filter`` judges the rest: too short to judge (cheap), long, or
-        # not proven kept (0.1 %). 250k QA records: 6.3 s -> 3.2 s of CPU.
+        # Short documents are proven kept a chunk at a time (``_proven``: compiled exact 3-gram
+        # counts of every text, exact top n-gram counts where the 3-gram bound does not settle it);
+        # ``filter`` judges the rest: too short to judge (cheap), long, or not proven kept (0.1 %).
+        # 250k QA records: 6.3 s of CPU with per-document numpy, 2.8 s with one sort per chunk,
+        # 0.6 s now (BENCHMARKS.md, issue #17).
         fts = features_batch([doc.text for doc in batch])
         sel = [i for i, ft in enumerate(fts) if self._short_fast_path(ft)]
         proven = set()
         if sel:
             cp, flags = concat([fts[i] for i in sel])
-            L = [fts[i].alnum for i in sel]
-            c = cp[(flags & ALNUM) != 0]
-            lens = np.array(L, dtype=np.int64)
-            safe_top, safe_dup = self._bounds(lens, *_trigram_bounds(c.astype(np.uint64), lens, self._dup_n0()))
-            start = 0
-            for i, n, top, dup in zip(sel, L, safe_top.tolist(), safe_dup.tolist()):
-                if dup and not top:
-                    top = self._top(c[start : start + n].tobytes().decode("utf-32-le"), n, None) is None
-                if top and dup:
-                    proven.add(i)
-                start += n
+            lens = np.array([fts[i].alnum for i in sel], dtype=np.int64)
+            ends = np.cumsum(lens)
+            safe_top, safe_dup = self._proven(cp[(flags & ALNUM) != 0], ends - lens, ends)
+            proven = {sel[i] for i in np.flatnonzero(safe_top & safe_dup).tolist()}
         return [True if i in proven else self.filter(doc) for i, doc in enumerate(batch)]
 
     def _short_fast_path(self, ft) -> bool:
@@ -352,45 +253,44 @@ class CharNGramRepetitionFilter(CumedFilter):
         return reason
 
     def _short_bounds(self, cp: np.ndarray, L: int) -> tuple[bool, bool]:
-        """(no top n-gram check can fail, no duplicate n-gram check can fail), from exact counts.
-
-        N-grams are identified exactly, never hashed: 3-grams by their code points side by side
-        (``_trigram_bounds``), longer n-grams by pairing the dense ranks of two shorter ones. The top n-gram
-        count for n >= 3 is computed exactly where the top 3-gram count (an upper bound) does not
-        already settle it. A non-first occurrence of an n-gram at i makes the 3-grams at
-        i..i+n-3 non-first occurrences too, so the characters covered by repeated n0-grams are at
-        most those covered by windows of n0-2 consecutive repeated 3-grams, and coverage only
-        shrinks with n. Every bound is compared after the same division as the exact test
-        (floating-point division is monotone), so a skip never changes a decision or a reason:
-        anything not proven safe goes through the exact pure-Python path.
-        """
+        """(no top n-gram check can fail, no duplicate n-gram check can fail) for one text of
+        ``L`` n-gram characters ``cp`` (see ``_proven``)."""
         if L < 3:
             return not self.top_n_grams, not self.dup_n_grams
-        c, lens = cp.astype(np.uint64), np.array([L], dtype=np.int64)
-        top3, covered = _trigram_bounds(c, lens, self._dup_n0())
-        safe_top, safe_dup = (bool(x[0]) for x in self._bounds(lens, top3, covered))
-        if not safe_top:  # the top 3-gram count does not settle it: exact counts for longer n-grams
-            bound, ranks = int(top3[0]), {}
-            for n, thr in self.top_n_grams:
-                if L < n:
-                    continue
-                if n < 3:
-                    break
-                if bound * n / L <= thr:
-                    continue
-                bound = _top_count_exact(c, n, ranks)
-                if bound * n / L > thr:
-                    break
-            else:
-                safe_top = True
+        safe_top, safe_dup = self._proven(cp, np.zeros(1, dtype=np.int64), np.array([L], dtype=np.int64))
+        return bool(safe_top[0]), bool(safe_dup[0])
+
+    def _proven(self, c: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per text ``c[starts[i]:ends[i]]`` (>= 3 n-gram characters each): (no top n-gram check can
+        fail, no duplicate n-gram check can fail), from exact counts (``_ngram_counts``, compiled).
+
+        A non-first occurrence of an n-gram at i makes the 3-grams at i..i+n-3 non-first
+        occurrences too, so the characters covered by repeated n0-grams are at most those covered
+        by windows of n0-2 consecutive repeated 3-grams, and coverage only shrinks with n; the top
+        3-gram count bounds the count of every longer n-gram. Where that bound does not settle the
+        top n-gram checks, the exact top count of each checked n decides them, after the same
+        division as the exact test. So a document proven here is one the exact pure-Python path
+        keeps; anything not proven goes through that path, which gives the reason.
+        """
+        L = ends - starts
+        n0 = self._dup_n0()
+        top3, covered = trigram_bounds(c, starts, ends, n0 - 2 if n0 else 0)
+        safe_top, safe_dup = self._bounds(L, top3, covered if n0 else None)
+        todo = np.flatnonzero(~safe_top)
+        if len(todo):  # a term said 7 times in 130 characters (6 % of QA records): exact counts
+            counts = top_counts(c, starts[todo], ends[todo], tuple(n for n, _ in self.top_n_grams))
+            Lt, ok = L[todo], np.ones(len(todo), dtype=bool)
+            for k, (n, thr) in enumerate(self.top_n_grams):
+                ok &= (Lt < n) | (counts[:, k] * n / Lt <= thr)
+            safe_top[todo] = ok
         return safe_top, safe_dup
 
     def _dup_n0(self) -> int | None:
-        """The shortest duplicate n-gram checked, when ``_trigram_bounds`` can bound its coverage."""
+        """The shortest duplicate n-gram checked, when the 3-gram counts can bound its coverage."""
         return self.dup_n_grams[0][0] if self.dup_n_grams and self.dup_n_grams[0][0] >= 3 else None
 
     def _bounds(self, L: np.ndarray, top3: np.ndarray, covered: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Per text, from the 3-gram counts of ``_trigram_bounds`` alone: (no top n-gram check can
+        """Per text, from its 3-gram counts (``_ngram_counts.trigram_bounds``) alone: (no top n-gram check can
         fail, no duplicate n-gram check can fail). The top 3-gram count bounds the count of every
         longer n-gram (not of 2-grams)."""
         safe_top = np.ones(len(L), dtype=bool)
