@@ -8,9 +8,10 @@ import pickle
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from datatrove.data import Document
 
-from curation.steps.filters._text import FeatureFilter, cjk_chars, features, fmt
+from curation.steps.filters._text import FeatureFilter, cjk_chars, features, features_batch, fmt
 from curation.steps.lexicon import DEFAULT_LEXICON, LEXICON_KEY, LexiconMatcher, build_lexicon, lexicon_files
 
 DEFAULT_RAW = Path(os.environ.get("CUMED_RAW", Path(__file__).resolve().parents[4] / "shared" / "data" / "raw"))
@@ -99,6 +100,28 @@ class LexiconDensityFilter(FeatureFilter):
     def density(self, text: str) -> float:
         n = cjk_chars(text)
         return self.matcher.matched_chars(text) / n if n else 0.0
+
+    def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
+        # The texts ``filter`` would walk, walked by the compiled automaton in one call (the same
+        # matches and the same early exit; 250k QA records: 1.6 -> 0.2 s of CPU); a text whose
+        # code points could not be read (a lone surrogate) goes through ``filter``.
+        if self.matcher is None:
+            return [True] * len(batch)
+        fts = features_batch([doc.text for doc in batch])
+        sel = [i for i, ft in enumerate(fts) if ft.cp is not None and ft.cjk >= self.min_cjk]
+        out: list = [True] * len(batch)
+        if sel:
+            lens = np.array([len(fts[i].cp) for i in sel], dtype=np.int64)
+            ends = np.cumsum(lens)
+            need = np.array([self.min_density * fts[i].cjk for i in sel], dtype=np.float64)
+            covered = self.matcher.compiled.covered(np.concatenate([fts[i].cp for i in sel]), ends - lens, ends, need)
+            for i, cov, nd in zip(sel, covered.tolist(), need.tolist()):
+                if cov < nd:
+                    out[i] = (False, f"lexicon_density: {fmt(cov / fts[i].cjk)} < {self.min_density}")
+        for i, ft in enumerate(fts):
+            if ft.cp is None:
+                out[i] = self.filter(batch[i])
+        return out
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         if self.matcher is None:
