@@ -19,6 +19,7 @@ import re
 import unicodedata
 from functools import cached_property
 
+from curation.metrics import add_counts
 from curation.steps.base import CumedTransform
 
 # ---------------------------------------------------------------- HTML residue
@@ -59,6 +60,10 @@ _FULLWIDTH_ALNUM = {
 _FULLWIDTH_ALNUM_RE = re.compile("[\uff10-\uff19\uff21-\uff3a\uff41-\uff5a]")
 
 
+def _halfwidth(m: re.Match) -> str:
+    return chr(_FULLWIDTH_ALNUM[ord(m.group())])
+
+
 def normalize_unicode(text: str) -> str:
     """NFC, then full-width ASCII letters/digits to half-width; CJK punctuation untouched.
 
@@ -71,13 +76,13 @@ def normalize_unicode(text: str) -> str:
     if not text.isascii():
         if not unicodedata.is_normalized("NFC", text):
             text = unicodedata.normalize("NFC", text)
-        if _FULLWIDTH_ALNUM_RE.search(text):  # str.translate with a dict runs at ~50 MB/s: only when needed
-            text = text.translate(_FULLWIDTH_ALNUM)
+        # one replacement per match, not str.translate (a dict lookup per character, ~50 MB/s:
+        # 0.5 s per 250k records once a chunk of them is normalised as one text)
+        text = _FULLWIDTH_ALNUM_RE.sub(_halfwidth, text)
     return text
 
 
 # ---------------------------------------------------------------- whitespace
-_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
 _ZERO_WIDTH_RE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 _HSPACE = r"[ \t\u00a0\u2000-\u200a\u202f\u205f]"  # not U+3000: see below
 # A run of horizontal whitespace becomes one space. A lone " " already is one, so the regex skips
@@ -90,23 +95,27 @@ _TRAILING_ENDS = (" \n", "\t\n", "\u3000\n")  # what every _TRAILING match ends 
 _BLANK_LINES = re.compile(r"\n(?:[ \t\u3000]*\n){2,}")
 
 
-def clean_whitespace(text: str, max_blank_lines: int = 1) -> str:
+def clean_whitespace(text: str, max_blank_lines: int = 1, strip: bool = True) -> str:
     """Remove zero-width characters, unify line ends, collapse spaces, limit blank lines.
 
     Runs of horizontal whitespace (tabs, no-break and typographic spaces) become one space; the
     ideographic space U+3000 is left inside lines (Chinese indentation uses it) but removed at
     line ends like any trailing space. At most ``max_blank_lines`` empty lines stay between
-    paragraphs; leading/trailing whitespace of the document is stripped.
+    paragraphs; leading/trailing whitespace of the document is stripped (``strip=False``: left
+    to the caller, ``Normalize.transform_batch``).
     """
-    if not text.isascii() and _ZERO_WIDTH_RE.search(text):  # same result as always translating, ~5x faster
-        text = text.translate(_ZERO_WIDTH)
+    if not text.isascii():
+        text = _ZERO_WIDTH_RE.sub("", text)  # = translate(_ZERO_WIDTH), without a lookup per character
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = _HSPACE_RUNS.sub(" ", text)
     if any(end in text for end in _TRAILING_ENDS):
         text = _TRAILING.sub("\n", text)
     text = _BLANK_LINES.sub("\n" * (max_blank_lines + 1), text)
-    return text.strip()
+    return text if strip is False else text.strip()
+
+
+SEP = "\x00"  # between the texts of a chunk normalised in one call (``Normalize.transform_batch``)
 
 
 # ---------------------------------------------------------------- Traditional -> Simplified
@@ -176,6 +185,43 @@ class Normalize(CumedTransform):
                 self.stat_update(f"changed_{label}")
                 text = new
         return text
+
+    def transform_batch(self, texts: list[str]) -> list[str]:
+        """``transform`` of every text, with the same counts. Unicode, t2s and whitespace run once
+        over the texts joined by NUL (``SEP``), which none of them changes, removes or matches
+        across (NFC never composes with NUL; OpenCC's phrases and the whitespace patterns hold no
+        NUL); HTML (its tag patterns would reach across) and the final strip run per text. On
+        ~150-character QA records the per-text calls, not the conversions, were half the cost.
+        Texts holding a NUL themselves go one by one."""
+        joined = SEP.join(texts)
+        if len(texts) < 2 or joined.count(SEP) != len(texts) - 1:
+            return [self.transform(t) for t in texts]
+        counts = {}
+        if self.html:
+            new = [clean_html(t) for t in texts]
+            counts["html"] = sum(1 for a, b in zip(texts, new) if a is not b and a != b)
+            if counts["html"]:
+                texts, joined = new, SEP.join(new)
+        whole = []
+        if self.unicode:
+            whole.append(("unicode", normalize_unicode))
+        if self.t2s:
+            whole.append(("t2s", self.to_simplified))
+        if self.whitespace:
+            whole.append(("whitespace", lambda t: clean_whitespace(t, self.max_blank_lines, strip=False)))
+        for label, fn in whole:
+            out = fn(joined)
+            if label == "whitespace":  # the strip of each text, which the joined run left out
+                new = [t.strip() for t in out.split(SEP)]
+            elif out == joined:
+                counts[label] = 0
+                continue
+            else:
+                new = out.split(SEP)
+            counts[label] = sum(1 for a, b in zip(texts, new) if a != b)
+            texts, joined = new, out
+        add_counts(self, {f"changed_{label}": n for label, n in counts.items()})  # = n stat_update()s
+        return texts
 
     def __getstate__(self):  # the OpenCC handle is rebuilt in each worker
         state = self.__dict__.copy()

@@ -71,10 +71,12 @@ def test_whitespace_matches_its_definition():
     import random
     import re
 
-    from curation.steps.normalize import _BLANK_LINES, _ZERO_WIDTH, clean_whitespace
+    from curation.steps.normalize import _BLANK_LINES, clean_whitespace
+
+    zero_width = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
 
     def definition(text):
-        text = text.translate(_ZERO_WIDTH).replace("\r\n", "\n").replace("\r", "\n")
+        text = text.translate(zero_width).replace("\r\n", "\n").replace("\r", "\n")
         text = re.sub(r"[ \t\u00a0\u2000-\u200a\u202f\u205f]+", " ", text)
         text = re.sub(r"[ \t\u3000]+\n", "\n", text)
         return _BLANK_LINES.sub("\n\n", text).strip()
@@ -84,3 +86,50 @@ def test_whitespace_matches_its_definition():
     for _ in range(20_000):
         text = "".join(r.choice(alphabet) for _ in range(r.randint(0, 20)))
         assert clean_whitespace(text) == definition(text), repr(text)
+
+
+def _counts(step) -> dict:
+    return {k: (v.n, v.total, v.mean, v.min, v.max) for k, v in step.stats.stats.items()}
+
+
+BATCH_EDGES = [
+    "", " ", "  前后空格  ", "\u3000缩进\u3000", "a\r\nb\rc", "行尾空格 \n下一行\t\n", "\n\n\n\n多个空行\n\n\n\n",
+    "零\u200b宽\ufeff字符", "ＣＴ检查３ｍｇ", "\u0301开头的组合符", "e\u0301 组合", "後來醫師說應該復查",
+    "乾燥的頭髮", "<p>段落</p>结尾<", "<b", "r>跨文本的标签?", "&amp;实体&nbsp;", "&#x4E2D;", "<!-- 注释", "-->",
+    "P<0.05 且 <5 mm", "tab\tin\tline", "\u00a0\u2003混合空格\u205f", "English only text.", "中文。\n\n\n英文 mixed",
+]
+
+
+def test_transform_batch_is_transform_one_by_one():
+    """A chunk normalised in one call (texts joined by NUL) gives every text and every counter
+    that ``transform`` gives one text at a time, also where a tag or a whitespace run could
+    reach from one text into the next; a chunk holding a NUL goes one by one."""
+    import random
+
+    texts = BATCH_EDGES * 3
+    random.Random(0).shuffle(texts)
+    for chunk in (texts, texts[:2], texts + ["含\x00空字符"], ["\x00", "a\x00b", ""]):
+        one, many = Normalize(), Normalize()
+        want = [one.transform(t) for t in chunk]
+        assert many.transform_batch(chunk) == want
+        assert _counts(many) == _counts(one)
+        if chunk is texts:  # every counter was exercised
+            assert set(_counts(one)) == {f"changed_{k}" for k in ("html", "unicode", "t2s", "whitespace")}
+
+
+@pytest.mark.skipif(not __import__("tests.conftest", fromlist=["RAW"]).RAW.exists(), reason="needs ../shared")
+def test_transform_batch_on_the_real_corpus():
+    """Every document of the real corpus (the filters' corpus: all pretraining sources and the
+    dialogue and evaluation sources), in chunks of 256: same texts and counters."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from filters_corpus import load_corpus
+
+    texts = [t for _, t in load_corpus()]
+    one, many = Normalize(), Normalize()
+    for start in range(0, len(texts), 256):
+        chunk = texts[start:start + 256]
+        assert many.transform_batch(chunk) == [one.transform(t) for t in chunk], start
+    assert _counts(many) == _counts(one) and _counts(one)["changed_t2s"][1] > 0
