@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from datatrove.data import Document
-
-from curation.steps.filters._text import FeatureFilter, features, fmt
+from curation.steps.filters._text import FeatureFilter, Features, fmt
 
 # The prose must hold at least this share of a document's visible characters for the ratio to be
 # taken on it (``prose=True``); below it the document is mostly tables or lists and is judged
@@ -44,10 +42,9 @@ class CJKRatioFilter(FeatureFilter):
         self.prose = prose
         self.min_prose_share = min_prose_share
 
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+    def judge(self, ft: Features) -> bool | tuple[bool, str]:
         if self.min_ratio is None:
             return True
-        ft = features(doc.text)
         ratio = self._ratio(ft)
         if ratio < self.min_ratio and self.prose:
             # the prose can only clear a document the whole text condemned

@@ -6,9 +6,7 @@ language (a wrong language code silently splits Chinese into one "word" per line
 
 from __future__ import annotations
 
-from datatrove.data import Document
-
-from curation.steps.filters._text import FeatureFilter, features
+from curation.steps.filters._text import FeatureFilter, Features
 
 
 class MinLengthFilter(FeatureFilter):
@@ -31,8 +29,8 @@ class MinLengthFilter(FeatureFilter):
         self.min_chars = min_chars
         self.max_chars = max_chars
 
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        n = features(doc.text).visible
+    def judge(self, ft: Features) -> bool | tuple[bool, str]:
+        n = ft.visible
         if self.min_chars is not None and n < self.min_chars:
             return False, f"too_short: {n} < {self.min_chars} chars"
         if self.max_chars is not None and n > self.max_chars:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from datatrove.data import Document
 
-from curation.steps.filters._text import FeatureFilter, cjk_chars, features, features_batch, fmt
+from curation.steps.filters._text import FeatureFilter, cjk_chars, features_batch, fmt
 from curation.steps.lexicon import DEFAULT_LEXICON, LEXICON_KEY, LexiconMatcher, build_lexicon, lexicon_files
 
 DEFAULT_RAW = Path(os.environ.get("CUMED_RAW", Path(__file__).resolve().parents[4] / "shared" / "data" / "raw"))
@@ -120,20 +120,20 @@ class LexiconDensityFilter(FeatureFilter):
                     out[i] = (False, f"lexicon_density: {fmt(cov / fts[i].cjk)} < {self.min_density}")
         for i, ft in enumerate(fts):
             if ft.cp is None:
-                out[i] = self.filter(batch[i])
+                out[i] = self.judge(ft)
         return out
 
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+    def judge(self, ft) -> bool | tuple[bool, str]:
         if self.matcher is None:
             return True
-        n = features(doc.text).cjk
+        n = ft.cjk
         if n < self.min_cjk:
             return True
         # early exit: stop matching as soon as enough terms were seen (Aho-Corasick over a
         # 128k-term automaton runs at ~2.5 MB/s; typical density is 6x the threshold)
         need = self.min_density * n
         covered = 0
-        for _, length in self.matcher.automaton.iter_long(doc.text):
+        for _, length in self.matcher.automaton.iter_long(ft.text):
             covered += length
             if covered >= need:
                 return True

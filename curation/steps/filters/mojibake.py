@@ -33,9 +33,7 @@ from __future__ import annotations
 
 import re
 
-from datatrove.data import Document
-
-from curation.steps.filters._text import BAD_CLASS, CJK_RUNS, LATIN_CLASS, FeatureFilter, features, fmt, run_chars
+from curation.steps.filters._text import BAD_CLASS, CJK_RUNS, LATIN_CLASS, FeatureFilter, Features, fmt, run_chars
 
 _BAD_RUNS = re.compile(f"[{BAD_CLASS}]+")
 _KUN = "锟斤拷"
@@ -119,9 +117,8 @@ class MojibakeFilter(FeatureFilter):
         self.max_latin1_ratio = max_latin1_ratio
         self.min_cjk_for_gbk_test = min_cjk_for_gbk_test
 
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        text = doc.text
-        ft = features(text)
+    def judge(self, ft: Features) -> bool | tuple[bool, str]:
+        text = ft.text
         vis = ft.visible
         if not vis:
             return True
