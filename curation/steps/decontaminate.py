@@ -27,12 +27,10 @@ text, not content, and are ignored.
 Documents are checked in batches (``batch_size``, one numpy pass each: ~15 MB/s on Toyhom on
 the shared 2-core box, vs ~7 MB/s one by one). The index is a sorted uint64 array of span hashes (~16 bytes per span: ~2 M spans for the three
 sets) and is built on first use, so the step stays cheap to pickle to datatrove workers.
-A document's spans are first looked up in a bitmap of the keys' top ``BITMAP_BITS`` bits (one
-memory access per span instead of a ~20-step binary search; 2^26 bits = 8 MB: 1.4 % of the
-seed corpus' spans pass it for the 0.84 M keys of the three sets): only the spans it lets
-through are binary-searched, so the decisions are exactly those of searching every span. The
-binary search of every span was ~85 % of the step (~0.2 us a span; 16 M spans on the seed
-corpus); with the bitmap the step is ~5x faster (numbers: BENCHMARKS.md, "Stage A throughput").
+A document's spans are looked up in a hash table of the keys (``span_lookup``: one memory access
+per span, ~97 % of them no key, instead of a ~20-step binary search, which was ~85 % of the step
+at first; a bitmap of the keys' top bits was the next answer): the decisions are exactly those of
+searching every span (test: ``test_compiled_span_lookup_finds_what_searching_every_span_finds``).
 For named sets (read from files) the built index is cached on disk, keyed by the sha256 of the
 evaluation files, the parameters and the canonical-form code (``$CUMED_CACHE`` or
 ``~/.cache/cumed``, ``decontaminate/<key>/``, written to a temporary folder and renamed into
@@ -60,34 +58,10 @@ from cumed.eval_sets import eval_set_files, load_eval_set
 from cumed.hashing import sha256_file
 from curation.dedup.canonical import canonical, canonical_batch, codepoints, window_hashes
 from curation.steps.base import CumedFilter
+from curation.steps.span_lookup import key_spans, key_table
 
 DEFAULT_SETS = ("huatuo26m_test", "cmb_clin", "disc_eval")
 INDEX_FORMAT = 1  # bump when the cached index layout or its meaning changes
-BITMAP_BITS = 26  # prefilter bitmap over the keys' top bits: 8 MB per process, built from the keys
-
-
-def key_bitmap(keys: np.ndarray, bits: int = BITMAP_BITS) -> np.ndarray:
-    """Bitmap (uint8, 2^bits / 8 bytes) with bit ``k >> (64 - bits)`` set for every key ``k``.
-
-    The keys are sorted, so their top bits are too: one OR-reduction per run of keys that share
-    a byte, no per-key Python or scatter loop (~10 ms for 0.8 M keys)."""
-    bitmap = np.zeros(1 << (bits - 3), dtype=np.uint8)
-    if len(keys):
-        top = np.asarray(keys) >> np.uint64(64 - bits)
-        byte = top >> np.uint64(3)
-        mask = np.left_shift(np.uint8(1), (top & np.uint64(7)).astype(np.uint8))
-        starts = np.flatnonzero(np.concatenate(([True], byte[1:] != byte[:-1])))
-        bitmap[byte[starts]] = np.bitwise_or.reduceat(mask, starts)
-    return bitmap
-
-
-def in_bitmap(bitmap: np.ndarray, h: np.ndarray, bits: int = BITMAP_BITS) -> np.ndarray:
-    """``True`` where hash ``h`` may be a key of ``bitmap`` (``False``: certainly not one)."""
-    top = h >> np.uint64(64 - bits)
-    byte = np.take(bitmap, top >> np.uint64(3))
-    return (byte >> (top & np.uint64(7)).astype(np.uint8)) & np.uint8(1) != 0
-
-
 class Decontaminate(CumedFilter):
     name = "decontaminate"
 
@@ -123,7 +97,7 @@ class Decontaminate(CumedFilter):
         self.min_spans, self.min_coverage = min_spans, min_coverage
         self.cache = cache
         self._keys = None
-        self._bitmap = None
+        self._table = None
 
     @classmethod
     def side_files(cls, eval_sets: Sequence[str] | Mapping = DEFAULT_SETS, raw: str | Path | None = None,
@@ -254,23 +228,14 @@ class Decontaminate(CumedFilter):
         """One numpy pass over a batch: canonical forms, span hashes, sorted-array lookup."""
         if self._keys is None:
             self.load_or_build_index()
-        if self._bitmap is None:
-            self._bitmap = key_bitmap(self._keys)
+        if self._table is None:
+            self._table = key_table(self._keys)
         out: list[str | None] = [None] * len(texts)
         cps, lens = canonical_batch(texts)
-        h = window_hashes(cps, self.n)
-        if not len(h) or not len(self._keys):
+        # the spans that are keys, each with its document (compiled: ``span_lookup``, module doc)
+        d, p = key_spans(cps, lens, self.n, self._table)
+        if not len(d):
             return out
-        at = np.flatnonzero(in_bitmap(self._bitmap, h))  # the spans that may be keys (see module doc)
-        pos = np.searchsorted(self._keys, h[at]).clip(max=len(self._keys) - 1)
-        found = self._keys[pos] == h[at]
-        at, pos = at[found], pos[found]
-        ends = np.cumsum(lens)
-        doc = np.searchsorted(ends, at, side="right")  # the document each span starts in
-        inside = at + self.n <= ends[doc]  # the span lies inside one document
-        if not inside.any():
-            return out
-        d, p = doc[inside], pos[inside]
         # distinct (doc, span) then count per (doc, item)
         dp = np.unique(np.stack([d, p], axis=1), axis=0)
         pairs, counts = np.unique(np.stack([dp[:, 0], self._owner[dp[:, 1]]], axis=1), axis=0, return_counts=True)
@@ -288,6 +253,11 @@ class Decontaminate(CumedFilter):
         for di, (item, _) in best.items():
             out[di] = self._labels[item]
         return out
+
+    def __getstate__(self):  # the key table is rebuilt where it is used (48 MB: not worth pickling)
+        state = self.__dict__.copy()
+        state["_table"] = None
+        return state
 
     def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
         results = []

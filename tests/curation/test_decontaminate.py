@@ -105,17 +105,33 @@ def test_a_damaged_eval_set_is_refused_naming_the_file(tmp_path, damage, problem
         list(cmb_clin(tmp_path))
 
 
-def test_bitmap_prefilter_decides_as_searching_every_span(step, toyhom, monkeypatch):
-    """The bitmap only spares binary searches: every key is in it, and the decisions (and items)
-    are those of binary-searching every span of every document."""
+def test_compiled_span_lookup_finds_what_searching_every_span_finds(step, toyhom, monkeypatch):
+    """``span_lookup.key_spans`` (rolled hashes, a hash table of the keys; compiled) finds exactly
+    the spans that hashing every span with ``canonical.window_hashes`` and binary-searching each
+    in the sorted keys finds, text by text, also with a crowded table (long probe runs); and the
+    step's decisions follow."""
     import numpy as np
 
-    from curation.steps import decontaminate
+    from curation.dedup.canonical import canonical_batch, window_hashes
+    from curation.steps import span_lookup
+    from curation.steps.span_lookup import key_spans, key_table
 
-    assert decontaminate.in_bitmap(decontaminate.key_bitmap(step._keys), np.asarray(step._keys)).all()
     hua = dict(huatuo26m_test(RAW))
-    texts = toyhom[:400] + [toyhom[400] + hua["42"], hua["7"], "", "短"]
+    texts = toyhom[:400] + [toyhom[400] + hua["42"], hua["7"], "", "短", hua["42"] * 3, "".join(list(hua.values())[:60])]
+    cps, lens = canonical_batch(texts)
+    keys = np.asarray(step._keys)
+    want, start = [], 0
+    for d, L in enumerate(lens.tolist()):
+        h = window_hashes(cps[start:start + L], step.n)
+        start += L
+        pos = np.searchsorted(keys, h).clip(max=len(keys) - 1)
+        want += [(d, int(p)) for p in pos[keys[pos] == h]]
+    for bits in (None, (len(keys) - 1).bit_length()):  # half full; over 3/4 full
+        got = key_spans(cps, lens, step.n, key_table(keys, bits))
+        assert list(zip(got[0].tolist(), got[1].tolist())) == want
+    monkeypatch.setattr(span_lookup, "BLOCK", 5000)  # texts in many groups, one of them longer than a group
+    got = key_spans(cps, lens, step.n, key_table(keys))
+    assert list(zip(got[0].tolist(), got[1].tolist())) == want
+    assert len(want) > 1024
     fast = step.contaminating_items(texts)
-    monkeypatch.setattr(decontaminate, "in_bitmap", lambda bitmap, h, bits=None: np.ones(len(h), dtype=bool))
-    assert fast == step.contaminating_items(texts)
-    assert fast[400] == "huatuo26m_test:42" and fast[401] == "huatuo26m_test:7"
+    assert fast[400] == "huatuo26m_test:42" and fast[401] == "huatuo26m_test:7" and fast[404] == "huatuo26m_test:42"
