@@ -193,17 +193,21 @@ def features(text: str) -> Features:
 
 
 def _remember(f: Features) -> Features:
+    _remember_all([f], len(f.text))
+    return f
+
+
+def _remember_all(fs: list[Features], chars: int) -> None:
+    """Cache ``fs`` (``chars``: their texts' length), oldest entries out first. A dead text's id
+    reused by a new one replaces its entry without giving back its characters: the count only
+    overestimates what is held, so the bound still holds."""
     global _cached_chars
     if not _CACHE:
         _cached_chars = 0  # (tests clear the cache directly)
-    while _CACHE and (len(_CACHE) >= _CACHE_SIZE or _cached_chars > _CACHE_CHARS):
+    _CACHE.update((id(f.text), f) for f in fs)
+    _cached_chars += chars
+    while len(_CACHE) > _CACHE_SIZE or (_cached_chars > _CACHE_CHARS and len(_CACHE) > len(fs)):
         _cached_chars -= len(_CACHE.popitem(last=False)[1].text)
-    old = _CACHE.get(id(f.text))  # a dead text's id reused by a new one
-    if old is not None:
-        _cached_chars -= len(old.text)
-    _CACHE[id(f.text)] = f
-    _cached_chars += len(f.text)
-    return f
 
 
 # Texts up to this many characters are counted a chunk at a time; a longer one alone (its numpy
@@ -233,10 +237,12 @@ def features_batch(texts: list[str]) -> list[Features]:
             per_flags = np.bincount(key, minlength=256 * len(batch)).reshape(-1, 256)
             used = np.flatnonzero(per_flags.any(axis=0))  # the few flag values present: 5x less to multiply
             counts = (per_flags[:, used] @ _BITS[used]).tolist()
-            start = 0
-            for i, end, c in zip(batch, np.cumsum(lens).tolist(), counts):
-                out[i] = _remember(Features(texts[i], cp[start:end], flags[start:end], c))
-                start = end
+            ends = np.cumsum(lens).tolist()
+            new = [Features(texts[i], cp[start:end], flags[start:end], c)
+                   for i, start, end, c in zip(batch, [0, *ends[:-1]], ends, counts)]
+            _remember_all(new, ends[-1])
+            for i, f in zip(batch, new):
+                out[i] = f
     for i in todo:
         if out[i] is None or out[i].text is not texts[i]:
             out[i] = features(texts[i])
