@@ -58,7 +58,6 @@ from cumed.eval_sets import eval_set_files, load_eval_set
 from cumed.hashing import sha256_file
 from curation.dedup.canonical import canonical, canonical_batch, codepoints, window_hashes
 from curation.steps.base import CumedFilter
-from curation.steps.span_lookup import key_spans, key_table
 
 DEFAULT_SETS = ("huatuo26m_test", "cmb_clin", "disc_eval")
 INDEX_FORMAT = 1  # bump when the cached index layout or its meaning changes
@@ -228,6 +227,8 @@ class Decontaminate(CumedFilter):
         """One numpy pass over a batch: canonical forms, span hashes, sorted-array lookup."""
         if self._keys is None:
             self.load_or_build_index()
+        from curation.steps.span_lookup import key_spans, key_table  # numba: loaded when used
+
         if self._table is None:
             self._table = key_table(self._keys)
         out: list[str | None] = [None] * len(texts)

@@ -33,7 +33,6 @@ import numpy as np
 from datatrove.data import Document
 
 from curation.steps.base import CumedFilter
-from curation.steps.filters._ngram_counts import top_counts, trigram_bounds
 from curation.steps.filters._text import ALNUM, concat, features, features_batch, fmt
 
 # share of a document's visible characters its Chinese prose must hold to be judged alone (see
@@ -272,6 +271,8 @@ class CharNGramRepetitionFilter(CumedFilter):
         division as the exact test. So a document proven here is one the exact pure-Python path
         keeps; anything not proven goes through that path, which gives the reason.
         """
+        from curation.steps.filters._ngram_counts import top_counts, trigram_bounds  # numba: loaded when used
+
         L = ends - starts
         n0 = self._dup_n0()
         top3, covered = trigram_bounds(c, starts, ends, n0 - 2 if n0 else 0)
