@@ -237,6 +237,24 @@ class PIIRedactor(CumedTransform):
             self.stat_update(f"pii_{typ}", value=n)
         return new
 
+    def transform_batch(self, texts: list[str]) -> list[str]:
+        """``transform`` of the texts that could hold PII (``pii_scan``: ``_maybe`` of the whole
+        chunk in one compiled pass); the others, ~92 % of QA records, are returned as they are,
+        as ``redact`` would return them. Same texts, same counters."""
+        import numpy as np
+
+        from curation.steps.pii_scan import maybe_pii  # numba: loaded when used
+
+        try:
+            cps = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
+        except UnicodeEncodeError:  # a lone surrogate: one by one
+            return [self.transform(t) for t in texts]
+        lens = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+        out = list(texts)
+        for i in np.flatnonzero(maybe_pii(cps, lens)).tolist():
+            out[i] = self.transform(texts[i])
+        return out
+
 
 def build_pii(config: dict | None = None) -> PIIRedactor:
     """``steps.pii`` of a recipe -> the step. Keys: types."""

@@ -163,3 +163,62 @@ def test_fast_patterns_find_what_their_definitions_find():
             assert [m.span("v") for m in re.finditer(definition, text)] == \
                    [m.span("v") for m in fast[typ].finditer(text)], (typ, text)
         assert pii._maybe(text) == (maybe.search(text) is not None), text
+
+
+MAYBE_EDGES = [
+    "", "@", "a@b", "挂号", "相信", "QQ", "Qq", "qq", "vx", "VX", "vX", "v", "x", "Q",
+    "1234", "123", "12 34", "１２３４", "٠١٢٣", "१२३४", "12३4",  # \d is every Unicode decimal digit
+    "1.2.3", "1.22.3", "1.222.3", "1.2222.3", "1..3", ".1.2", "1.2.", "1.2.x", "a1.2.3b", "5.6 4.5 2.9",
+    "EC 3.5.1.1", "血压140/90", "体温36.5度", "普通的一句话，没有数字。", "x" * 300 + "@",
+]
+
+
+def _one_by_one_counts(step) -> dict:
+    return {k: (v.n, v.total, v.mean, v.min, v.max) for k, v in step.stats.stats.items()}
+
+
+def test_compiled_pre_check_is_maybe():
+    """``pii_scan.maybe_pii`` says what ``pii._maybe`` says of each text, also where a pattern
+    would only be completed by the next text of the chunk."""
+    import numpy as np
+
+    from curation.steps.pii import _maybe
+    from curation.steps.pii_scan import maybe_pii
+
+    rng = random.Random(1)
+    texts = MAYBE_EDGES + ["".join(rng.choice("12.3QqvxVX号@ a") for _ in range(rng.randint(0, 8))) for _ in range(3000)]
+    texts += ["12", "34", "1.2", ".3", "Q", "Q", "v", "x"]  # each half of a pattern, side by side
+    cps = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
+    got = maybe_pii(cps, np.array([len(t) for t in texts]))
+    assert got.tolist() == [_maybe(t) for t in texts]
+    assert 0 < got.sum() < len(texts)
+
+
+def test_transform_batch_is_transform_one_by_one():
+    """The step's chunk path (pre-check compiled, redaction of the flagged texts) gives every text
+    and counter the one-by-one path gives; a lone surrogate sends the chunk one by one."""
+    texts = MAYBE_EDGES + ["患者手机13912345678，QQ 12345678，邮箱 a@b.com", "住院号：ZY20190001", "\ud800孤立代理"]
+    for chunk in (texts, texts[:-1]):
+        one, many = PIIRedactor(), PIIRedactor()
+        assert many.transform_batch(chunk) == [one.transform(t) for t in chunk]
+        assert _one_by_one_counts(many) == _one_by_one_counts(one) and _one_by_one_counts(one)
+
+
+@pytest.mark.skipif(not __import__("tests.conftest", fromlist=["RAW"]).RAW.exists(), reason="needs ../shared")
+def test_transform_batch_on_the_real_corpus():
+    """Every document of the real corpus, normalised, in chunks of 256: same texts and counters."""
+    import sys
+    from pathlib import Path
+
+    from curation.steps.normalize import Normalize
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from filters_corpus import load_corpus
+
+    norm = Normalize()
+    texts = [norm.transform(t) for _, t in load_corpus()]
+    one, many = PIIRedactor(), PIIRedactor()
+    for start in range(0, len(texts), 256):
+        chunk = texts[start:start + 256]
+        assert many.transform_batch(chunk) == [one.transform(t) for t in chunk], start
+    assert _one_by_one_counts(many) == _one_by_one_counts(one) and len(_one_by_one_counts(one)) >= 2  # e-mails, phones
