@@ -237,19 +237,23 @@ class Decontaminate(CumedFilter):
         d, p = key_spans(cps, lens, self.n, self._table)
         if not len(d):
             return out
-        # distinct (doc, span) then count per (doc, item)
-        dp = np.unique(np.stack([d, p], axis=1), axis=0)
-        pairs, counts = np.unique(np.stack([dp[:, 0], self._owner[dp[:, 1]]], axis=1), axis=0, return_counts=True)
-        ok = np.zeros(len(pairs), dtype=bool)
+        # distinct (doc, span), then count per (doc, item): pairs as one int64 each (sorted as the
+        # pairs are), not ``np.unique(axis=0)``, which sorts rows as opaque bytes (~4x slower)
+        nk, ni = len(self._keys), len(self._labels)
+        dp = np.unique(d * nk + p)
+        pk, counts = np.unique((dp // nk) * ni + self._owner[dp % nk].astype(np.int64), return_counts=True)
+        docs, items = pk // ni, pk % ni
+        ok = np.zeros(len(pk), dtype=bool)
         if self.min_spans is None and self.min_coverage is None:
             ok[:] = True
         if self.min_spans is not None:
             ok |= counts >= self.min_spans
         if self.min_coverage is not None:
-            ok |= counts >= self.min_coverage * self._item_spans[pairs[:, 1]]
+            ok |= counts >= self.min_coverage * self._item_spans[items]
         best: dict[int, tuple[int, int]] = {}
-        for (di, item), c, good in zip(pairs.tolist(), counts.tolist(), ok.tolist()):
-            if good and (di not in best or c > best[di][1]):  # the item sharing the most spans
+        sel = np.flatnonzero(ok)
+        for di, item, c in zip(docs[sel].tolist(), items[sel].tolist(), counts[sel].tolist()):
+            if di not in best or c > best[di][1]:  # the item sharing the most spans (the first on a tie)
                 best[di] = (item, c)
         for di, (item, _) in best.items():
             out[di] = self._labels[item]
