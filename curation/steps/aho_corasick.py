@@ -19,7 +19,8 @@ built with its failure links in compiled code (~0.1 s for the 128k-term lexicon)
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from curation.compiled import njit
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _EMPTY = np.uint64(0xFFFFFFFFFFFFFFFF)

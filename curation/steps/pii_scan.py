@@ -16,7 +16,8 @@ from __future__ import annotations
 import re
 
 import numpy as np
-from numba import njit
+
+from curation.compiled import njit
 
 _DIGITS: np.ndarray | None = None
 

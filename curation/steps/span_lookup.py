@@ -19,8 +19,8 @@ text are never formed, as the numpy path masked them.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from curation.compiled import njit
 from curation.dedup.canonical import _P
 
 _C1, _C2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)

@@ -17,7 +17,8 @@ Texts are given as one array of code points (``c``) with each text's ``[starts[i
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from curation.compiled import njit
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the high bits of key * golden ratio
 
