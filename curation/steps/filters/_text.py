@@ -217,11 +217,11 @@ BATCH_MAX_CHARS = 4000
 
 
 def features_batch(texts: list[str]) -> list[Features]:
-    """``features`` of every text; those not cached yet computed together, in one pass over the
-    concatenated code points (one table lookup, one ``bincount`` of text x class). On ~150-character
-    QA records the ~10 numpy calls per text cost more than the counting: ``min_length``, the first
-    filter, took 2.4 s of CPU per 250k records, 1.2 s now. Each text's ``cp``/``flags`` are views
-    into the chunk's arrays."""
+    """``features`` of every text; those not cached yet computed together, in one compiled pass over
+    the concatenated code points (``_class_counts``). On ~150-character QA records the ~10 numpy
+    calls per text cost more than the counting: ``min_length``, the first filter, took 2.4 s of
+    CPU per 250k records, 1.2 s with numpy per chunk. Each text's ``cp``/``flags`` are views into
+    the chunk's arrays."""
     out = [_CACHE.get(id(t)) for t in texts]
     todo = [i for i, (t, f) in enumerate(zip(texts, out)) if f is None or f.text is not t]
     batch = [i for i in todo if len(texts[i]) <= BATCH_MAX_CHARS]
@@ -231,12 +231,11 @@ def features_batch(texts: list[str]) -> list[Features]:
         except UnicodeEncodeError:
             cp = None  # a lone surrogate in one of them: each alone below (the regex fallback)
         if cp is not None:
+            from curation.steps.filters._class_counts import class_counts  # numba: loaded when used
+
             lens = np.fromiter((len(texts[i]) for i in batch), dtype=np.int64, count=len(batch))
-            flags = (_TABLES or _tables())[0][cp]
-            key = np.repeat(np.arange(len(batch), dtype=np.int64) << 8, lens) | flags
-            per_flags = np.bincount(key, minlength=256 * len(batch)).reshape(-1, 256)
-            used = np.flatnonzero(per_flags.any(axis=0))  # the few flag values present: 5x less to multiply
-            counts = (per_flags[:, used] @ _BITS[used]).tolist()
+            flags, counts = class_counts(cp, lens, (_TABLES or _tables())[0])
+            counts = counts.tolist()
             ends = np.cumsum(lens).tolist()
             new = [Features(texts[i], cp[start:end], flags[start:end], c)
                    for i, start, end, c in zip(batch, [0, *ends[:-1]], ends, counts)]
