@@ -259,7 +259,7 @@ class Decontaminate(CumedFilter):
             out[di] = self._labels[item]
         return out
 
-    def __getstate__(self):  # the key table is rebuilt where it is used (48 MB: not worth pickling)
+    def __getstate__(self):  # the key table is rebuilt where it is used (32 MB: not worth pickling)
         state = self.__dict__.copy()
         state["_table"] = None
         return state

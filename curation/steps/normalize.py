@@ -105,7 +105,7 @@ def clean_whitespace(text: str, max_blank_lines: int = 1, strip: bool = True) ->
     to the caller, ``Normalize.transform_batch``).
     """
     if not text.isascii():
-        text = _ZERO_WIDTH_RE.sub("", text)  # = translate(_ZERO_WIDTH), without a lookup per character
+        text = _ZERO_WIDTH_RE.sub("", text)  # one deletion per match, not str.translate (a lookup per character)
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = _HSPACE_RUNS.sub(" ", text)
