@@ -19,4 +19,12 @@ if "NUMBA_CACHE_DIR" not in os.environ and not os.access(Path(__file__).parent, 
 
 from numba import njit  # noqa: E402  (after the cache folder is chosen)
 
-__all__ = ["njit"]
+__all__ = ["njit", "table_bits"]
+
+
+def table_bits(n: int, min_bits: int = 4) -> int:
+    """log2 of the size of an open-addressing hash table for up to ``n`` keys: the smallest power
+    of two >= 2n, so the table is at most half full (probes stay short), and at least
+    ``2 ** min_bits`` slots. The kernels' tables (n-gram counts, the automaton's edges, the
+    evaluation-span keys) are all sized by this."""
+    return max(min_bits, (2 * max(int(n), 1) - 1).bit_length())

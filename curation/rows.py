@@ -14,10 +14,9 @@ from json.encoder import encode_basestring
 import pyarrow as pa
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.writers import ParquetWriter
-from datatrove.utils.batching import batched
 from datatrove.utils.typeshelper import StatHints
 
-from curation.batch import DocumentBatch, peek_batches
+from curation.batch import BATCHES, CHUNKS, DocumentBatch, in_chunks, peek_stream
 from curation.metrics import add_counts, add_metric, batch_metric
 from curation.workfolder import is_url
 from cumed.schemas import schema_for
@@ -235,23 +234,42 @@ class RankParquetWriter(ParquetWriter):
         super().close()
 
     takes_batches = True  # the reader's DocumentBatches too (``curation.batch``), with kept_adapter
+    takes_chunks = True  # and chunks of Documents (``curation.batch.in_chunks``)
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        is_batches, data = peek_batches(data)
-        if is_batches and getattr(self.adapter, "__func__", None) is not kept_adapter:
-            is_batches, data = False, (d for b in data for d in b.documents())  # other adapters take Documents
+        kind, data = peek_stream(data)
+        if kind == BATCHES and getattr(self.adapter, "__func__", None) is not kept_adapter:
+            kind, data = CHUNKS, (b.documents() for b in data)  # other adapters take Documents
         with self:
-            if is_batches:
+            if kind == BATCHES:
                 for batch in data:
                     with self.track_time():
                         self._write_table(pa.table(_batch_columns(batch), schema=DOC_SCHEMA), rank,
                                           batch.texts, batch.column("token_count"))
                     yield batch
                 return
-            for batch in batched(data, self.batch_size):
+            chunked, chunks = in_chunks(data, self.batch_size)
+            if not chunked:
+                for batch in chunks:
+                    with self.track_time():
+                        self._write_docs(batch, rank)
+                    yield from batch
+                return
+            # a stream's chunks (what is left of the reader's after the filters) gathered into row
+            # groups of ``batch_size``: the same files as one document at a time
+            pending: list[Document] = []
+            for batch in chunks:
+                pending.extend(batch)
+                if len(pending) >= self.batch_size:
+                    full = len(pending) - len(pending) % self.batch_size
+                    with self.track_time():
+                        for start in range(0, full, self.batch_size):
+                            self._write_docs(pending[start:start + self.batch_size], rank)
+                    del pending[:full]
+                yield batch
+            if pending:
                 with self.track_time():
-                    self._write_docs(batch, rank)
-                yield from batch
+                    self._write_docs(pending, rank)
 
     def _write_docs(self, docs: list[Document], rank: int) -> None:
         adapter = getattr(self.adapter, "__func__", None)

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from cumed.lineage import build_lineage, code_fingerprint
 from cumed.store import DatasetVersion, Store
+from curation.batch import BATCHES, CHUNKS, DOCUMENTS
 from curation.build.card import render_card
 from curation.build.executors import quiet_datatrove, run_stage
 from curation.build.progress import print_steps
@@ -83,10 +84,7 @@ def build_documents(recipe: Recipe, store: Store, *, executor: str = "local", wo
         pipeline_a.append(NearDupSignatures(join(work_url, "signatures"), **signature_options(dedup_cfg)))
     pipeline_a.append(RankParquetWriter(join(work_url, "filtered"), adapter=kept_adapter, schema=DOC_SCHEMA,
                                         **intermediate_parquet(work_url)))
-    # Chunks as columns when no step needs one document at a time (a dedup-only recipe:
-    # ``curation.batch``); the same rows and files either way.
-    batches = all(getattr(step, "takes_batches", False) for step in pipeline_a)
-    pipeline_a.insert(0, RecipeReader(recipe, join(work_url, "counts"), batches=batches))
+    pipeline_a.insert(0, RecipeReader(recipe, join(work_url, "counts"), stream=stream_kind(pipeline_a)))
     run_stage(f"{recipe.name}: read + clean + filter", pipeline_a, recipe.shards, workers, executor, join(logs, "a"),
               progress)
 
@@ -131,6 +129,15 @@ def build_documents(recipe: Recipe, store: Store, *, executor: str = "local", wo
     if not keep_work:
         remove(work_url)
     return dv, stats
+
+
+def stream_kind(steps) -> str:
+    """What stage A's reader yields (``curation.batch``): chunks as columns when no step needs one
+    document at a time (a dedup-only recipe), else chunks of Documents when every step takes them,
+    else single documents; the same rows and files either way."""
+    if all(getattr(step, "takes_batches", False) for step in steps):
+        return BATCHES
+    return CHUNKS if all(getattr(step, "takes_chunks", False) for step in steps) else DOCUMENTS
 
 
 def dedup_task_count(work_url: str, workers: int, docs_per_task: int = DOCS_PER_DEDUP_TASK) -> int:

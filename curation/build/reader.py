@@ -12,10 +12,18 @@ from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
 from cumed.errors import CumedError
+from curation.batch import BATCHES, CHUNKS, DOCUMENTS, split_chunk
 from curation.metrics import add_counts
 from curation.readers import make_reader
 from curation.recipe import Recipe, file_size, source_root
 from curation.workfolder import folder, is_url, write_text
+
+# A chunk of Documents in a ``chunks`` stream: every step holds one at a time, and the text
+# features of one chunk stay cached across the nine filters (``filters._text``: 4,096 texts and
+# 8M characters). 512: the largest batch a step asks for (decontamination, the model filters);
+# 2M characters keep a chunk of long papers (~30k characters each) to ~70 of them.
+CHUNK_DOCS = 512
+CHUNK_CHARS = 2_000_000
 
 
 class RecipeReader(PipelineStep):
@@ -28,12 +36,15 @@ class RecipeReader(PipelineStep):
     name = "recipe reader"
     type = "📖 - READER"
 
-    def __init__(self, recipe: Recipe, counts_dir: str, batches: bool = False):
-        """``batches``: yield ``DocumentBatch``es, not Documents (``curation.batch``), for a stage
-        whose every step takes them."""
+    def __init__(self, recipe: Recipe, counts_dir: str, stream: str = DOCUMENTS):
+        """``stream``: what to yield (``curation.batch``): ``documents`` one by one, ``chunks`` of
+        Documents (lists of at most ``CHUNK_DOCS`` documents and ``CHUNK_CHARS`` characters), or
+        ``batches`` (``DocumentBatch``es of columns), for a stage whose every step takes them."""
         super().__init__()
+        if stream not in (DOCUMENTS, CHUNKS, BATCHES):
+            raise ValueError(f"RecipeReader: stream={stream!r}; one of {DOCUMENTS}, {CHUNKS}, {BATCHES}")
         self.counts_dir = str(counts_dir)
-        self.batches = batches
+        self.stream = stream
         self.readers = {}
         units = []
         for s in recipe.sources:
@@ -67,7 +78,10 @@ class RecipeReader(PipelineStep):
             local = rel[len(prefix) + 1:] if prefix else rel
             # time spent reading only: a `with track_time()` around the loop would also count
             # what the downstream steps do while this generator waits at `yield`
-            items = iter(reader.read_chunks(local) if self.batches else reader.read_file(local))
+            items = iter(reader.read_file(local) if self.stream == DOCUMENTS else
+                         reader.read_chunks(local) if self.stream == BATCHES else
+                         (piece for b in reader.read_chunks(local)
+                          for piece in split_chunk(b.documents(), CHUNK_DOCS, CHUNK_CHARS)))
             spent, n, chunks = 0.0, 0, 0
             while True:
                 t0 = time.perf_counter()
@@ -75,12 +89,12 @@ class RecipeReader(PipelineStep):
                 spent += time.perf_counter() - t0
                 if item is None:
                     break
-                n += len(item) if self.batches else 1
+                n += 1 if self.stream == DOCUMENTS else len(item)
                 chunks += 1
                 yield item
             counts[source] += n
             self.stats.time_stats.update(spent, "file")
-            add_counts(self, {"documents": n, f"read_{source}": n, "batches": chunks if self.batches else 0})
+            add_counts(self, {"documents": n, f"read_{source}": n, "batches": chunks if self.stream != DOCUMENTS else 0})
         # durable on a local disk (as cumed.atomic.write_json); one put on object storage
         write_text(folder(self.counts_dir), f"{rank:05d}.json", json.dumps(counts, ensure_ascii=False), durable=True)
 

@@ -37,8 +37,9 @@ import numpy as np
 import xxhash
 
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
-# a large odd 64-bit multiplier (golden ratio) for the polynomial hash of code points
-_P = np.uint64(0x9E3779B97F4A7C15)
+# a large odd 64-bit multiplier (2^64 / golden ratio): the polynomial hash of code points here, and
+# Fibonacci hashing (a key's slot: the high bits of key * GOLDEN) in the compiled hash tables
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 @lru_cache(maxsize=1)
@@ -272,7 +273,7 @@ def window_hashes(cps: np.ndarray, n: int, block: int = 1 << 15) -> np.ndarray:
             cb[:] = cps[s : s + size + n - 1]
             h[:] = cb[:size]
             for k in range(1, n):
-                np.multiply(h, _P, out=h)
+                np.multiply(h, GOLDEN, out=h)
                 np.add(h, cb[k : k + size], out=h)
             _mix64(h, t)
     return out

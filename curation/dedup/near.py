@@ -62,7 +62,7 @@ from curation.dedup.core import (
     verify_options,
 )
 from curation.dedup.resolve import META_SCHEMA, Prefer, resolve
-from curation.batch import peek_batches
+from curation.batch import BATCHES, CHUNKS, emit, in_chunks, peek_stream
 from curation.workfolder import exists, folder, join, names, parquet_batches, read_parquet, read_text, staged, write_parquet
 
 DECISIONS_FILE = "decisions.parquet"
@@ -233,15 +233,16 @@ class NearDupSignatures(PipelineStep):
         self.is_synthetic = is_synthetic
 
     takes_batches = True  # the reader's DocumentBatches too (``curation.batch``)
+    takes_chunks = True  # and chunks of Documents (``curation.batch.in_chunks``)
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        is_batches, data = peek_batches(data)
-        if is_batches and self.is_synthetic is not _is_synthetic_default:
-            is_batches, data = False, (d for b in data for d in b.documents())  # the callable takes Documents
+        kind, data = peek_stream(data)
+        if kind == BATCHES and self.is_synthetic is not _is_synthetic_default:
+            kind, data = CHUNKS, (b.documents() for b in data)  # the callable takes Documents
         # in place when local; on object storage in scratch, uploaded at the end (meta last)
         with staged(folder(self.output_folder), last=("*.meta.parquet",)) as out:
             w = _RankWriter(str(out), rank, self.cfg)
-            if is_batches:  # the columns as they are (signatures do not depend on how rows are chunked)
+            if kind == BATCHES:  # the columns as they are (signatures do not depend on how rows are chunked)
                 for batch in data:
                     with self.track_time("batch"):
                         sources = batch.column("source", "")
@@ -253,7 +254,8 @@ class NearDupSignatures(PipelineStep):
                     yield batch
                 w.close()
                 return
-            for batch in batched(data, self.batch_size):
+            chunked, chunks = in_chunks(data, self.batch_size)
+            for batch in chunks:
                 with self.track_time("batch"):
                     w.add(
                         [d.id for d in batch],
@@ -262,7 +264,7 @@ class NearDupSignatures(PipelineStep):
                         [str(d.metadata.get("source", "")) for d in batch],
                     )
                 self.stat_update("signed", value=len(batch))
-                yield from batch
+                yield from emit(batch, chunked)
             w.close()
 
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from curation.compiled import njit
+from curation.compiled import njit, table_bits
+from curation.dedup.canonical import GOLDEN
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _EMPTY = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
@@ -36,7 +36,7 @@ class CompiledAutomaton:
         cps = np.frombuffer(flat.encode("utf-32-le"), dtype=np.uint32)
         lens = np.fromiter((len(w) for w, _ in words), dtype=np.int64, count=len(words))
         values = np.fromiter((v for _, v in words), dtype=np.int64, count=len(words))
-        bits = max(4, int(2 * (len(cps) + 1)).bit_length())  # edges <= characters: load <= 0.5
+        bits = table_bits(len(cps) + 1)  # edges <= characters
         self.tables = _build(cps, np.cumsum(lens) - lens, lens, values, bits)
 
     def covered(self, c: np.ndarray, starts: np.ndarray, ends: np.ndarray, need: np.ndarray) -> np.ndarray:
@@ -49,7 +49,7 @@ class CompiledAutomaton:
 @njit(cache=True, nogil=True)
 def _child(keys, kids, shift, mask, node, ch):  # pragma: no cover - compiled
     k = (np.uint64(node) << np.uint64(21)) | np.uint64(ch)
-    h = np.int64((k * _GOLDEN) >> shift)
+    h = np.int64((k * GOLDEN) >> shift)
     while keys[h] != _EMPTY:
         if keys[h] == k:
             return kids[h]
@@ -80,7 +80,7 @@ def _build(cps, starts, lens, values, bits):  # pragma: no cover - compiled
                 nxt = nodes
                 nodes += 1
                 k = (np.uint64(node) << np.uint64(21)) | np.uint64(ch)
-                h = np.int64((k * _GOLDEN) >> shift)
+                h = np.int64((k * GOLDEN) >> shift)
                 while keys[h] != _EMPTY:
                     h = (h + 1) & mask
                 keys[h], kids[h] = k, nxt

@@ -18,10 +18,9 @@ from collections import Counter
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.filters.base_filter import BaseFilter, get_filter_result
-from datatrove.utils.batching import batched
 from datatrove.utils.typeshelper import StatHints
 
-from curation.batch import peek_batches
+from curation.batch import BATCHES, emit, in_chunks, peek_stream
 from curation.metrics import add_counts
 
 CHUNK = 256  # documents per timing/counter update of a step that works one document at a time
@@ -61,12 +60,14 @@ class CumedFilter(BaseFilter):
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         raise NotImplementedError
 
+    takes_chunks = True  # a stream of lists of Documents too (``curation.batch.in_chunks``)
+
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        # Documents go through in chunks (``batch_size`` when a filter batches, else CHUNK) so
-        # that timing and counters are updated once per chunk, not per document.
-        chunk = self.batch_size if self.batch_size > 1 else CHUNK
+        # Documents go through in chunks (the stream's own, else ``batch_size`` when a filter
+        # batches, else CHUNK) so that timing and counters are updated once per chunk, not per document.
+        chunked, chunks = in_chunks(data, self.batch_size if self.batch_size > 1 else CHUNK)
         with self.exclusion_writer if self.exclusion_writer else contextlib.nullcontext() as writer:
-            for batch in batched(data, chunk):
+            for batch in chunks:
                 with self.track_time("batch"):
                     results = self.filter_batch(batch)
                 # only the documents not plainly kept (``True``: nearly all of them) are looked at
@@ -80,12 +81,11 @@ class CumedFilter(BaseFilter):
                                   StatHints.dropped: len(removed)})
                 counts.update(f"dropped_{doc.metadata['reason'].split(':')[0]}" for doc in removed)
                 add_counts(self, counts)
-                if not removed:
-                    yield from batch
-                    continue
-                write_removed(writer, removed, rank)
-                gone = {id(doc) for doc in removed}
-                yield from (doc for doc in batch if id(doc) not in gone)
+                if removed:
+                    write_removed(writer, removed, rank)
+                    gone = {id(doc) for doc in removed}
+                    batch = [doc for doc in batch if id(doc) not in gone]
+                yield from emit(batch, chunked)
 
 
 class CumedTransform(PipelineStep):
@@ -107,8 +107,11 @@ class CumedTransform(PipelineStep):
         whole chunk is cheaper (``Normalize``), with the same results and counts."""
         return [self.transform(t) for t in texts]
 
+    takes_chunks = True  # a stream of lists of Documents too (``curation.batch.in_chunks``)
+
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        for batch in batched(data, CHUNK):
+        chunked, chunks = in_chunks(data, CHUNK)
+        for batch in chunks:
             changed = 0
             with self.track_time("batch"):
                 for doc, new in zip(batch, self.transform_batch([doc.text for doc in batch])):
@@ -116,7 +119,7 @@ class CumedTransform(PipelineStep):
                         changed += 1
                         doc.text = new
             add_counts(self, {StatHints.total: len(batch), "changed": changed})
-            yield from batch
+            yield from emit(batch, chunked)
 
 
 class DropReadErrors(CumedFilter):
@@ -136,8 +139,8 @@ class DropReadErrors(CumedFilter):
         return True
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        is_batches, data = peek_batches(data)
-        if not is_batches:
+        kind, data = peek_stream(data)
+        if kind != BATCHES:
             yield from super().run(data, rank, world_size)
             return
         # the same removals, reasons and counters as ``filter`` one document at a time

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from curation.compiled import njit
-from curation.dedup.canonical import _P
+from curation.compiled import njit, table_bits
+from curation.dedup.canonical import GOLDEN
 
 _C1, _C2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
@@ -37,7 +37,7 @@ def key_table(keys: np.ndarray, bits: int | None = None) -> tuple[np.ndarray, np
     the top ``bits``; key per slot, its position in ``keys`` or -1), at most half full, for the
     rest. 0.84 M keys: 8 + 24 MB per process, ~0.1 s to build."""
     if bits is None:
-        bits = max(4, int(2 * max(len(keys), 1)).bit_length())
+        bits = table_bits(len(keys))
     return _key_table(np.asarray(keys), bits, BITMAP_BITS)
 
 
@@ -107,17 +107,17 @@ def _key_spans(cps, lens, n, bitmap, slot_key, slot_pos, shift, top_shift):  # p
     text = np.empty(total, dtype=np.int64)
     lead = np.uint64(1)  # P^(n-1): the weight of the character leaving the window
     for _ in range(n - 1):
-        lead *= _P
+        lead *= GOLDEN
     j, start = 0, 0
     for d in range(len(lens)):
         L = lens[d]
         if L >= n:
             h = np.uint64(0)
             for k in range(n):
-                h = h * _P + np.uint64(cps[start + k])
+                h = h * GOLDEN + np.uint64(cps[start + k])
             for i in range(L - n + 1):
                 if i:
-                    h = (h - np.uint64(cps[start + i - 1]) * lead) * _P + np.uint64(cps[start + i + n - 1])
+                    h = (h - np.uint64(cps[start + i - 1]) * lead) * GOLDEN + np.uint64(cps[start + i + n - 1])
                 hashes[j], text[j] = _mix(h), d
                 j += 1
         start += L

@@ -173,7 +173,7 @@ def test_ids_and_templates_column_by_column():
     assert templates.render_many("{q}", [{"x": "y"}]) is None  # a missing field: render's error
 
 
-def _build(raw: Path, tmp: Path, name: str):
+def _build(raw: Path, tmp: Path, name: str, steps: str = "dedup: {threshold: 0.75}"):
     recipe = tmp / f"{name}.yaml"
     recipe.write_text(f"""\
 name: {name}
@@ -182,7 +182,7 @@ sources:
   - {{name: qa_dump, reader: jsonl, path: 'qa/*.jsonl*', category: qa, license: test,
       options: {{template: "{{question}}\\n{{answer}}", id_field: id}}}}
 steps:
-  dedup: {{threshold: 0.75}}
+  {steps}
 """, encoding="utf-8")
     dv, stats = build(recipe, raw, Store(tmp / f"store-{name}"), work_root=tmp / f"work-{name}", progress=False)
     stage_a = json.loads(next((tmp / f"work-{name}").glob("*/logs/a/stats.json")).read_text())
@@ -193,8 +193,9 @@ def test_dedup_only_build_in_batches_publishes_the_per_document_version(jsonl_fo
     dv, stats, stage_a = _build(jsonl_folder, tmp_path, "batched")
     reader_stats = next(s for s in stage_a if s["name"].endswith("recipe reader"))
     assert reader_stats["stats"]["batches"] >= 3  # it did run in batches
-    # the per-document mode: one step that does not take batches turns it off for the stage
+    # the per-document mode: one step that takes neither batches nor chunks turns both off
     monkeypatch.setattr(DropReadErrors, "takes_batches", False)
+    monkeypatch.setattr(DropReadErrors, "takes_chunks", False)
     dv2, stats2, stage_a2 = _build(jsonl_folder, tmp_path, "per_document")
     assert "batches" not in next(s for s in stage_a2 if s["name"].endswith("recipe reader"))["stats"]
     assert dv.manifest["content_hash"] == dv2.manifest["content_hash"]
@@ -205,3 +206,46 @@ def test_dedup_only_build_in_batches_publishes_the_per_document_version(jsonl_fo
     assert s["read"] == s["kept"] + s["removed"] == 3 * CHUNK_RECORDS + 300 + 40
     assert stats["removed_by_reason"] == stats2["removed_by_reason"]
     assert stats["removed_by_reason"]["reader:read_error"] == 5
+
+
+# Every kind of stage-A step: two transforms, nine filters (``digit_ratio`` at 0.08 removes the
+# records numbered 1000+ whose ``i % 13`` has two digits: 3 in 13, spread through every chunk),
+# the signatures and the writer.
+FULL = """normalize: {}
+  pii: {}
+  filters:
+    min_length: {}
+    mojibake: {}
+    cjk_ratio: {}
+    symbol_ratio: {}
+    digit_ratio: {max_ratio: 0.08}
+    boilerplate: {}
+    line_repetition: {}
+    char_repetition: {}
+    lexicon_density: {terms: [发热, 咳嗽, 咽痛, 血常规, 胸片]}
+  dedup: {threshold: 0.75}"""
+
+
+def test_full_build_in_chunks_publishes_the_per_document_version(jsonl_folder, tmp_path, monkeypatch):
+    import curation.build.reader as reader_module
+
+    # chunks of 37: boundaries fall anywhere, and the filters' removals leave uneven chunks
+    monkeypatch.setattr(reader_module, "CHUNK_DOCS", 37)
+    dv, stats, stage_a = _build(jsonl_folder, tmp_path, "chunked", FULL)
+    reader_stats = next(s for s in stage_a if s["name"].endswith("recipe reader"))["stats"]
+    assert reader_stats["batches"] >= (3 * CHUNK_RECORDS + 340) // 37  # it did run in chunks of Documents
+    monkeypatch.setattr(DropReadErrors, "takes_chunks", False)  # one step without: one document at a time
+    dv2, stats2, stage_a2 = _build(jsonl_folder, tmp_path, "per_document", FULL)
+    assert "batches" not in next(s for s in stage_a2 if s["name"].endswith("recipe reader"))["stats"]
+    assert stats["removed_by_reason"]["digit_ratio"] > 1000  # removals inside every chunk
+    assert stats["removed_by_reason"] == stats2["removed_by_reason"]
+    assert stats["sources"] == stats2["sources"]
+    assert dv.manifest["content_hash"] == dv2.manifest["content_hash"]
+    assert dv.to_arrow().to_pylist() == dv2.to_arrow().to_pylist()
+    assert dv.to_arrow("removed").to_pylist() == dv2.to_arrow("removed").to_pylist()
+    # and each step's counters: per step, the same totals, removals and changes (a counter's
+    # per-update mean and variance depend on how many updates: one per chunk)
+    def counters(stage):
+        return {s["name"]: {k: v["total"] if isinstance(v, dict) else v for k, v in s["stats"].items()
+                            if k != "batches"} for s in stage}
+    assert counters(stage_a) == counters(stage_a2)

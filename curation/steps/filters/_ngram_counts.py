@@ -18,14 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from curation.compiled import njit
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the high bits of key * golden ratio
-
-
-def _table_bits(longest: int) -> int:
-    """log2 of a hash table at least twice the longest text's n-gram count (load <= 0.5)."""
-    return max(4, int(2 * max(longest, 1) - 1).bit_length())
+from curation.compiled import njit, table_bits
+from curation.dedup.canonical import GOLDEN
 
 
 def trigram_bounds(c: np.ndarray, starts: np.ndarray, ends: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
@@ -34,7 +28,7 @@ def trigram_bounds(c: np.ndarray, starts: np.ndarray, ends: np.ndarray, window: 
     characters. The same numbers as ``repetition._trigram_bounds``."""
     longest = int((ends - starts).max()) if len(starts) else 0
     return _trigram_bounds(c.astype(np.uint32, copy=False), starts.astype(np.int64, copy=False),
-                           ends.astype(np.int64, copy=False), int(window), _table_bits(longest))
+                           ends.astype(np.int64, copy=False), int(window), table_bits(longest))
 
 
 def top_counts(c: np.ndarray, starts: np.ndarray, ends: np.ndarray, ns: tuple[int, ...]) -> np.ndarray:
@@ -42,7 +36,7 @@ def top_counts(c: np.ndarray, starts: np.ndarray, ends: np.ndarray, ns: tuple[in
     is shorter than ``ns[k]``)."""
     longest = int((ends - starts).max()) if len(starts) else 0
     return _top_counts(c.astype(np.uint32, copy=False), starts.astype(np.int64, copy=False),
-                       ends.astype(np.int64, copy=False), np.asarray(ns, dtype=np.int64), _table_bits(longest))
+                       ends.astype(np.int64, copy=False), np.asarray(ns, dtype=np.int64), table_bits(longest))
 
 
 @njit(cache=True, nogil=True)
@@ -61,7 +55,7 @@ def _trigram_bounds(c, starts, ends, window, bits):  # pragma: no cover - compil
         best, run, cov, cov_end = 0, 0, 0, 0
         for j in range(m):
             k = (np.uint64(c[s + j]) << np.uint64(42)) | (np.uint64(c[s + j + 1]) << np.uint64(21)) | np.uint64(c[s + j + 2])
-            h = np.int64((k * _GOLDEN) >> shift)
+            h = np.int64((k * GOLDEN) >> shift)
             while stamp[h] == t + 1 and keys[h] != k:
                 h = (h + 1) & mask
             if stamp[h] != t + 1:
@@ -110,7 +104,7 @@ def _top_counts(c, starts, ends, ns, bits):  # pragma: no cover - compiled
                 hv = np.uint64(0)
                 for i in range(n):
                     hv = hv * base + np.uint64(c[p + i])
-                h = np.int64((hv * _GOLDEN) >> shift)
+                h = np.int64((hv * GOLDEN) >> shift)
                 while stamp[h] == tick:
                     if hashes[h] == hv:
                         same = True
