@@ -46,8 +46,15 @@ def intermediate_parquet(work_url) -> dict:
     their dictionaries were built per row group on write and expanded on read for nothing).
     A local work folder is written uncompressed (CPU is the cost there; it already holds
     ~200 MB of signatures for these records); on object storage the bytes cross the network,
-    so zstd."""
-    return {"compression": "zstd" if is_url(work_url) else None, "use_dictionary": list(COLUMNS)}
+    so zstd.
+
+    Statistics (min/max) only for ``COLUMNS``, and 1 MB data pages: nothing reads these files by
+    a predicate, and a text column's min/max cost a comparison of every text on write and a
+    larger footer to decode on read. Same 250k records, 2,000-row row groups, uncompressed:
+    write 0.30 -> 0.23 s, read back 0.23 -> 0.08 s (``filtered/`` is read by stage C, ``kept/``
+    by the publishing driver)."""
+    return {"compression": "zstd" if is_url(work_url) else None, "use_dictionary": list(COLUMNS),
+            "write_statistics": list(COLUMNS), "data_page_size": 1 << 20}
 
 
 # one encoder for all rows: json.dumps with keyword arguments builds a new encoder per call
@@ -207,10 +214,13 @@ class RankParquetWriter(ParquetWriter):
     row group, and one stats update per counter. Same files (same row groups, same file
     switches at ``max_file_size``), same stats but for the name of the document counter."""
 
-    def __init__(self, *args, use_dictionary: bool | list[str] = True, **kwargs):
-        """``use_dictionary``: pyarrow's (True: every column, datatrove's writer; a list: those columns)."""
+    def __init__(self, *args, use_dictionary: bool | list[str] = True, write_statistics: bool | list[str] = True,
+                 data_page_size: int | None = None, **kwargs):
+        """``use_dictionary``, ``write_statistics``, ``data_page_size``: pyarrow's (the defaults are
+        datatrove's writer's; a list: those columns)."""
         super().__init__(*args, **kwargs)
         self.use_dictionary = use_dictionary
+        self.write_statistics, self.data_page_size = write_statistics, data_page_size
         self._pending: dict[int, list[Document]] = {}  # write_batch's documents not yet in a row group
         if not set(self.output_filename.get_identifiers()) <= {"rank"}:
             raise ValueError(f"RankParquetWriter: output_filename may only use ${{rank}}, got {self.output_filename.template!r}")
@@ -296,6 +306,7 @@ class RankParquetWriter(ParquetWriter):
             self._writers[name] = pq.ParquetWriter(
                 self._get_output_file_with_retry(name), schema=self.schema or table.schema,
                 compression=self.compression, use_dictionary=self.use_dictionary,
+                write_statistics=self.write_statistics, data_page_size=self.data_page_size,
                 use_content_defined_chunking=self.use_content_defined_chunking, write_page_index=self.write_page_index)
         self._writers[name].write_table(table, row_group_size=self.batch_size)
         # what datatrove's write records per document: the document counter, total, doc_len(_tokens)

@@ -67,14 +67,17 @@ class ApplyDuplicateDecisions(PipelineStep):
     type = "🔻 - FILTER"
 
     def __init__(self, input_folder: str, output_folder: str, decisions_folder: str, removed_folder: str | None = None,
-                 glob_pattern: str = "*.parquet", compression: str | None = "zstd", use_dictionary: bool | list[str] = True):
-        """``compression`` / ``use_dictionary``: pyarrow's, for the outputs (``cumed build`` passes
-        ``curation.rows.intermediate_parquet``)."""
+                 glob_pattern: str = "*.parquet", compression: str | None = "zstd", use_dictionary: bool | list[str] = True,
+                 write_statistics: bool | list[str] = True, data_page_size: int | None = None):
+        """``compression``, ``use_dictionary``, ``write_statistics``, ``data_page_size``: pyarrow's,
+        for the outputs (``cumed build`` passes ``curation.rows.intermediate_parquet``)."""
         super().__init__()
         self.input_folder, self.output_folder = str(input_folder), str(output_folder)
         self.decisions_folder = str(decisions_folder)
         self.removed_folder = str(removed_folder) if removed_folder else None
-        self.glob_pattern, self.compression, self.use_dictionary = glob_pattern, compression, use_dictionary
+        self.glob_pattern = glob_pattern
+        self.options = {"compression": compression, "use_dictionary": use_dictionary,
+                        "write_statistics": write_statistics, "data_page_size": data_page_size}
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         import json
@@ -120,7 +123,7 @@ class ApplyDuplicateDecisions(PipelineStep):
             self.stat_update(StatHints.total, value=n_kept + n_removed)
             self.stat_update(StatHints.forwarded, value=n_kept)
             self.stat_update(StatHints.dropped, value=n_removed)
-            options = {"compression": self.compression, "use_dictionary": self.use_dictionary}
+            options = self.options
             if n_kept:
                 write_parquet(folder(self.output_folder), f"000_{rank:05d}.parquet", kept, **options)
             if n_removed and self.removed_folder:
