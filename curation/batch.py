@@ -66,8 +66,6 @@ class DocumentBatch:
         return values if default is None else [default if v is None else v for v in values]
 
 
-
-
 # What a stage-A stream carries (``peek_stream``): one Document per item, a list of Documents per
 # item (``in_chunks``), or a ``DocumentBatch`` of columns per item.
 DOCUMENTS, CHUNKS, BATCHES = "documents", "chunks", "batches"
