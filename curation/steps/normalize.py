@@ -19,8 +19,11 @@ import re
 import unicodedata
 from functools import cached_property
 
+import numpy as np
+
 from curation.metrics import add_counts
 from curation.steps.base import CumedTransform
+from curation.steps.opencc_changes import changing_table, may_change
 
 # ---------------------------------------------------------------- HTML residue
 # Only known HTML tag names are touched, so "<ID_CARD>", "a<b", "P<0.05" and "<5 mm" survive.
@@ -165,8 +168,25 @@ class Normalize(CumedTransform):
     def _converter(self):
         return _load_opencc(self.t2s)
 
+    @cached_property
+    def _changing(self):
+        return changing_table(self.t2s)
+
     def to_simplified(self, text: str) -> str:
         return self._converter.convert(text) if not text.isascii() else text
+
+    def _simplify_joined(self, joined: str, texts: list[str]) -> str:
+        """``to_simplified`` of the texts joined by ``SEP``: only the texts that hold a character
+        the conversion can change (``opencc_changes``) go through OpenCC, together in one call."""
+        if self._changing is None or joined.isascii():
+            return self.to_simplified(joined)
+        todo = np.flatnonzero(may_change(texts, self._changing))
+        if not len(todo):
+            return joined
+        out = list(texts)
+        for i, text in zip(todo, self._converter.convert(SEP.join([texts[i] for i in todo])).split(SEP)):
+            out[i] = text
+        return SEP.join(out)
 
     def _steps(self):
         if self.html:
@@ -202,15 +222,15 @@ class Normalize(CumedTransform):
             counts["html"] = sum(1 for a, b in zip(texts, new) if a is not b and a != b)
             if counts["html"]:
                 texts, joined = new, SEP.join(new)
-        whole = []
+        whole = []  # (label, function of the joined text and the texts it joins)
         if self.unicode:
-            whole.append(("unicode", normalize_unicode))
+            whole.append(("unicode", lambda joined, _: normalize_unicode(joined)))
         if self.t2s:
-            whole.append(("t2s", self.to_simplified))
+            whole.append(("t2s", self._simplify_joined))
         if self.whitespace:
-            whole.append(("whitespace", lambda t: clean_whitespace(t, self.max_blank_lines, strip=False)))
+            whole.append(("whitespace", lambda joined, _: clean_whitespace(joined, self.max_blank_lines, strip=False)))
         for label, fn in whole:
-            out = fn(joined)
+            out = fn(joined, texts)
             if label == "whitespace":  # the strip of each text, which the joined run left out
                 new = [t.strip() for t in out.split(SEP)]
             elif out == joined:
@@ -226,6 +246,7 @@ class Normalize(CumedTransform):
     def __getstate__(self):  # the OpenCC handle is rebuilt in each worker
         state = self.__dict__.copy()
         state.pop("_converter", None)
+        state.pop("_changing", None)
         return state
 
 
