@@ -16,7 +16,7 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.writers import ParquetWriter
 from datatrove.utils.typeshelper import StatHints
 
-from curation.batch import BATCHES, CHUNKS, DocumentBatch, in_chunks, peek_stream
+from curation.batch import BATCHES, CHUNKS, DocumentBatch, emit, in_chunks, peek_stream
 from curation.metrics import add_counts, add_metric, batch_metric
 from curation.workfolder import is_url
 from cumed.schemas import schema_for
@@ -226,20 +226,25 @@ class RankParquetWriter(ParquetWriter):
             raise ValueError(f"RankParquetWriter: output_filename may only use ${{rank}}, got {self.output_filename.template!r}")
 
     def write_batch(self, docs: list[Document], rank: int = 0) -> None:
-        """As an exclusion writer: a step's removed documents of one chunk (a few, often none),
-        buffered into row groups of ``batch_size`` (written by ``close`` at the latest). datatrove's
-        per-document ``write`` cost ~28 us a document (``CumedFilter`` calls this when present)."""
+        """Documents of one rank, gathered into row groups of exactly ``batch_size``; the rest
+        waits for the next call, or for ``close``. The same files as one document at a time,
+        however the documents come: a stream's chunks (``run``) or, as an exclusion writer, a
+        step's removed documents of one chunk (a few, often none; datatrove's per-document
+        ``write`` cost ~28 us a document, and ``CumedFilter`` calls this when present)."""
         pending = self._pending.setdefault(rank, [])
         pending.extend(docs)
-        if len(pending) >= self.batch_size:
+        full = len(pending) - len(pending) % self.batch_size
+        if full:
             with self.track_time():
-                self._write_docs(pending, rank)
-            pending.clear()
+                for start in range(0, full, self.batch_size):
+                    self._write_docs(pending[start:start + self.batch_size], rank)
+            del pending[:full]
 
     def close(self):
         for rank, pending in self._pending.items():
             if pending:
-                self._write_docs(pending, rank)
+                with self.track_time():
+                    self._write_docs(pending, rank)
         self._pending.clear()
         super().close()
 
@@ -259,27 +264,9 @@ class RankParquetWriter(ParquetWriter):
                     yield batch
                 return
             chunked, chunks = in_chunks(data, self.batch_size)
-            if not chunked:
-                for batch in chunks:
-                    with self.track_time():
-                        self._write_docs(batch, rank)
-                    yield from batch
-                return
-            # a stream's chunks (what is left of the reader's after the filters) gathered into row
-            # groups of ``batch_size``: the same files as one document at a time
-            pending: list[Document] = []
-            for batch in chunks:
-                pending.extend(batch)
-                if len(pending) >= self.batch_size:
-                    full = len(pending) - len(pending) % self.batch_size
-                    with self.track_time():
-                        for start in range(0, full, self.batch_size):
-                            self._write_docs(pending[start:start + self.batch_size], rank)
-                    del pending[:full]
-                yield batch
-            if pending:
-                with self.track_time():
-                    self._write_docs(pending, rank)
+            for batch in chunks:  # the reader's chunks (what the filters left of them), or documents gathered
+                self.write_batch(batch, rank)
+                yield from emit(batch, chunked)
 
     def _write_docs(self, docs: list[Document], rank: int) -> None:
         adapter = getattr(self.adapter, "__func__", None)

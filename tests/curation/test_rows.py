@@ -62,6 +62,38 @@ def test_batched_writer_matches_datatrove_parquet_writer(tmp_path, adapter, sche
     assert stock["doc_len_tokens"]["n"] == 1875 and _close(stock, batched)
 
 
+def _parquet_files(folder):
+    return {p.name: pq.ParquetFile(p) for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("max_file_size", [5 * 2**30, 20_000])
+def test_write_batch_in_any_pieces_writes_the_same_files(tmp_path, max_file_size):
+    """As an exclusion writer, documents come a few at a time (a step's removed documents of one
+    chunk: none, one, more than a row group). The row groups are still exactly ``batch_size``, the
+    rest written at ``close``: the same files as datatrove's writer one document at a time."""
+    from itertools import cycle
+
+    options = dict(adapter=removed_adapter, schema=REMOVED_SCHEMA, compression="zstd", batch_size=300,
+                   max_file_size=max_file_size)
+    LocalPipelineExecutor(pipeline=[lambda data, rank=0, world_size=1: _docs(2_500),
+                                    ParquetWriter(str(tmp_path / "stock"), **options)],
+                          tasks=1, logging_dir=str(tmp_path / "logs-stock")).run()
+    docs, start = list(_docs(2_500)), 0
+    with RankParquetWriter(str(tmp_path / "pieces"), **options) as writer:
+        for n in cycle([0, 1, 7, 299, 301, 650, 3]):
+            writer.write_batch(docs[start:start + n])
+            start += n
+            if start >= len(docs):
+                break
+    stock, pieces = _parquet_files(tmp_path / "stock"), _parquet_files(tmp_path / "pieces")
+    assert stock.keys() == pieces.keys() and (len(stock) > 1) == (max_file_size < 2**20)
+    for name, a in stock.items():
+        b = pieces[name]
+        assert a.read().equals(b.read()), name
+        assert [a.metadata.row_group(i).num_rows for i in range(a.num_row_groups)] == \
+               [b.metadata.row_group(i).num_rows for i in range(b.num_row_groups)], name
+
+
 def test_batch_metric_equals_per_value_updates():
     from datatrove.utils.stats import MetricStats
 
