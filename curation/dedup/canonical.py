@@ -31,6 +31,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
+from operator import is_
 from typing import NamedTuple
 
 import numpy as np
@@ -161,9 +162,45 @@ def canonical_batch(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     slower path: those with characters t2s changes are converted with OpenCC first; characters
     the table cannot map to one character (``_table``; astral-plane ones too) get their
     expansions spliced in when those do not depend on neighbours (Roman numerals, unit symbols:
-    the common case), otherwise the text takes the string path.
+    the common case), otherwise the text takes the string path. The texts of the last call, or
+    some of them, get the last answer (``_from_last``); it is read-only, as it may be shared.
     """
-    return _canonical_batch(texts, simplify=True)
+    global _last
+    last = _from_last(texts)
+    if last is not None:
+        return last
+    cps, lens = _canonical_batch(texts, simplify=True)
+    _last = None
+    if len(cps) <= LAST_MAX_CHARS:
+        cps.flags.writeable = lens.flags.writeable = False  # handed to more than one caller
+        _last = (list(texts), cps, lens)
+    return cps, lens
+
+
+# canonical_batch's last (texts, code points, lengths). In a build, the near-duplicate signatures
+# ask for the texts decontamination has just canonicalised (less the few it removed): the same
+# string objects, so the answer is the last one, or a selection of it (~1.5 s a million records).
+# Kept for a chunk up to the reader's 2M characters (``build.reader.CHUNK_CHARS``), not for the
+# large batches of stage B and the in-memory path.
+_last: tuple[list[str], np.ndarray, np.ndarray] | None = None
+LAST_MAX_CHARS = 2_000_000
+
+
+def _from_last(texts: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The last answer when ``texts`` are the last texts, or some of them in the same order
+    (identity checked text by text); else None."""
+    if _last is None or len(texts) > len(_last[0]):
+        return None
+    prev, cps, lens = _last
+    if len(texts) == len(prev) and all(map(is_, prev, texts)):
+        return cps, lens
+    at = {id(t): i for i, t in enumerate(prev)}
+    idx = [at.get(id(t), -1) for t in texts]
+    if any(i < 0 or prev[i] is not t for i, t in zip(idx, texts)) or any(a >= b for a, b in zip(idx, idx[1:])):
+        return None
+    keep = np.zeros(len(prev), dtype=bool)
+    keep[idx] = True
+    return cps[np.repeat(keep, lens)], lens[keep]
 
 
 def _canonical_batch(texts: list[str], simplify: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -79,6 +79,44 @@ def test_vectorised_canonical_matches_the_definition_on_random_mixtures():
         assert cps.tobytes().decode("utf-32-le") == "".join(want), texts
         assert lens.tolist() == [len(w) for w in want], texts
 
+
+def test_canonical_batch_answers_the_last_texts_again_without_recomputing(monkeypatch):
+    """Decontamination, then the near-duplicate signatures, ask for one chunk's canonical forms:
+    the second call (the same string objects, or some of them in order) is the last answer, or
+    a selection of it, computed once; texts equal but not the same objects, or out of order,
+    are computed again. The shared answer is read-only."""
+    import importlib
+
+    canon = importlib.import_module("curation.dedup.canonical")  # the package exports a function of that name
+
+    texts = [f"{i}號病人：高血壓，ⅡⅢ期，{'頭痛' * (i % 5)}。" for i in range(50)] + ["", "a", "😀𠀀"]
+    want = [canon._slow_canonical(t) for t in texts]
+    computed = []
+    real = canon._canonical_batch
+
+    def counted(ts, simplify):  # the real function; its own inner call (simplify=False) not counted
+        if simplify:
+            computed.append(len(ts))
+        return real(ts, simplify)
+
+    monkeypatch.setattr(canon, "_canonical_batch", counted)
+
+    def check(sub, picks):
+        cps, lens = canon.canonical_batch(sub)
+        assert cps.tobytes().decode("utf-32-le") == "".join(want[i] for i in picks)
+        assert lens.tolist() == [len(want[i]) for i in picks]
+        return cps
+
+    cps = check(texts, range(len(texts)))
+    assert not cps.flags.writeable
+    check(list(texts), range(len(texts)))  # another list of the same objects
+    some = [i for i in range(len(texts)) if i % 7]
+    check([texts[i] for i in some], some)  # decontamination removed a few
+    assert computed == [len(texts)]  # one computation for all three
+    check([texts[i] for i in reversed(some)], list(reversed(some)))  # out of order: computed again
+    check(["".join(list(t)) for t in texts[:3]], range(3))  # equal texts, other objects
+    assert computed == [len(texts), len(some), 3]
+
 # ------------------------------------------------------------------ unit cases, inline data
 ANSWER = (
     "您好，根据您的描述，考虑是慢性前列腺炎引起的尿频尿急。建议到正规医院泌尿外科做前列腺液常规检查和B超，"
