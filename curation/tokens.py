@@ -63,29 +63,24 @@ def _approx_batch(texts: list[str]) -> np.ndarray:
 
 def approx_column_total(column) -> int:
     """``approx_counts(column.to_pylist()).sum()`` for an Arrow string column, without making a
-    Python string per row: rows are decoded from the column's UTF-8 buffer a slice at a time (up
-    to ``_BATCH_CHARS`` bytes, as ``approx_counts`` bounds its batches) (0.41 -> 0.19 s CPU for the
-    250k kept texts of a dedup-only build; the stats count every kept text)."""
+    Python string per row: one compiled pass over the column's UTF-8 buffer (``utf8_tokens``).
+    The stats count every kept text at publish: 250k kept texts took 0.41 s as Python strings,
+    0.19 s decoded a slice at a time for numpy, ~0.05 s now (BENCHMARKS.md, issue #17)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
+
+    from curation.utf8_tokens import utf8_token_total  # numba: loaded when used
 
     total = 0
     for chunk in column.chunks if isinstance(column, pa.ChunkedArray) else [column]:
         if chunk.null_count or not pa.types.is_string(chunk.type) and not pa.types.is_large_string(chunk.type):
             total += int(approx_counts([t for t in chunk.to_pylist() if t is not None]).sum())
             continue
+        if not len(chunk):
+            continue
         wide = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
         offsets = np.frombuffer(chunk.buffers()[1], dtype=wide)[chunk.offset:chunk.offset + len(chunk) + 1]
-        data = memoryview(chunk.buffers()[2]) if len(chunk) else memoryview(b"")
-        lens = pc.utf8_length(chunk).to_numpy(zero_copy_only=False)
-        start = 0
-        while start < len(chunk):
-            end = int(np.searchsorted(offsets, offsets[start] + _BATCH_CHARS, side="right")) - 1
-            end = min(max(end, start + 1), len(chunk))
-            text = str(data[offsets[start]:offsets[end]], "utf-8")
-            cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-            total += int(_approx_codepoints(cps, lens[start:end]).sum())
-            start = end
+        data = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)
+        total += int(utf8_token_total(data, offsets.astype(np.int64), _classes()))
     return total
 
 
