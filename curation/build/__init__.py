@@ -8,6 +8,7 @@ the conversations build is ``curation.sft.build``. The rooms of this package, on
 - ``reader``     a recipe's sources read inside a stage, spread over tasks by size
 - ``steps``      recipe -> stage A's steps, near-duplicate options, models applied
 - ``executors``  local processes or a Ray cluster; quiet logs; a failed task as one line
+- ``task_gc``    a full garbage collection after every task: a worker's memory stays flat
 - ``progress``   progress bars over a stage's completions
 - ``stats``      Table-1 figures and the nothing-lost check
 - ``card``       the version's README

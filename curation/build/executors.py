@@ -16,11 +16,13 @@ from datatrove.executor.ray import RayPipelineExecutor  # imports Ray only when 
 from cumed.errors import CumedError
 from cumed.process import pipeline_gc, reuse_freed_memory
 from curation.build.progress import StageProgress
+from curation.build.task_gc import CollectPerTask
 from curation.workfolder import ScratchPerTask, folder, names, read_text
 
 
-class RayExecutor(ScratchPerTask, RayPipelineExecutor):
-    """datatrove's Ray executor, each task with a private scratch folder (its task log too)."""
+class RayExecutor(ScratchPerTask, CollectPerTask, RayPipelineExecutor):
+    """datatrove's Ray executor, each task with a private scratch folder (its task log too) and
+    its garbage collected when it ends (``task_gc``)."""
 
 
 def run_stage(label: str, pipeline: list, tasks: int, workers: int, executor: str, logging_dir: str | Path,

@@ -19,7 +19,8 @@ SIGKILL it when its parent dies (``PR_SET_PDEATHSIG``; the parent is the driver,
 datatrove's forkserver, which exits with the driver); the driver itself is left alone, so a build
 started from a shell that exits keeps running.
 
-Every task gets a private scratch folder, deleted when it ends (``curation.workfolder``).
+Every task gets a private scratch folder, deleted when it ends (``curation.workfolder``), and a
+full garbage collection when it ends (``task_gc``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import sys
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.utils.stats import PipelineStats
 
+from curation.build.task_gc import CollectPerTask
 from curation.workfolder import ScratchPerTask
 
 FAILED = "failed"
@@ -64,7 +66,7 @@ def arm_forked_workers() -> None:
         _ARMED = True
 
 
-class LocalExecutor(ScratchPerTask, LocalPipelineExecutor):
+class LocalExecutor(ScratchPerTask, CollectPerTask, LocalPipelineExecutor):
     def _launch_run_for_rank(self, rank: int, ranks_q, completed=None, completed_lock=None) -> PipelineStats:
         if self.logging_dir.exists(FAILED):
             return PipelineStats()

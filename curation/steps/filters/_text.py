@@ -160,11 +160,14 @@ class Features:
         reference list is judged whole, as before)."""
         if self._prose is None:
             self._prose = {}
-        p = self._prose.get(chinese)
-        if p is None:
+        if chinese not in self._prose:
             s = prose_lines(self, chinese)
-            p = self._prose[chinese] = self if s is self.text else Features(s)
-        return p if p.visible >= min_share * self.visible else self
+            # None for "all prose", not self: a reference to itself would make a cycle, freed only
+            # by the collector's rare full pass, and hold the chunk's arrays (``cp``, ``flags``) till
+            # then: ~5 MB per 15k QA records, 2.2 GB in a worker of a 10M build (BENCHMARKS.md)
+            self._prose[chinese] = None if s is self.text else Features(s)
+        p = self._prose[chinese]
+        return p if p is not None and p.visible >= min_share * self.visible else self
 
     def gb_lead_bound(self) -> int | None:
         """Upper bound on the GB18030 bytes of the text that can lead a UTF-8 CJK sequence."""
