@@ -69,7 +69,8 @@ def test_no_table_where_the_dictionaries_cannot_be_read(tmp_path):
     assert changing_chars("t2s") == changing_chars("t2s.json") and "麼" in changing_chars("t2s")
     # a text dictionary is read as it is
     (tmp_path / "d.txt").write_text("乾\t干 乾\n慰藉\t慰藉\n麪坏兒\t面坯儿\n", encoding="utf-8")
-    (tmp_path / "text.json").write_text('{"conversion_chain": [{"dict": {"type": "text", "file": "d.txt"}}]}', encoding="utf-8")
+    (tmp_path / "text.json").write_text('{"conversion_chain": [{"dict": {"type": "text", "file": "d.txt"}}]}',
+                                        encoding="utf-8")
     assert changing_chars(str(tmp_path / "text.json")) == {"乾", "麪"}
 
 
