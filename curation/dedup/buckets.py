@@ -40,11 +40,12 @@ batches, one rank file at a time. Step 3 holds the pairs and the exact duplicate
 proportional to the duplicates, not to the corpus. Signature files are memory-mapped; the
 exchanged files are plain Parquet.
 
-The folders may be on object storage (``cumed build --work s3://...``): a task then downloads the
-signature files it reads into its private scratch folder (``curation.workfolder.task_scratch``,
-deleted when the task ends), whole files, not only the slices it reads (a candidate task holds
-every band file on its scratch disk: 16 bytes per document per band), and writes its outputs
-with one put each. Local folders are read in place, as before.
+The folders may be on object storage (``cumed build --work s3://...``): a verify task then reads
+the canonical texts of its pairs' documents as byte ranges (``SignatureFiles.canon_ranges``), and
+downloads the other signature files it reads into its private scratch folder
+(``curation.workfolder.task_scratch``, deleted when the task ends): whole files, not only the
+slices it reads (a candidate task holds every band file on its scratch disk: 16 bytes per
+document per band). It writes its outputs with one put each. Local folders are read in place.
 
 Every task records its peak memory (``VmHWM``, reset at the task's start) in
 ``{step}/{t}.stats.json``; ``/proc/self/status`` rather than ``ru_maxrss``, which Linux carries
@@ -89,6 +90,10 @@ REFERENCE = "reference_signatures"
 READ_BATCH = 65_536  # meta rows per Parquet batch: what a task holds of a rank file at once
 ESTIMATE_CHUNK = 200_000
 SHINGLE_BLOCK = 1 << 18  # canonical characters hashed per pass (~40 bytes each of temporaries: ~10 MB)
+# On object storage the candidates' canonical texts are read as byte ranges of a rank's
+# ``.canon.u16``; ranges closer than this many UTF-16 units (128 KB) are read as one request: the
+# bytes in between cost less than another round trip.
+CANON_GAP = 1 << 16
 
 
 def hash_cuts(parts: int) -> list[np.uint64]:
@@ -201,7 +206,7 @@ class SignatureFiles:
             ends = self.rows(have + self.offsets[p], ["canon_end"]).column(0).to_numpy()
             stop = ends[np.searchsorted(have, local)]
             start = np.where(local > 0, ends[np.searchsorted(have, local - 1)], 0)
-            canon = _map_u16(self.path(p, f"{self.parts[p][1]}.canon.u16"))
+            canon, start, stop = self.canon_ranges(p, start, stop)
             for t0, t1 in text_blocks(stop - start, SHINGLE_BLOCK):
                 units = np.concatenate([canon[s:e] for s, e in zip(start[t0:t1].tolist(), stop[t0:t1].tolist())])
                 # decoded as one: the rank writer encoded whole batches of valid texts, so no
@@ -212,6 +217,32 @@ class SignatureFiles:
                     lens = lens - np.diff(np.searchsorted(low, np.concatenate([[0], np.cumsum(lens)])))
                 out.append(shingle_batch(cps, lens, n))
         return ShingleBatch.concat(out) if out else ShingleBatch.of([])
+
+
+    def canon_ranges(self, p: int, start: np.ndarray, stop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(units, start, stop): UTF-16 units of part ``p``'s canonical texts holding the ranges
+        ``[start, stop)`` (ascending, as the rows are), and the ranges within those units. A local
+        file is memory-mapped whole. On object storage only the ranges are read, those less than
+        ``CANON_GAP`` apart merged into one request, never the whole file: a verify task's pairs
+        touch every rank, and the ranks' canonical texts together are the corpus's."""
+        df, tag = self.parts[p][:2]
+        rel = f"{tag}.canon.u16"
+        root = local_root(df)
+        if root is not None:
+            return _map_u16(root / rel), start, stop
+        if not len(start):
+            return np.empty(0, np.uint16), start, stop
+        reach = np.maximum.accumulate(stop)
+        first = np.ones(len(start), dtype=bool)
+        first[1:] = start[1:] > reach[:-1] + CANON_GAP  # a range that opens a new block
+        heads = np.flatnonzero(first)
+        b0, b1 = start[heads], np.maximum.reduceat(stop, heads)
+        data = df.cat_ranges([rel] * len(heads), (b0 * 2).tolist(), (b1 * 2).tolist(), on_error="raise")
+        units = np.frombuffer(b"".join(data), dtype=np.uint16)
+        # where each block starts in ``units``, then each range's shift into it
+        at = np.concatenate([[0], np.cumsum(b1 - b0)[:-1]])
+        shift = (at - b0)[np.cumsum(first) - 1]
+        return units, start + shift, stop + shift
 
 
 def _num_rows(df, rel: str) -> int:

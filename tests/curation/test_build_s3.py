@@ -303,3 +303,60 @@ def test_relevance_learns_from_papers_mirrored_from_an_s3_raw(bucket, tmp_path, 
                 for p in (tmp_path / "cache" / "raw-mirror").rglob("files/**/*") if p.is_file()}
     papers = {p.relative_to(raw).as_posix() for p in (raw / "ChinaXiv_medical").glob("*/*.md")}
     assert mirrored == papers | {"ChinaXiv_medical/chinaxiv_medical_index.jsonl"}
+
+
+def test_verify_reads_canonical_texts_by_range_on_s3(bucket, tmp_path, monkeypatch):  # noqa: F811 - fixture
+    """A verify task on object storage reads its documents' canonical texts as byte ranges of the
+    ranks' ``.canon.u16``, never the whole files (a verify task's pairs touch every rank, and the
+    ranks' canonical texts together are the corpus's): the same n-grams as the local files give,
+    with ranges merged into one request where they are close and read apart where they are not."""
+    import random
+
+    import numpy as np
+    from datatrove.data import Document
+    from datatrove.executor import LocalPipelineExecutor
+
+    from curation.dedup import NearDupSignatures
+    from curation.dedup import buckets
+    from curation.dedup.buckets import SignatureFiles
+    from curation.dedup.near import _map_u16
+
+    rng = random.Random(17)
+    alphabet = list("患者尿频尿急三天建议做常规检查医生您好前列腺炎，。ABC123") + ["𠀀", "😀"]  # astral: surrogate pairs
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 300))) for _ in range(3000)]
+
+    def read(data=None, rank: int = 0, world_size: int = 1):
+        for i in range(rank, len(texts), world_size):
+            yield Document(text=texts[i], id=f"d{i}", metadata={"source": "s"})
+
+    sig = tmp_path / "sig"
+    LocalPipelineExecutor([read, NearDupSignatures(str(sig))], tasks=2, logging_dir=str(tmp_path / "logs")).run()
+    upload(sig, bucket, "sig")
+    local = SignatureFiles([(str(sig), False)])
+    remote = SignatureFiles([(f"s3://{bucket}/sig", False)], scratch=tmp_path / "scratch")
+    assert local.n == remote.n == len(texts) and len(remote.parts) == 2
+    idx = np.unique(np.r_[0, 1, 2, 700, 701, 1499, 1500, 1501, 2222, 2998, 2999])  # both ranks, runs and gaps
+    whole = sum(p.stat().st_size for p in sig.glob("*.canon.u16"))
+
+    fetched = []
+    real = remote.parts[0][0].cat_ranges.__func__
+
+    def counted(self, paths, starts, ends, **kw):
+        fetched.append(sum(e - s for s, e in zip(starts, ends)))
+        return real(self, paths, starts, ends, **kw)
+
+    for gap in (buckets.CANON_GAP, 8):
+        monkeypatch.setattr(buckets, "CANON_GAP", gap)
+        fetched.clear()
+        for df in {id(p[0]): p[0] for p in remote.parts}.values():
+            monkeypatch.setattr(df, "cat_ranges", counted.__get__(df))
+        want, got = local.shingles(idx, 5), remote.shingles(idx, 5)
+        for a, b in zip(want, got):
+            assert np.array_equal(a, b)
+        assert 0 < sum(fetched) < whole / (2 if gap > 8 else 20), (gap, fetched, whole)
+    # the ranges of one rank, against its file read whole
+    start, stop = np.array([0, 10, 5000, 90000]), np.array([10, 40, 5001, 90000])
+    units, s2, e2 = remote.canon_ranges(0, start, stop)
+    full = _map_u16(sig / f"{local.parts[0][1]}.canon.u16")
+    assert [units[a:b].tolist() for a, b in zip(s2, e2)] == [full[a:b].tolist() for a, b in zip(start, stop)]
+    assert not list((tmp_path / "scratch").rglob("*.canon.u16"))  # no canonical text downloaded whole
