@@ -40,12 +40,13 @@ batches, one rank file at a time. Step 3 holds the pairs and the exact duplicate
 proportional to the duplicates, not to the corpus. Signature files are memory-mapped; the
 exchanged files are plain Parquet.
 
-The folders may be on object storage (``cumed build --work s3://...``): a verify task then reads
-the canonical texts of its pairs' documents as byte ranges (``SignatureFiles.canon_ranges``), and
-downloads the other signature files it reads into its private scratch folder
-(``curation.workfolder.task_scratch``, deleted when the task ends): whole files, not only the
-slices it reads (a candidate task holds every band file on its scratch disk: 16 bytes per
-document per band). It writes its outputs with one put each. Local folders are read in place.
+The folders may be on object storage (``cumed build --work s3://...``). A task then reads the
+large signature files by byte range: a candidates task its hash range of every band file, found
+from the file's fence (``SignatureFiles.band_slices``), a verify task the canonical texts of its
+pairs' documents (``SignatureFiles.canon_ranges``). The small ones (meta, sketches: <200 bytes a
+document) it downloads whole into its private scratch folder (``curation.workfolder.task_scratch``,
+deleted when the task ends). It writes its outputs with one put each. Local folders are read in
+place.
 
 Every task records its peak memory (``VmHWM``, reset at the task's start) in
 ``{step}/{t}.stats.json``; ``/proc/self/status`` rather than ``ru_maxrss``, which Linux carries
@@ -54,6 +55,7 @@ across fork and exec.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Iterator
@@ -76,6 +78,7 @@ from curation.dedup.core import (
     verify_pairs,
 )
 from curation.dedup.near import (
+    BAND_FENCE,
     NearDupClusters,
     _codepoints,
     _map_u16,
@@ -130,6 +133,7 @@ class SignatureFiles:
     def __init__(self, folders: list[tuple[str, bool]], scratch: Path | None = None):
         self.parts = []  # (DataFolder, tag, offset, n, is_ref)
         self.scratch = scratch
+        self._fences: dict[tuple[int, int], tuple[np.ndarray, int, int] | None] = {}  # (band, part) -> _fence
         off = 0
         for url, is_ref in folders:
             df = folder(url)
@@ -185,15 +189,68 @@ class SignatureFiles:
                 out[pos] = np.take(mm, local, axis=0)
         return out
 
-    def band_slice(self, band: int, p: int, cuts: list[np.uint64], q: int) -> tuple[np.ndarray, np.ndarray]:
-        """(band hashes, global indices) of part ``p``'s rows in band ``band`` within range ``q``."""
-        tag, off = self.parts[p][1:3]
-        mm = np.load(self.path(p, f"bands/{band:02d}/{tag}.npy"), mmap_mode="r")
-        col = mm[:, 0]
-        lo = np.searchsorted(col, cuts[q], side="left") if q else 0
-        hi = np.searchsorted(col, cuts[q + 1], side="left") if q + 1 < len(cuts) - 1 else len(col)
-        sl = np.asarray(mm[lo:hi])
-        return sl[:, 0], sl[:, 1].astype(np.int64) + off
+    def band_slices(self, band: int, cuts: list[np.uint64], q: int) -> tuple[np.ndarray, np.ndarray]:
+        """(band hashes, global indices) of every part's rows in band ``band`` within range ``q``,
+        part after part. A local band file is memory-mapped. On object storage each part's rows
+        are found from the band file's fence (``near.BAND_FENCE``) and read as one byte range per
+        part, all parts of a folder in one ``cat_ranges`` call: a candidates task reads its share
+        of every band, not every band file whole (16 bytes per document per band). Signatures
+        written without fences (before them) are downloaded whole, as before."""
+        hs, gs = [], []
+        remote = self._remote_band_rows(band, cuts, q)
+        for p in range(len(self.parts)):
+            sl = remote[p] if p in remote else self._band_rows(band, p, cuts, q)
+            hs.append(sl[:, 0])
+            gs.append(sl[:, 1].astype(np.int64) + self.parts[p][2])
+        return (np.concatenate(hs), np.concatenate(gs)) if hs else (np.zeros(0, np.uint64), np.zeros(0, np.int64))
+
+    def _band_rows(self, band: int, p: int, cuts: list[np.uint64], q: int) -> np.ndarray:
+        mm = np.load(self.path(p, f"bands/{band:02d}/{self.parts[p][1]}.npy"), mmap_mode="r")
+        lo, hi = _range_rows(mm[:, 0], cuts, q)
+        return np.asarray(mm[lo:hi])
+
+    def _remote_band_rows(self, band: int, cuts: list[np.uint64], q: int) -> dict[int, np.ndarray]:
+        """{part: its rows of range ``q``} for the parts on object storage that have fences."""
+        by_folder: dict[int, list[int]] = {}
+        for p, part in enumerate(self.parts):
+            if local_root(part[0]) is None and self._fence(band, p) is not None:
+                by_folder.setdefault(id(part[0]), []).append(p)
+        out = {}
+        for ps in by_folder.values():
+            windows = []
+            for p in ps:
+                fence, data_at, n = self._fence(band, p)
+                r0, r1 = _fence_window(fence, cuts, q, n)
+                windows.append((r0, r1, data_at))
+            rels = [f"bands/{band:02d}/{self.parts[p][1]}.npy" for p in ps]
+            data = _read_ranges(self.parts[ps[0]][0], rels, [at + 16 * r0 for r0, _, at in windows],
+                                [at + 16 * r1 for _, r1, at in windows])
+            for p, raw in zip(ps, data):
+                rows = np.frombuffer(raw, dtype=np.uint64).reshape(-1, 2)
+                lo, hi = _range_rows(rows[:, 0], cuts, q)
+                out[p] = rows[lo:hi]
+        return out
+
+    def _fence(self, band: int, p: int) -> tuple[np.ndarray, int, int] | None:
+        """(fence, byte offset of the rows, rows) of part ``p``'s band file, read once; None
+        without a fence file."""
+        key = (band, p)
+        if key not in self._fences:
+            df, tag = self.parts[p][:2]
+            base = f"bands/{band:02d}/{tag}"
+            try:
+                fence_raw, head = df.cat_ranges([f"{base}.fence.npy", f"{base}.npy"], [0, 0], [None, 4096],
+                                                on_error="raise")
+            except FileNotFoundError:
+                self._fences[key] = None
+                return None
+            f = io.BytesIO(head)
+            version = np.lib.format.read_magic(f)
+            shape, fortran, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                                     else np.lib.format.read_array_header_2_0(f))
+            plain = dtype == np.dtype("<u8") and not fortran and len(shape) == 2 and shape[1] == 2
+            self._fences[key] = (np.load(io.BytesIO(fence_raw)), f.tell(), shape[0]) if plain else None
+        return self._fences[key]
 
     def shingles(self, idx: np.ndarray, n: int) -> ShingleBatch:
         """The n-grams of the (ascending, unique) ``idx`` as one ``ShingleBatch``, text k =
@@ -237,12 +294,42 @@ class SignatureFiles:
         first[1:] = start[1:] > reach[:-1] + CANON_GAP  # a range that opens a new block
         heads = np.flatnonzero(first)
         b0, b1 = start[heads], np.maximum.reduceat(stop, heads)
-        data = df.cat_ranges([rel] * len(heads), (b0 * 2).tolist(), (b1 * 2).tolist(), on_error="raise")
+        data = _read_ranges(df, [rel] * len(heads), (b0 * 2).tolist(), (b1 * 2).tolist())
         units = np.frombuffer(b"".join(data), dtype=np.uint16)
         # where each block starts in ``units``, then each range's shift into it
         at = np.concatenate([[0], np.cumsum(b1 - b0)[:-1]])
         shift = (at - b0)[np.cumsum(first) - 1]
         return units, start + shift, stop + shift
+
+
+def _read_ranges(df, rels: list[str], starts: list[int], ends: list[int]) -> list[bytes]:
+    """The bytes ``[start, end)`` of each file, fetched together; an empty range is not asked for
+    (S3 answers ``bytes=N-(N-1)`` with the whole object)."""
+    ask = [i for i, (s, e) in enumerate(zip(starts, ends)) if e > s]
+    out = [b""] * len(rels)
+    if ask:
+        got = df.cat_ranges([rels[i] for i in ask], [starts[i] for i in ask], [ends[i] for i in ask], on_error="raise")
+        for i, raw in zip(ask, got):
+            if len(raw) != ends[i] - starts[i]:
+                raise OSError(f"{rels[i]}: asked for bytes {starts[i]}-{ends[i]}, got {len(raw)}; "
+                              "fix: the signature files changed while the stage ran, run the build again")
+            out[i] = raw
+    return out
+
+
+def _range_rows(col: np.ndarray, cuts: list[np.uint64], q: int) -> tuple[int, int]:
+    """The rows of sorted hashes ``col`` in range ``q`` of ``cuts`` (the first and last ranges open)."""
+    lo = int(np.searchsorted(col, cuts[q], side="left")) if q else 0
+    hi = int(np.searchsorted(col, cuts[q + 1], side="left")) if q + 1 < len(cuts) - 1 else len(col)
+    return lo, hi
+
+
+def _fence_window(fence: np.ndarray, cuts: list[np.uint64], q: int, n: int) -> tuple[int, int]:
+    """Rows ``[r0, r1)`` of a band file of ``n`` rows that hold range ``q`` for sure, from its
+    fence (row ``k * BAND_FENCE``'s hash at ``fence[k]``): a row before the first fence value at
+    or past the range's start cannot be in it; nor one at or past a fence value at or past its end."""
+    lo, hi = _range_rows(fence, cuts, q)
+    return max(lo - 1, 0) * BAND_FENCE, min(n, hi * BAND_FENCE) if hi < len(fence) else n
 
 
 def _num_rows(df, rel: str) -> int:
@@ -390,14 +477,10 @@ class CandidatePairTasks(_DedupTask):
         chunks = []
         for band in range(cfg.bands):
             for q in range(rank * self.partitions, (rank + 1) * self.partitions):
-                hs, ds = [], []
-                for p in range(len(files.parts)):
-                    h, g = files.band_slice(band, p, cuts, q)
-                    keep = ~_in_bitmap(g, inactive)
-                    hs.append(h[keep])
-                    ds.append(g[keep])
-                if hs:
-                    c = candidate_pairs(np.concatenate(hs), np.concatenate(ds), cfg)
+                h, g = files.band_slices(band, cuts, q)
+                keep = ~_in_bitmap(g, inactive)
+                if len(g):
+                    c = candidate_pairs(h[keep], g[keep], cfg)
                     if len(c):
                         chunks.append(c)
         pairs = np.concatenate(chunks) if chunks else np.zeros(0, np.uint64)

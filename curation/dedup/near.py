@@ -5,6 +5,7 @@ unchanged and writes, per rank (= shard), to ``output_folder``:
 
     {rank:05d}.sketch.npy           (n, bins) uint8 low bytes of the OPH signatures (``core.sketch``)
     bands/{band:02d}/{rank:05d}.npy (n, 2) uint64 [band hash, local index], sorted by hash
+    bands/{band:02d}/{rank:05d}.fence.npy  every ``BAND_FENCE``-th hash of it (ranged reads)
     {rank:05d}.canon.u16            canonical texts, UTF-16LE, concatenated (2 bytes per character)
     {rank:05d}.meta.parquet         id, length (canonical chars), exact (uint64), synthetic, source,
                                     canon_end (end of the document in the .canon.u16 file, in units)
@@ -71,6 +72,11 @@ DECISIONS_FILE = "decisions.parquet"
 # Bumped when the files of stage 1 change; part of ``cumed build``'s work-folder key, so a
 # resumed build never mixes signature folders of two formats.
 SIGNATURE_FORMAT = 2
+# Every BAND_FENCE-th hash of a sorted band file is written beside it (``{tag}.fence.npy``,
+# 8 bytes per 4,096 documents): a stage-B task on object storage finds the rows of its hash range
+# from it and reads only those (``buckets.SignatureFiles.band_slices``). Part of the signature
+# format: a change of it needs a new SIGNATURE_FORMAT.
+BAND_FENCE = 4096
 
 
 def _is_synthetic_default(doc: Document) -> bool:
@@ -154,6 +160,7 @@ class _RankWriter:
             d = self.folder / "bands" / f"{bi:02d}"
             d.mkdir(parents=True, exist_ok=True)
             _save_atomic(d / f"{tag}.npy", arr)
+            _save_atomic(d / f"{tag}.fence.npy", np.ascontiguousarray(hs[::BAND_FENCE]))
         m = self.meta
         table = pa.table(
             {

@@ -360,3 +360,65 @@ def test_verify_reads_canonical_texts_by_range_on_s3(bucket, tmp_path, monkeypat
     full = _map_u16(sig / f"{local.parts[0][1]}.canon.u16")
     assert [units[a:b].tolist() for a, b in zip(s2, e2)] == [full[a:b].tolist() for a, b in zip(start, stop)]
     assert not list((tmp_path / "scratch").rglob("*.canon.u16"))  # no canonical text downloaded whole
+
+
+def test_candidates_read_their_band_rows_by_range_on_s3(bucket, tmp_path, monkeypatch):  # noqa: F811 - fixture
+    """A candidates task on object storage reads, of every band file, only the rows of its hash
+    range: found from the file's fence (every ``BAND_FENCE``-th hash), read as one byte range per
+    rank. The same rows as the local files give, for every band and range; a fraction of the
+    files' bytes fetched, none downloaded. Signatures without fences are downloaded, as before."""
+    import random
+
+    import boto3
+    import numpy as np
+    from datatrove.data import Document
+    from datatrove.executor import LocalPipelineExecutor
+
+    from curation.dedup import NearDupSignatures, buckets, near
+    from curation.dedup.buckets import SignatureFiles, hash_cuts
+
+    for module in (near, buckets):
+        monkeypatch.setattr(module, "BAND_FENCE", 64)  # 1,500 rows a rank: a fence of 24 hashes
+    rng = random.Random(5)
+    texts = ["".join(rng.choice("患者尿频尿急三天建议做常规检查医生您好") for _ in range(rng.randint(5, 80)))
+             for _ in range(3000)]
+
+    def read(data=None, rank: int = 0, world_size: int = 1):
+        for i in range(rank, len(texts), world_size):
+            yield Document(text=texts[i], id=f"d{i}", metadata={"source": "s"})
+
+    sig = tmp_path / "sig"
+    LocalPipelineExecutor([read, NearDupSignatures(str(sig))], tasks=2, workers=1,  # in this process: patched
+                          logging_dir=str(tmp_path / "logs")).run()
+    assert len(np.load(sig / "bands" / "00" / "00000.fence.npy")) == 24
+    upload(sig, bucket, "sig")
+    local = SignatureFiles([(str(sig), False)])
+    remote = SignatureFiles([(f"s3://{bucket}/sig", False)], scratch=tmp_path / "scratch")
+    fetched = []
+    real = type(remote.parts[0][0]).cat_ranges
+
+    def counted(self, paths, starts, ends, **kw):
+        if not any(p.endswith(".fence.npy") for p in paths):  # the rows, not a fence and header
+            fetched.extend(e - s for s, e in zip(starts, ends))
+        return real(self, paths, starts, ends, **kw)
+
+    monkeypatch.setattr(type(remote.parts[0][0]), "cat_ranges", counted)
+    cuts = hash_cuts(8)
+    for band in (0, 13, 27):
+        for q in range(8):
+            fetched.clear()
+            want, got = local.band_slices(band, cuts, q), remote.band_slices(band, cuts, q)
+            assert np.array_equal(want[0], got[0]) and np.array_equal(want[1], got[1]), (band, q)
+            assert len(want[1]) > 100
+            # one range per rank: the range's rows and at most two fence gaps more, of 1,500 rows a rank
+            assert len(fetched) == 2 and sum(fetched) <= 16 * (len(want[1]) + 2 * 2 * 64) < 16 * 1500, fetched
+    assert not list((tmp_path / "scratch").rglob("*.npy"))
+
+    s3 = boto3.client("s3")  # signatures written before fences: whole files downloaded, same rows
+    for key in keys(bucket, "sig/bands/"):
+        if key.endswith(".fence.npy"):
+            s3.delete_object(Bucket=bucket, Key=key)
+    old = SignatureFiles([(f"s3://{bucket}/sig", False)], scratch=tmp_path / "scratch2")
+    want, got = local.band_slices(13, cuts, 3), old.band_slices(13, cuts, 3)
+    assert np.array_equal(want[0], got[0]) and np.array_equal(want[1], got[1])
+    assert len(list((tmp_path / "scratch2").rglob("*.npy"))) == 2
