@@ -186,14 +186,16 @@ def _cmdline(pid: int) -> str:
         return "?"
 
 
-def run_measured(cmd: list[str], env: dict) -> dict:
-    """Run ``cmd``; every process of its tree's peak memory (VmHWM), sampled every 0.1 s."""
+def run_measured(cmd: list[str], env: dict, detail: bool = False) -> dict:
+    """Run ``cmd``; every process of its tree's peak memory (VmHWM), sampled every 0.1 s
+    (``detail``: also ``all_processes``, each with the first and last time it was seen alive)."""
     import psutil
 
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     root = psutil.Process(proc.pid)
     peaks: dict[int, tuple[int, str]] = {}
+    seen: dict[int, list[float]] = {}  # pid -> [first, last] time it was sampled (which stage it served)
     main_cmd = _cmdline(root.pid)
 
     def role(pid: int) -> str:  # forked pool workers carry the main process's command line
@@ -204,7 +206,9 @@ def run_measured(cmd: list[str], env: dict) -> dict:
             pids = [root.pid] + [c.pid for c in root.children(recursive=True)]
         except psutil.Error:
             pids = [root.pid]
+        now = time.time()
         for pid in pids:
+            seen.setdefault(pid, [now, now])[1] = now
             hwm = _vmhwm(pid)
             if hwm > peaks.get(pid, (0, ""))[0]:
                 peaks[pid] = (hwm, peaks.get(pid, (0, ""))[1] or role(pid))
@@ -212,12 +216,13 @@ def run_measured(cmd: list[str], env: dict) -> dict:
     out, err = proc.communicate()
     if proc.returncode:
         raise RuntimeError(f"{cmd} failed:\n{err[-3000:]}")
-    procs = sorted(({"pid": p, "peak_MB": round(h / 2**20), "role": r} for p, (h, r) in peaks.items()),
+    procs = sorted(({"pid": p, "peak_MB": round(h / 2**20), "role": r, "alive": seen[p]} for p, (h, r) in peaks.items()),
                    key=lambda x: -x["peak_MB"])
     return {"wall_s": round(time.perf_counter() - t0, 1), "processes": len(procs),
             "max_process_peak_MB": procs[0]["peak_MB"] if procs else 0,
             "main_peak_MB": next((p["peak_MB"] for p in procs if p["role"] == "main"), 0),
-            "top_processes": procs[:5], "stdout": out}
+            "top_processes": [{k: v for k, v in p.items() if k != "alive"} for p in procs[:5]],
+            **({"all_processes": procs} if detail else {}), "stdout": out}
 
 
 def stage_times(work: Path) -> dict:
@@ -242,7 +247,7 @@ def cumed_build(root: Path, recipe: Path, workers: int, mb: float) -> dict:
     cmd = [sys.executable, "-c", "import sys; from cumed.cli import main; sys.argv[0] = 'cumed'; main()", "build", str(recipe), "--raw", str(root / "raw"), "--store", str(store),
            "--work-dir", str(work), "--workers", str(workers), "--json"]
     t_start = time.time()
-    res = run_measured(cmd, env)
+    res = run_measured(cmd, env, detail=True)
     t_end = time.time()
     ref = json.loads(res.pop("stdout").strip().splitlines()[-1])["ref"]
     from cumed.store import Store
@@ -257,6 +262,18 @@ def cumed_build(root: Path, recipe: Path, workers: int, mb: float) -> dict:
     if last_end:
         per_stage["publish"] = {"s": round(t_end - last_end, 1)}
         per_stage["startup"] = {"s": round(min(s for s, _ in stages.values()) - t_start, 1)}
+    # which stage each pool worker served: the stage its sampled lifetime overlaps most (the
+    # main process runs them all); the largest process per stage
+    procs = res.pop("all_processes")
+    for proc in procs:
+        first, last = proc.pop("alive")
+        if proc["role"] != "main" and stages:
+            proc["stage"] = max(stages, key=lambda k: min(last, stages[k][1]) - max(first, stages[k][0]))
+    for key in per_stage:
+        peak = max((p["peak_MB"] for p in procs if p.get("stage") == key), default=None)
+        if peak is not None:
+            per_stage[key]["largest_worker_MB"] = peak
+    res["top_processes"] = procs[:5]
     return {**res, "MB": round(mb, 1), "MB_per_s": round(mb / res["wall_s"], 2),
             "MB_per_s_per_core": round(mb / res["wall_s"] / workers, 2), "stages": per_stage,
             "read": out.get("read"), "kept": out.get("kept"), "removed": out.get("removed"),
