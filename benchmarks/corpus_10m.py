@@ -267,7 +267,7 @@ def cumed_build(root: Path, recipe: Path, workers: int, mb: float) -> dict:
     procs = res.pop("all_processes")
     for proc in procs:
         first, last = proc.pop("alive")
-        if proc["role"] != "main" and stages:
+        if proc["role"].startswith("worker") and stages:  # a pool worker (with --workers 1 there are none)
             proc["stage"] = max(stages, key=lambda k: min(last, stages[k][1]) - max(first, stages[k][0]))
     for key in per_stage:
         peak = max((p["peak_MB"] for p in procs if p.get("stage") == key), default=None)
