@@ -194,6 +194,8 @@ def _from_last(texts: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
     prev, cps, lens = _last
     if len(texts) == len(prev) and all(map(is_, prev, texts)):
         return cps, lens
+    if not texts or not any(t is texts[0] for t in prev):  # other texts (a dedup-only build's batches)
+        return None
     at = {id(t): i for i, t in enumerate(prev)}
     idx = [at.get(id(t), -1) for t in texts]
     if any(i < 0 or prev[i] is not t for i, t in zip(idx, texts)) or any(a >= b for a, b in zip(idx, idx[1:])):
