@@ -301,14 +301,20 @@ def test_no_distinct_twin_is_merged(issue_run):
 
 # ----------------------------------------------------------------------------- the staged paths
 @needs_raw
-@pytest.mark.parametrize("verify", [None, "jaccard"])
-def test_the_staged_paths_verify_as_find_duplicates(tmp_path, verify):
-    """The one-task stage 2 and the bucket tasks decide what ``find_duplicates`` decides, under either rule."""
+@pytest.mark.parametrize("verify,batch_chars", [(None, None), ("jaccard", None), (None, 2000)])
+def test_the_staged_paths_verify_as_find_duplicates(tmp_path, monkeypatch, verify, batch_chars):
+    """The one-task stage 2 and the bucket tasks decide what ``find_duplicates`` decides, under either
+    rule, and also when a verify task checks its pairs in many small batches (``VERIFY_BATCH_CHARS``)."""
+    import json
+
     from datatrove.data import Document
     from datatrove.executor import LocalPipelineExecutor
 
-    from curation.dedup import NearDupClusters, NearDupSignatures, read_decisions
+    from curation.dedup import NearDupClusters, NearDupSignatures, buckets, read_decisions
     from curation.dedup.buckets import bucket_stages
+
+    if batch_chars:
+        monkeypatch.setattr(buckets, "VERIFY_BATCH_CHARS", batch_chars)
 
     docs = real_docs(n_toyhom=1500, n_disease=1500)
     copies, _ = plant(docs, per_kind=30, seed=5, min_chars=50)
@@ -329,3 +335,5 @@ def test_the_staged_paths_verify_as_find_duplicates(tmp_path, verify):
     assert len([d for d in expected if d.kind == "near"]) >= 100
     assert sorted(read_decisions(str(tmp_path / "one"))) == expected
     assert sorted(read_decisions(str(tmp_path / "b"))) == expected
+    batches = [json.loads(f.read_text())["verify_batches"] for f in sorted((tmp_path / "b").glob("*/pairs/*.stats.json"))]
+    assert len(batches) == 2 and (min(batches) > 5 if batch_chars else max(batches) == 1), batches
