@@ -138,7 +138,7 @@ class SignatureFiles:
     def __init__(self, folders: list[tuple[str, bool]], scratch: Path | None = None):
         self.parts = []  # (DataFolder, tag, offset, n, is_ref)
         self.scratch = scratch
-        self._fences: dict[tuple[int, int], tuple[np.ndarray, int, int] | None] = {}  # (band, part) -> _fence
+        self._fences: dict[tuple[int, int], tuple[np.ndarray, int, int] | None] = {}  # (band, part): _read_fences
         off = 0
         for url, is_ref in folders:
             df = folder(url)
@@ -218,44 +218,51 @@ class SignatureFiles:
         """{part: its rows of range ``q``} for the parts on object storage that have fences."""
         by_folder: dict[int, list[int]] = {}
         for p, part in enumerate(self.parts):
-            if local_root(part[0]) is None and self._fence(band, p) is not None:
+            if local_root(part[0]) is None:
                 by_folder.setdefault(id(part[0]), []).append(p)
         out = {}
         for ps in by_folder.values():
+            self._read_fences(band, ps)
+            ps = [p for p in ps if self._fences[band, p] is not None]
             windows = []
             for p in ps:
-                fence, data_at, n = self._fence(band, p)
+                fence, data_at, n = self._fences[band, p]
                 r0, r1 = _fence_window(fence, cuts, q, n)
                 windows.append((r0, r1, data_at))
             rels = [f"bands/{band:02d}/{self.parts[p][1]}.npy" for p in ps]
             data = _read_ranges(self.parts[ps[0]][0], rels, [at + 16 * r0 for r0, _, at in windows],
-                                [at + 16 * r1 for _, r1, at in windows])
+                                [at + 16 * r1 for _, r1, at in windows]) if ps else []
             for p, raw in zip(ps, data):
                 rows = np.frombuffer(raw, dtype=np.uint64).reshape(-1, 2)
                 lo, hi = _range_rows(rows[:, 0], cuts, q)
                 out[p] = rows[lo:hi]
         return out
 
-    def _fence(self, band: int, p: int) -> tuple[np.ndarray, int, int] | None:
-        """(fence, byte offset of the rows, rows) of part ``p``'s band file, read once; None
-        without a fence file."""
-        key = (band, p)
-        if key not in self._fences:
-            df, tag = self.parts[p][:2]
-            base = f"bands/{band:02d}/{tag}"
-            try:
-                fence_raw, head = df.cat_ranges([f"{base}.fence.npy", f"{base}.npy"], [0, 0], [None, 4096],
-                                                on_error="raise")
-            except FileNotFoundError:
-                self._fences[key] = None
-                return None
+    def _read_fences(self, band: int, ps: list[int]) -> None:
+        """The fence, the byte offset of the rows and the row count of band ``band``'s file of each
+        part ``ps`` (of one folder) not read yet, into ``_fences``: one ``cat_ranges`` for all (the
+        fence file whole, the first 4 KB of the band file for its header). None for a part without
+        a fence file, or whose band file is not the plain (n, 2) uint64 array."""
+        todo = [p for p in ps if (band, p) not in self._fences]
+        if not todo:
+            return
+        rels = [rel for p in todo for rel in (f"bands/{band:02d}/{self.parts[p][1]}.fence.npy",
+                                              f"bands/{band:02d}/{self.parts[p][1]}.npy")]
+        got = self.parts[todo[0]][0].cat_ranges(rels, [0] * len(rels), [None, 4096] * len(todo), on_error="return")
+        for k, p in enumerate(todo):
+            fence_raw, head = got[2 * k], got[2 * k + 1]
+            for answer in (fence_raw, head):
+                if isinstance(answer, Exception) and not isinstance(answer, FileNotFoundError):
+                    raise answer
+            if isinstance(fence_raw, Exception) or isinstance(head, Exception):
+                self._fences[band, p] = None
+                continue
             f = io.BytesIO(head)
             version = np.lib.format.read_magic(f)
             shape, fortran, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
                                      else np.lib.format.read_array_header_2_0(f))
             plain = dtype == np.dtype("<u8") and not fortran and len(shape) == 2 and shape[1] == 2
-            self._fences[key] = (np.load(io.BytesIO(fence_raw)), f.tell(), shape[0]) if plain else None
-        return self._fences[key]
+            self._fences[band, p] = (np.load(io.BytesIO(fence_raw)), f.tell(), shape[0]) if plain else None
 
     def shingles(self, idx: np.ndarray, n: int) -> ShingleBatch:
         """The n-grams of the (ascending, unique) ``idx`` as one ``ShingleBatch``, text k =
