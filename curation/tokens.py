@@ -65,7 +65,7 @@ def approx_column_total(column) -> int:
     """``approx_counts(column.to_pylist()).sum()`` for an Arrow string column, without making a
     Python string per row: one compiled pass over the column's UTF-8 buffer (``utf8_tokens``).
     The stats count every kept text at publish: 250k kept texts took 0.41 s as Python strings,
-    0.19 s decoded a slice at a time for numpy, ~0.05 s now (BENCHMARKS.md, issue #17)."""
+    0.19 s decoded a slice at a time for numpy, 0.09 s now (BENCHMARKS.md, issue #17)."""
     import pyarrow as pa
 
     from curation.utf8_tokens import utf8_token_total  # numba: loaded when used
