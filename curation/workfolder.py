@@ -225,6 +225,16 @@ def write_parquet(df: DataFolder, rel: str, table, **kw) -> None:
 
 
 @contextlib.contextmanager
+def parquet_writer(df: DataFolder, rel: str, schema, **kw):
+    """``with parquet_writer(df, "x/y.parquet", schema) as w: w.write_table(...)``: a
+    ``pq.ParquetWriter`` whose file appears complete, or not at all (``writing``)."""
+    import pyarrow.parquet as pq
+
+    with writing(df, rel, "wb") as f, pq.ParquetWriter(f, schema, **kw) as w:
+        yield w
+
+
+@contextlib.contextmanager
 def staged(df: DataFolder, last: tuple[str, ...] = ()):
     """A local folder to write a task's files into: ``df`` itself when local; else a scratch
     folder whose files are uploaded to ``df`` when the block ends without error (those whose

@@ -311,3 +311,44 @@ def test_staged_path_reads_back_texts_with_astral_characters(tmp_path):
     # few astral characters: one cluster, the longest (d6) stays
     assert {(d.id, d.duplicate_of, d.kind) for d in staged} == {("d0", "d6", "near"), ("d1", "d6", "near"),
                                                                 ("d5", "d6", "near")}
+
+
+def test_apply_decisions_in_batches(tmp_path):
+    """Stage C reads, filters and writes a batch at a time: the kept and removed rows, and the
+    counters, are those of one batch per file, while no row group it writes exceeds a batch
+    (so a task never held more than one batch of texts)."""
+    import pyarrow.parquet as pq
+
+    from curation.dedup import ApplyDuplicateDecisions
+    from curation.dedup.core import Decision
+    from curation.dedup.near import write_decisions
+    from curation.rows import rows_table
+
+    docs = [Document(text=f"第{i}条：患者咨询头痛发热{i % 7}天。", id=f"d{i:04d}", metadata={"source": "s", "n": i})
+            for i in range(500)]
+    for k, part in enumerate((docs[:230], docs[230:])):
+        (tmp_path / "filtered").mkdir(exist_ok=True)
+        pq.write_table(rows_table(part), tmp_path / "filtered" / f"000_{k:05d}.parquet", row_group_size=50)
+    gone = {i: Decision(f"d{i:04d}", f"d{i - 1:04d}", 0.9 if i % 2 else 1.0, "near" if i % 2 else "exact")
+            for i in (1, 57, 58, 229, 230, 231, 499)}
+    write_decisions(sorted(gone.values(), key=lambda d: d.id), str(tmp_path / "dedup"))
+
+    def run(batch_rows: int, out: str):
+        step = ApplyDuplicateDecisions(str(tmp_path / "filtered"), str(tmp_path / out / "kept"), str(tmp_path / "dedup"),
+                                       removed_folder=str(tmp_path / out / "removed"), batch_rows=batch_rows)
+        list(step.run(rank=0, world_size=1))
+        kept = pq.ParquetFile(tmp_path / out / "kept" / "000_00000.parquet")
+        removed = pq.read_table(tmp_path / out / "removed" / "000_00000.parquet")
+        groups = [kept.metadata.row_group(g).num_rows for g in range(kept.metadata.num_row_groups)]
+        return kept.read(), removed, groups, {k: v["total"] if isinstance(v, dict) else v for k, v in step.stats.to_dict()["stats"].items()}
+
+    kept, removed, groups, counts = run(40, "small")
+    kept_1, removed_1, groups_1, counts_1 = run(65_536, "whole")
+    assert kept.equals(kept_1) and removed.equals(removed_1) and counts == counts_1
+    assert kept.column("id").to_pylist() == [d.id for i, d in enumerate(docs) if i not in gone]
+    assert removed.column("id").to_pylist() == [gone[i].id for i in sorted(gone)]
+    assert removed.column("reason").to_pylist()[:2] == ["near_duplicate: of d0000 (jaccard 0.90)",
+                                                        "near_duplicate: of d0056 (jaccard 0.90)"]
+    assert counts["forwarded"] == 493 and counts["dropped"] == 7 and counts["total"] == 500
+    assert max(groups) <= 40 and len(groups) >= 13  # batches of 40 rows, less their duplicates
+    assert groups_1 == [226, 267]  # one batch per file
