@@ -14,15 +14,16 @@ from pathlib import Path
 from datatrove.executor.ray import RayPipelineExecutor  # imports Ray only when it runs
 
 from cumed.errors import CumedError
-from cumed.process import pipeline_gc, reuse_freed_memory
+from cumed.process import pipeline_gc
+from curation.build.allocators import TunedAllocators, tune_allocators
 from curation.build.progress import StageProgress
 from curation.build.task_gc import CollectPerTask
 from curation.workfolder import ScratchPerTask, folder, names, read_text
 
 
-class RayExecutor(ScratchPerTask, CollectPerTask, RayPipelineExecutor):
-    """datatrove's Ray executor, each task with a private scratch folder (its task log too) and
-    its garbage collected when it ends (``task_gc``)."""
+class RayExecutor(ScratchPerTask, TunedAllocators, CollectPerTask, RayPipelineExecutor):
+    """datatrove's Ray executor, each task with a private scratch folder (its task log too), the
+    build's allocator settings (``allocators``) and its garbage collected when it ends (``task_gc``)."""
 
 
 def run_stage(label: str, pipeline: list, tasks: int, workers: int, executor: str, logging_dir: str | Path,
@@ -34,7 +35,7 @@ def run_stage(label: str, pipeline: list, tasks: int, workers: int, executor: st
 
 
 def _run(executor) -> None:
-    reuse_freed_memory()
+    tune_allocators()
     with pipeline_gc():
         executor.run()
 

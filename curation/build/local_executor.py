@@ -33,6 +33,7 @@ import sys
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.utils.stats import PipelineStats
 
+from curation.build.allocators import TunedAllocators
 from curation.build.task_gc import CollectPerTask
 from curation.workfolder import ScratchPerTask
 
@@ -66,7 +67,7 @@ def arm_forked_workers() -> None:
         _ARMED = True
 
 
-class LocalExecutor(ScratchPerTask, CollectPerTask, LocalPipelineExecutor):
+class LocalExecutor(ScratchPerTask, TunedAllocators, CollectPerTask, LocalPipelineExecutor):
     def _launch_run_for_rank(self, rank: int, ranks_q, completed=None, completed_lock=None) -> PipelineStats:
         if self.logging_dir.exists(FAILED):
             return PipelineStats()
