@@ -180,7 +180,7 @@ class Normalize(CumedTransform):
         the conversion can change (``opencc_changes``) go through OpenCC, together in one call."""
         if self._changing is None or joined.isascii():
             return self.to_simplified(joined)
-        todo = np.flatnonzero(may_change(texts, self._changing))
+        todo = np.flatnonzero(may_change(texts, self._changing, joined, SEP))
         if not len(todo):
             return joined
         out = list(texts)

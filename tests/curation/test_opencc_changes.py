@@ -74,6 +74,8 @@ def test_no_table_where_the_dictionaries_cannot_be_read(tmp_path):
     assert changing_chars(str(tmp_path / "text.json")) == {"乾", "麪"}
 
 
-@pytest.mark.parametrize("texts", [[], [""], ["a", ""], ["𠀀乾"]])
+@pytest.mark.parametrize("texts", [[], [""], ["a", ""], ["𠀀乾"], ["ab", "c", "d乾", "e"], ["乾", "", "x"]])
 def test_may_change_edges(texts):
     assert may_change(texts, changing_table("t2s")).tolist() == [("乾" in t) for t in texts]
+    # the same answer from the texts joined with a separator, as ``Normalize`` passes them
+    assert may_change(texts, changing_table("t2s"), "\x00".join(texts), "\x00").tolist() == [("乾" in t) for t in texts]
