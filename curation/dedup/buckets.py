@@ -264,18 +264,29 @@ class SignatureFiles:
             plain = dtype == np.dtype("<u8") and not fortran and len(shape) == 2 and shape[1] == 2
             self._fences[band, p] = (np.load(io.BytesIO(fence_raw)), f.tell(), shape[0]) if plain else None
 
-    def shingles(self, idx: np.ndarray, n: int) -> ShingleBatch:
+    def canon_bounds(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(start, stop): where the canonical text of each (ascending, unique) global index ``idx``
+        lies in its rank's ``.canon.u16``, from the ranks' meta ``canon_end`` (a text starts where
+        the row before it ends)."""
+        start, stop = np.zeros(len(idx), np.int64), np.zeros(len(idx), np.int64)
+        for p, pos, local in self._by_part(idx):
+            have = np.unique(np.concatenate([local, local[local > 0] - 1]))
+            ends = self.rows(have + self.offsets[p], ["canon_end"]).column(0).to_numpy()
+            stop[pos] = ends[np.searchsorted(have, local)]
+            start[pos] = np.where(local > 0, ends[np.searchsorted(have, local - 1)], 0)
+        return start, stop
+
+    def shingles(self, idx: np.ndarray, n: int, bounds: tuple[np.ndarray, np.ndarray] | None = None) -> ShingleBatch:
         """The n-grams of the (ascending, unique) ``idx`` as one ``ShingleBatch``, text k =
         ``idx[k]``: only their canonical texts are read (slices of the rank's memory-mapped
         ``.canon.u16``), hashed in blocks of ``SHINGLE_BLOCK`` characters: one numpy pass each,
-        not one ``np.unique`` per text (23,600 texts: 0.55 s -> ~0.2 s)."""
+        not one ``np.unique`` per text (23,600 texts: 0.55 s -> ~0.2 s). ``bounds``: their
+        ``canon_bounds``, where the caller read them already (a verify task's batches: the meta
+        files are read once per task, not once per batch)."""
+        start_all, stop_all = bounds if bounds is not None else self.canon_bounds(idx)
         out = []
-        for p, _, local in self._by_part(idx):
-            have = np.unique(np.concatenate([local, local[local > 0] - 1]))
-            ends = self.rows(have + self.offsets[p], ["canon_end"]).column(0).to_numpy()
-            stop = ends[np.searchsorted(have, local)]
-            start = np.where(local > 0, ends[np.searchsorted(have, local - 1)], 0)
-            canon, start, stop = self.canon_ranges(p, start, stop)
+        for p, pos, _ in self._by_part(idx):
+            canon, start, stop = self.canon_ranges(p, start_all[pos], stop_all[pos])
             for t0, t1 in text_blocks(stop - start, SHINGLE_BLOCK):
                 units = np.concatenate([canon[s:e] for s, e in zip(start[t0:t1].tolist(), stop[t0:t1].tolist())])
                 # decoded as one: the rank writer encoded whole batches of valid texts, so no
@@ -541,11 +552,13 @@ class VerifyPairTasks(_DedupTask):
         # each batch's pairs at once (``verify_pairs``, the rule ``resolve`` applies pair by pair)
         every = np.unique(np.concatenate([a, b]))
         length = files.rows(every, ["length"]).column(0).to_numpy()
+        start, stop = files.canon_bounds(every)  # once: each batch takes its documents' bounds from these
         cost = length[np.searchsorted(every, a)] + length[np.searchsorted(every, b)]
         sims, dups = [], []
         for lo, hi in text_blocks(cost, VERIFY_BATCH_CHARS):
             nodes = np.unique(np.concatenate([a[lo:hi], b[lo:hi]]))
-            s, d = verify_pairs(files.shingles(nodes, cfg.n), np.searchsorted(nodes, a[lo:hi]),
+            at = np.searchsorted(every, nodes)
+            s, d = verify_pairs(files.shingles(nodes, cfg.n, (start[at], stop[at])), np.searchsorted(nodes, a[lo:hi]),
                                 np.searchsorted(nodes, b[lo:hi]), cfg)
             sims.append(s)
             dups.append(d)

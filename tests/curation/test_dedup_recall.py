@@ -315,6 +315,10 @@ def test_the_staged_paths_verify_as_find_duplicates(tmp_path, monkeypatch, verif
 
     if batch_chars:
         monkeypatch.setattr(buckets, "VERIFY_BATCH_CHARS", batch_chars)
+    bounds_reads = []  # a verify task reads the texts' bounds from the meta files once, not per batch
+    rows = buckets.SignatureFiles.rows
+    monkeypatch.setattr(buckets.SignatureFiles, "rows",
+                        lambda self, idx, names: bounds_reads.append(names) or rows(self, idx, names))
 
     docs = real_docs(n_toyhom=1500, n_disease=1500)
     copies, _ = plant(docs, per_kind=30, seed=5, min_chars=50)
@@ -337,3 +341,4 @@ def test_the_staged_paths_verify_as_find_duplicates(tmp_path, monkeypatch, verif
     assert sorted(read_decisions(str(tmp_path / "b"))) == expected
     batches = [json.loads(f.read_text())["verify_batches"] for f in sorted((tmp_path / "b").glob("*/pairs/*.stats.json"))]
     assert len(batches) == 2 and (min(batches) > 5 if batch_chars else max(batches) == 1), batches
+    assert bounds_reads.count(["canon_end"]) == 2  # one per verify task (one signature rank), whatever its batches
