@@ -68,8 +68,9 @@ class ApplyDuplicateDecisions(PipelineStep):
     type = "🔻 - FILTER"
 
     def __init__(self, input_folder: str, output_folder: str, decisions_folder: str, removed_folder: str | None = None,
-                 glob_pattern: str = "*.parquet", batch_rows: int = 65_536, compression: str | None = "zstd", use_dictionary: bool | list[str] = True,
-                 write_statistics: bool | list[str] = True, data_page_size: int | None = None):
+                 glob_pattern: str = "*.parquet", batch_rows: int = 65_536, compression: str | None = "zstd",
+                 use_dictionary: bool | list[str] = True, write_statistics: bool | list[str] = True,
+                 data_page_size: int | None = None):
         """``compression``, ``use_dictionary``, ``write_statistics``, ``data_page_size``: pyarrow's,
         for the outputs (``cumed build`` passes ``curation.rows.intermediate_parquet``); ``batch_rows``:
         the rows read, filtered and written at a time (64k short QA records: ~26 MB of text)."""
@@ -95,9 +96,8 @@ class ApplyDuplicateDecisions(PipelineStep):
             dup_ids = dec.column("id") if dec is not None else None
             kept_writer, removed_parts, n_kept = None, [], 0
             for f in files:
-                # A batch at a time, not the whole file: the task holds one batch of texts (not its
-                # share of the corpus), and on this box filtering and writing a 138 MB file whole
-                # cost ~1.5x the CPU of 64k-row batches (fresh arrays faulted in again per file).
+                # A batch at a time, not the whole file: the task holds one batch of texts, not its
+                # share of the corpus (a 10M build's stage-C workers held 982 MB).
                 for b in parquet_batches(source, f, batch_size=self.batch_rows):
                     t = pa.Table.from_batches([b]).select(DOC_SCHEMA.names).cast(DOC_SCHEMA)
                     mask = pc.is_in(t.column("id"), value_set=dup_ids)
