@@ -186,6 +186,30 @@ def parquet_batches(df: DataFolder, rel: str, **kw):
         yield from pq.ParquetFile(f).iter_batches(**kw)
 
 
+def parquet_row_groups(df: DataFolder, rel: str, rows: int, **kw):
+    """A file's rows as tables of whole consecutive row groups, each of at least ``rows`` rows (the
+    last may hold fewer), local or on object storage. Not ``iter_batches``: that copies the row
+    groups into batches of its size, and its read-ahead held more memory than the whole table
+    (a 138 MB file of 1,000-row groups: peak RSS 577 MB whole, 624-647 MB in 64k-row batches,
+    312-322 MB in sets of 16 row groups, which took no longer than the whole read)."""
+    import pyarrow.parquet as pq
+
+    def sets(pf):
+        meta, start, n = pf.metadata, 0, 0
+        for g in range(meta.num_row_groups):
+            n += meta.row_group(g).num_rows
+            if n >= rows or g == meta.num_row_groups - 1:
+                yield pf.read_row_groups(list(range(start, g + 1)), **kw)
+                start, n = g + 1, 0
+
+    root = local_root(df)
+    if root is not None:
+        yield from sets(pq.ParquetFile(root / rel))
+        return
+    with df.open(rel, "rb") as f:
+        yield from sets(pq.ParquetFile(f))
+
+
 def read_text(df: DataFolder, rel: str) -> str:
     root = local_root(df)
     if root is not None:

@@ -21,7 +21,7 @@ from curation.dedup.core import Decision
 from curation.dedup.near import decision_files, read_decisions
 from curation.metrics import add_counts
 from curation.steps.base import CumedFilter
-from curation.workfolder import folder, names, parquet_batches, parquet_writer, read_parquet, write_parquet
+from curation.workfolder import folder, names, parquet_row_groups, parquet_writer, read_parquet, write_parquet
 
 
 class DuplicateFilter(CumedFilter):
@@ -68,12 +68,13 @@ class ApplyDuplicateDecisions(PipelineStep):
     type = "🔻 - FILTER"
 
     def __init__(self, input_folder: str, output_folder: str, decisions_folder: str, removed_folder: str | None = None,
-                 glob_pattern: str = "*.parquet", batch_rows: int = 65_536, compression: str | None = "zstd",
+                 glob_pattern: str = "*.parquet", batch_rows: int = 16_384, compression: str | None = "zstd",
                  use_dictionary: bool | list[str] = True, write_statistics: bool | list[str] = True,
                  data_page_size: int | None = None):
         """``compression``, ``use_dictionary``, ``write_statistics``, ``data_page_size``: pyarrow's,
         for the outputs (``cumed build`` passes ``curation.rows.intermediate_parquet``); ``batch_rows``:
-        the rows read, filtered and written at a time (64k short QA records: ~26 MB of text)."""
+        the rows read, filtered and written at a time, in whole row groups (``parquet_row_groups``;
+        16k short QA records: ~6.5 MB of text)."""
         super().__init__()
         self.batch_rows = batch_rows
         self.input_folder, self.output_folder = str(input_folder), str(output_folder)
@@ -97,9 +98,9 @@ class ApplyDuplicateDecisions(PipelineStep):
             kept_writer, removed_parts, n_kept = None, [], 0
             for f in files:
                 # A batch at a time, not the whole file: the task holds one batch of texts, not its
-                # share of the corpus (a 10M build's stage-C workers held 982 MB).
-                for b in parquet_batches(source, f, batch_size=self.batch_rows):
-                    t = pa.Table.from_batches([b]).select(DOC_SCHEMA.names).cast(DOC_SCHEMA)
+                # share of the corpus (all of its files' kept rows were concatenated, then written).
+                for t in parquet_row_groups(source, f, self.batch_rows):
+                    t = t.select(DOC_SCHEMA.names).cast(DOC_SCHEMA)
                     mask = pc.is_in(t.column("id"), value_set=dup_ids)
                     gone = t.filter(mask)  # the text column is copied, never decoded
                     kept = t.filter(pc.invert(mask)) if gone.num_rows else t  # no duplicate: as read

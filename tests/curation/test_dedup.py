@@ -314,9 +314,9 @@ def test_staged_path_reads_back_texts_with_astral_characters(tmp_path):
 
 
 def test_apply_decisions_in_batches(tmp_path):
-    """Stage C reads, filters and writes a batch at a time: the kept and removed rows, and the
-    counters, are those of one batch per file, while no row group it writes exceeds a batch
-    (so a task never held more than one batch of texts)."""
+    """Stage C reads, filters and writes a batch of whole row groups at a time: the kept and
+    removed rows, and the counters, are those of one batch per file, while no row group it writes
+    exceeds a batch (so a task never held more than one batch of texts)."""
     import pyarrow.parquet as pq
 
     from curation.dedup import ApplyDuplicateDecisions
@@ -342,7 +342,7 @@ def test_apply_decisions_in_batches(tmp_path):
         groups = [kept.metadata.row_group(g).num_rows for g in range(kept.metadata.num_row_groups)]
         return kept.read(), removed, groups, {k: v["total"] if isinstance(v, dict) else v for k, v in step.stats.to_dict()["stats"].items()}
 
-    kept, removed, groups, counts = run(40, "small")
+    kept, removed, groups, counts = run(100, "small")  # two 50-row groups a batch
     kept_1, removed_1, groups_1, counts_1 = run(65_536, "whole")
     assert kept.equals(kept_1) and removed.equals(removed_1) and counts == counts_1
     assert kept.column("id").to_pylist() == [d.id for i, d in enumerate(docs) if i not in gone]
@@ -350,5 +350,5 @@ def test_apply_decisions_in_batches(tmp_path):
     assert removed.column("reason").to_pylist()[:2] == ["near_duplicate: of d0000 (jaccard 0.90)",
                                                         "near_duplicate: of d0056 (jaccard 0.90)"]
     assert counts["forwarded"] == 493 and counts["dropped"] == 7 and counts["total"] == 500
-    assert max(groups) <= 40 and len(groups) >= 13  # batches of 40 rows, less their duplicates
+    assert groups == [97, 100, 29, 98, 100, 69]  # batches of 100, 100, 30 and 100, 100, 70 rows, less their duplicates
     assert groups_1 == [226, 267]  # one batch per file
