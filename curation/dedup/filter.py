@@ -94,6 +94,13 @@ class ApplyDuplicateDecisions(PipelineStep):
         with self.track_time(), contextlib.ExitStack() as stack:
             dec = (read_parquet(folder(self.decisions_folder), decision_files(self.decisions_folder)[0])
                    if files else None)
+            if dec is not None:
+                # This task's decisions only, found once: ``is_in`` hashes its value set on every
+                # call, and each batch looking up every duplicate of the corpus (370k at 10M
+                # records) made stage C of a 10M build take 53.8 s instead of 21.5 s.
+                ids = pa.chunked_array([read_parquet(source, f, columns=["id"]).column("id").cast(pa.string()) for f in files],
+                                       type=pa.string())
+                dec = dec.filter(pc.is_in(dec.column("id"), value_set=ids))
             dup_ids = dec.column("id") if dec is not None else None
             kept_writer, removed_parts, n_kept = None, [], 0
             for f in files:

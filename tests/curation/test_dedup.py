@@ -331,7 +331,8 @@ def test_apply_decisions_in_batches(tmp_path):
         pq.write_table(rows_table(part), tmp_path / "filtered" / f"000_{k:05d}.parquet", row_group_size=50)
     gone = {i: Decision(f"d{i:04d}", f"d{i - 1:04d}", 0.9 if i % 2 else 1.0, "near" if i % 2 else "exact")
             for i in (1, 57, 58, 229, 230, 231, 499)}
-    write_decisions(sorted(gone.values(), key=lambda d: d.id), str(tmp_path / "dedup"))
+    elsewhere = [Decision(f"x{i:04d}", "x0000", 1.0, "exact") for i in range(1, 50)]  # another task's rows
+    write_decisions(sorted([*gone.values(), *elsewhere], key=lambda d: d.id), str(tmp_path / "dedup"))
 
     def run(batch_rows: int, out: str):
         step = ApplyDuplicateDecisions(str(tmp_path / "filtered"), str(tmp_path / out / "kept"), str(tmp_path / "dedup"),
