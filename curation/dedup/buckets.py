@@ -551,8 +551,8 @@ class VerifyPairTasks(_DedupTask):
         # (counted per pair, so a document in several pairs counts each time and the bound holds),
         # each batch's pairs at once (``verify_pairs``, the rule ``resolve`` applies pair by pair)
         every = np.unique(np.concatenate([a, b]))
-        length = files.rows(every, ["length"]).column(0).to_numpy()
         start, stop = files.canon_bounds(every)  # once: each batch takes its documents' bounds from these
+        length = stop - start  # UTF-16 units: the characters, and astral ones twice (the meta is read once)
         cost = length[np.searchsorted(every, a)] + length[np.searchsorted(every, b)]
         sims, dups = [], []
         for lo, hi in text_blocks(cost, VERIFY_BATCH_CHARS):
