@@ -481,19 +481,6 @@ def text_blocks(lens: np.ndarray, chars: int) -> list[tuple[int, int]]:
     return [(t0, t1) for t0, t1 in zip(bounds[:-1], bounds[1:]) if t1 > t0]
 
 
-def concat_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """The ranges [starts[k], starts[k] + counts[k]) concatenated, without a Python loop over them."""
-    counts = np.asarray(counts, dtype=np.int64)
-    shift = np.asarray(starts, dtype=np.int64) - (np.cumsum(counts) - counts)
-    return np.arange(int(counts.sum()), dtype=np.int64) + np.repeat(shift, counts)
-
-
-# n-grams and positions of both sides per numpy pass of ``overlaps``: bounds its temporaries
-# (~50 bytes each) to ~13 MB, however many pairs a verify task holds; larger passes were no
-# faster (250k short QA: 0.13 s for its 25,000 pairs at 2^18 as at 2^21, with 100 MB more peak)
-OVERLAP_CHUNK = 1 << 18
-
-
 def overlap(a: Shingles, b: Shingles, n: int) -> tuple[float, tuple[int, int], tuple[int, int]]:
     """(Jaccard of the two n-gram sets, ``uncovered`` of a against b, of b against a): ``overlaps``
     of one pair."""
@@ -517,88 +504,12 @@ def overlaps(sh: ShingleBatch, a: np.ndarray, b: np.ndarray, n: int, coverage: b
     and ``uncovered`` of a against b and of b against a, as five arrays (j, uncovered a, longest
     run a, uncovered b, longest run b); with ``coverage=False`` the Jaccards only.
 
-    The one definition behind ``overlap`` and ``core.verify_pairs``. Many pairs per numpy pass
-    (``OVERLAP_CHUNK``): per pair it was ~15 numpy calls, and their overhead was most of the cost
-    on short texts (25,000 pairs of ~120-character texts: 0.8 s, now 0.13 s)."""
+    The one definition behind ``overlap`` and ``core.verify_pairs``, computed pair by pair in
+    compiled code (``pair_overlaps``): one merge of the two sorted gram lists and one walk of each
+    text's positions. In numpy, many pairs per pass, it took 3x the time (421k candidate pairs of
+    120k QA records: 2.2 s against 0.7 s; per pair in numpy, ~15 calls each, far more)."""
+    from curation.dedup.pair_overlaps import pair_overlaps  # numba: loaded when used
+
     a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
-    na, nb = np.diff(sh.gram_off)[a], np.diff(sh.gram_off)[b]
-    pa, pb = np.diff(sh.pos_off)[a], np.diff(sh.pos_off)[b]
-    cost = np.cumsum(na + nb + pa + pb)
-    cuts = np.flatnonzero(np.diff(cost // OVERLAP_CHUNK)) + 1
-    bounds = [0, *cuts.tolist(), len(a)]
-    parts = [_overlaps(sh, a[s:e], b[s:e], n, coverage) for s, e in zip(bounds[:-1], bounds[1:]) if e > s]
-    if not parts:
-        return tuple(np.zeros(0, np.float64 if c == 0 else np.int64) for c in range(5 if coverage else 1))
-    return tuple(np.concatenate(col) for col in zip(*parts))
-
-
-def _overlaps(sh: ShingleBatch, a: np.ndarray, b: np.ndarray, n: int, coverage: bool) -> tuple[np.ndarray, ...]:
-    m = len(a)
-    na, nb = sh.gram_off[a + 1] - sh.gram_off[a], sh.gram_off[b + 1] - sh.gram_off[b]
-    # every pair's grams of either side as one key (pair << 33 | gram << 1 | side): both sides'
-    # keys come sorted (pairs ascending, each text's grams sorted), so the stable sort of the two
-    # is a linear merge (timsort: 0.01 s for 2.7M keys, 2-5x less than a searchsorted or a
-    # quicksort), where a gram that both texts of a pair have is two neighbours, a's first.
-    # Each side keeps its order in the merge: the a key at merged place i is a's key number
-    # i - (b keys up to i), and its b neighbour b's key number (b keys up to i)
-    one, pair = np.uint64(1), np.arange(m, dtype=np.uint64) << np.uint64(33)
-    keys = np.concatenate([
-        np.repeat(pair, na) | (sh.grams[concat_ranges(sh.gram_off[a], na)].astype(np.uint64) << one),
-        np.repeat(pair | one, nb) | (sh.grams[concat_ranges(sh.gram_off[b], nb)].astype(np.uint64) << one),
-    ])
-    keys.sort(kind="stable")
-    pair_gram = keys >> one
-    at = np.flatnonzero(pair_gram[1:] == pair_gram[:-1])
-    in_b = np.cumsum(keys & one, dtype=np.int64)[at]
-    in_a = at - in_b
-    inter = np.diff(np.searchsorted(in_a, _offsets(na)))  # in_a ascends: a's shared grams per pair
-    union = na + nb - inter
-    j = np.ones(m, dtype=np.float64)  # two empty texts: 1.0, as ``jaccard``
-    np.divide(inter, union, out=j, where=union > 0)
-    if not coverage:
-        return (j,)
-    shared_a, shared_b = np.zeros(int(na.sum()), dtype=bool), np.zeros(int(nb.sum()), dtype=bool)
-    shared_a[in_a] = True
-    shared_b[in_b] = True
-    return (j, *_uncovered_many(sh, a, shared_a, na, n), *_uncovered_many(sh, b, shared_b, nb, n))
-
-
-def _uncovered_many(sh: ShingleBatch, t: np.ndarray, shared: np.ndarray, grams: np.ndarray,
-                    n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``uncovered`` of each text ``t[k]``, given ``shared``: its ``grams[k]`` grams' flags, text
-    after text."""
-    counts = sh.pos_off[t + 1] - sh.pos_off[t]
-    gram_start = np.cumsum(grams) - grams
-    hit = np.flatnonzero(shared[sh.inv[concat_ranges(sh.pos_off[t], counts)] + np.repeat(gram_start, counts)])
-    k = np.repeat(np.arange(len(t)), counts)[hit]
-    return _uncovered_runs(k, hit - (np.cumsum(counts) - counts)[k], sh.length[t], n)
-
-
-def _uncovered_runs(k: np.ndarray, s: np.ndarray, length: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(uncovered characters, longest run of them) of each text k of ``length[k]`` characters
-    whose n-grams at positions ``s`` (grouped by ``k`` ascending, ascending within) are shared:
-    a shared n-gram at s covers s..s+n-1.
-
-    With a shared n-gram imagined at -n and at ``length``, what a text has uncovered is the gaps
-    between consecutive shared n-grams beyond n: ``max(s' - s - n, 0)`` (the lead before the
-    first, the tail after the last, none at all: the whole text). Each text's gaps, tail last,
-    are one segment of a flat array, summed and maxed per segment by ``reduceat``."""
-    m = len(length)
-    if not m:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    cnt = np.bincount(k, minlength=m)
-    end = np.cumsum(cnt + 1)
-    start = end - cnt - 1
-    prev = np.empty_like(s)
-    prev[1:] = s[:-1]
-    new = np.ones(len(k), dtype=bool)
-    np.not_equal(k[1:], k[:-1], out=new[1:])
-    prev[new] = -n
-    gaps = np.empty(int(end[-1]), dtype=np.int64)
-    gaps[np.arange(len(k)) + k] = s - prev - n
-    last = np.full(m, -n, dtype=np.int64)
-    has = cnt > 0
-    last[has] = s[np.cumsum(cnt)[has] - 1]
-    gaps[end - 1] = length - last - n
-    np.maximum(gaps, 0, out=gaps)
-    return np.add.reduceat(gaps, start), np.maximum.reduceat(gaps, start)
+    out = pair_overlaps(sh.grams, sh.gram_off, sh.inv, sh.pos_off, sh.length, a, b, n, coverage)
+    return out if coverage else out[:1]

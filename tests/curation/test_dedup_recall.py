@@ -164,12 +164,12 @@ def _plain_verify(a, b, cfg: DedupConfig) -> tuple[float, bool]:
 
 
 @needs_raw
-def test_verify_pairs_is_verify_pair_and_the_plain_rule_pair_by_pair(monkeypatch):
-    """The batched verification (many pairs per numpy pass, as both stage 2 paths run it) gives,
+def test_verify_pairs_is_verify_pair_and_the_plain_rule_pair_by_pair():
+    """The batched verification (compiled, many pairs per call, as both stage 2 paths run it) gives,
     bit for bit, the Jaccard and decision of ``verify_pair`` and of the rule written out in plain
     Python, under either rule, on the real LSH candidate pairs of cards and consultations with
     planted copies (every band collision, before the estimate filter: near and far pairs), random
-    pairs, and empty and short texts; small passes, so that many pairs straddle a pass boundary."""
+    pairs, and empty and short texts."""
     import importlib
 
     from curation.dedup.core import band_hashes, candidate_pairs, signatures, split_pairs, verify_pairs
@@ -190,7 +190,6 @@ def test_verify_pairs_is_verify_pair_and_the_plain_rule_pair_by_pair(monkeypatch
     assert len(a) >= 3000
 
     sh = canon.shingle_batch(cps, lens, cfg.n)
-    monkeypatch.setattr(canon, "OVERLAP_CHUNK", 5000)
     for cfg in (DedupConfig(), DedupConfig(verify="jaccard")):
         sim, dup = verify_pairs(sh, a, b, cfg)
         assert 100 <= dup.sum() < len(a) - 100
