@@ -72,7 +72,6 @@ from curation.dedup.core import (
     assemble_decisions,
     candidate_pairs,
     default_prefer,
-    estimated_similarity,
     exact_groups,
     split_pairs,
     verify_pairs,
@@ -91,7 +90,6 @@ from curation.workfolder import (folder, join, local_copy, local_root, names, re
 EXACT, CANDIDATES, PAIRS = "exact", "candidates", "pairs"
 REFERENCE = "reference_signatures"
 READ_BATCH = 65_536  # meta rows per Parquet batch: what a task holds of a rank file at once
-ESTIMATE_CHUNK = 200_000
 SHINGLE_BLOCK = 1 << 18  # canonical characters hashed per pass (~40 bytes each of temporaries: ~10 MB)
 # On object storage the candidates' canonical texts are read as byte ranges of a rank's
 # ``.canon.u16``; ranges closer than this many UTF-16 units (128 KB) are read as one request: the
@@ -182,17 +180,14 @@ class SignatureFiles:
         schema = pa.schema([META_SCHEMA.field(c) if c in META_SCHEMA.names else pa.field(c, pa.int64()) for c in names])
         return pa.concat_tables([t.select(names).cast(schema) for t in tables]) if tables else schema.empty_table()
 
-    def sketch_rows(self, idx: np.ndarray, bins: int) -> np.ndarray:
-        out = np.empty((len(idx), bins), np.uint8)
-        for p, pos, local in self._by_part(idx):
-            mm = np.load(self.path(p, f"{self.parts[p][1]}.sketch.npy"), mmap_mode="r")
-            # np.take, not mm[local]: ~2x faster (the rows of 1.25M candidate pairs of 250k
-            # documents: 0.13 s instead of 0.34 s), and straight into ``out`` when one part has them all
-            if len(pos) == len(idx):
-                np.take(mm, local, axis=0, out=out)
-            else:
-                out[pos] = np.take(mm, local, axis=0)
-        return out
+    def estimates(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """``core.estimated_similarity`` of the sketch rows of documents ``a[k]`` and ``b[k]``, each
+        pair compared where its rows lie in the parts' memory-mapped sketch files (compiled:
+        ``sketch_estimates``), not gathered into copies first."""
+        from curation.dedup.sketch_estimates import sketch_estimates  # numba: loaded when used
+
+        sketches = [np.load(self.path(p, f"{tag}.sketch.npy"), mmap_mode="r") for p, (_, tag, *_) in enumerate(self.parts)]
+        return sketch_estimates(sketches, self.offsets, a, b)
 
     def band_slices(self, band: int, cuts: list[np.uint64], q: int) -> tuple[np.ndarray, np.ndarray]:
         """(band hashes, global indices) of every part's rows in band ``band`` within range ``q``,
@@ -517,13 +512,8 @@ class CandidatePairTasks(_DedupTask):
         a, b = a[keep], b[keep]
         stats["candidate_pairs"] = int(len(a))
 
-        sel = []
-        for s in range(0, len(a), ESTIMATE_CHUNK):
-            aa, bb = a[s : s + ESTIMATE_CHUNK], b[s : s + ESTIMATE_CHUNK]
-            est = estimated_similarity(files.sketch_rows(aa, cfg.num_bins), files.sketch_rows(bb, cfg.num_bins))
-            sel.append(est >= cfg.estimate_floor)
-        if sel:
-            m = np.concatenate(sel)
+        if len(a):
+            m = files.estimates(a, b) >= cfg.estimate_floor
             a, b = a[m], b[m]
         stats["checked_pairs"] = int(len(a))
         # a pair found in several bands is found by several tasks: route each pair to one
@@ -682,11 +672,17 @@ def run_measured(step: PipelineStep, rank: int = 0, world_size: int = 1) -> tupl
     """Run one task of ``step`` and return (peak RSS, peak above the task's start) in bytes: the
     figures the benchmark and the memory test report. Call it in a fresh process (a forkserver
     child): a process forked from a large parent reuses the parent's freed heap and hides growth.
-    The Parquet reader is warmed first, so the ~60 MB of Arrow library code paged in on first use
-    count as the start, not as the task's data."""
+    The Parquet reader and the compiled kernels are warmed first, so the ~60 MB of Arrow library
+    code paged in on first use and the ~100 MB of numba and LLVM that loading a kernel brings count
+    as the start, not as the task's data (a build's worker has them from its first task on)."""
+    from curation.dedup.canonical import overlaps, shingle_batch
+    from curation.dedup.sketch_estimates import sketch_estimates
+
     files = SignatureFiles([(step.signatures_folder, False)])
     if files.n:
         files.rows(np.arange(1), [*META_SCHEMA.names, "canon_end"])
+    sketch_estimates([np.zeros((1, 1), np.uint8)], np.array([0, 1]), np.zeros(1, np.int64), np.zeros(1, np.int64))
+    overlaps(shingle_batch(np.arange(12, dtype=np.uint32), np.array([6, 6]), 5), np.array([0]), np.array([1]), 5)
     start = reset_peak_memory()
     for _ in step.run(None, rank, world_size) or []:
         pass
