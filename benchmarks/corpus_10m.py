@@ -179,6 +179,28 @@ def _vmhwm(pid: int) -> int:
     return 0
 
 
+def _shared_split(pid: int) -> tuple[int, int]:
+    """(PSS, private) bytes of a process now (``/proc/<pid>/smaps_rollup``): PSS counts each page
+    it shares with others (a forked worker with the driver) as a share, private memory only its
+    own pages, what the task allocated itself. VmHWM counts every page it touches whole."""
+    pss = private = 0
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key == "Pss":
+                pss = int(rest.split()[0]) * 1024
+            elif key in ("Private_Clean", "Private_Dirty"):
+                private += int(rest.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return pss, private
+
+
+# PSS and private memory are sampled every this many VmHWM samples (~1 s): reading smaps_rollup
+# walks the process's page tables (~ms for a 1 GB process), too much every 0.1 s on 2 cores
+SHARED_EVERY = 10
+
+
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -187,8 +209,10 @@ def _cmdline(pid: int) -> str:
 
 
 def run_measured(cmd: list[str], env: dict, detail: bool = False) -> dict:
-    """Run ``cmd``; every process of its tree's peak memory (VmHWM), sampled every 0.1 s
-    (``detail``: also ``all_processes``, each with the first and last time it was seen alive)."""
+    """Run ``cmd``; every process of its tree's peak memory (VmHWM), sampled every 0.1 s, and its
+    peak PSS and private memory (``_shared_split``), sampled every ~1 s: the peaks of a forked
+    worker's own memory, which its VmHWM overstates by the driver's pages it shares (``detail``:
+    also ``all_processes``, each with the first and last time it was seen alive)."""
     import psutil
 
     t0 = time.perf_counter()
@@ -197,6 +221,8 @@ def run_measured(cmd: list[str], env: dict, detail: bool = False) -> dict:
     peaks: dict[int, tuple[int, str]] = {}
     seen: dict[int, list[float]] = {}  # pid -> [first, last] time it was sampled (which stage it served)
     main_cmd = _cmdline(root.pid)
+    shared_peaks: dict[int, list[int]] = {}  # pid -> [peak PSS, peak private]
+    tick = 0
 
     def role(pid: int) -> str:  # forked pool workers carry the main process's command line
         cmd = _cmdline(pid)
@@ -212,14 +238,22 @@ def run_measured(cmd: list[str], env: dict, detail: bool = False) -> dict:
             hwm = _vmhwm(pid)
             if hwm > peaks.get(pid, (0, ""))[0]:
                 peaks[pid] = (hwm, peaks.get(pid, (0, ""))[1] or role(pid))
+            if tick % SHARED_EVERY == 0:
+                got, had = _shared_split(pid), shared_peaks.setdefault(pid, [0, 0])
+                had[0], had[1] = max(had[0], got[0]), max(had[1], got[1])
+        tick += 1
         time.sleep(0.1)
     out, err = proc.communicate()
     if proc.returncode:
         raise RuntimeError(f"{cmd} failed:\n{err[-3000:]}")
-    procs = sorted(({"pid": p, "peak_MB": round(h / 2**20), "role": r, "alive": seen[p]} for p, (h, r) in peaks.items()),
+    procs = sorted(({"pid": p, "peak_MB": round(h / 2**20), "peak_pss_MB": round(shared_peaks.get(p, [0, 0])[0] / 2**20),
+                     "peak_private_MB": round(shared_peaks.get(p, [0, 0])[1] / 2**20), "role": r, "alive": seen[p]}
+                    for p, (h, r) in peaks.items()),
                    key=lambda x: -x["peak_MB"])
     return {"wall_s": round(time.perf_counter() - t0, 1), "processes": len(procs),
             "max_process_peak_MB": procs[0]["peak_MB"] if procs else 0,
+            "max_process_pss_MB": max((p["peak_pss_MB"] for p in procs), default=0),
+            "max_process_private_MB": max((p["peak_private_MB"] for p in procs), default=0),
             "main_peak_MB": next((p["peak_MB"] for p in procs if p["role"] == "main"), 0),
             "top_processes": [{k: v for k, v in p.items() if k != "alive"} for p in procs[:5]],
             **({"all_processes": procs} if detail else {}), "stdout": out}
@@ -273,6 +307,9 @@ def cumed_build(root: Path, recipe: Path, workers: int, mb: float) -> dict:
         peak = max((p["peak_MB"] for p in procs if p.get("stage") == key), default=None)
         if peak is not None:
             per_stage[key]["largest_worker_MB"] = peak
+            # what the worker held of its own (PSS: shared pages in shares; private: its own only)
+            for field in ("peak_pss_MB", "peak_private_MB"):
+                per_stage[key][f"largest_worker_{field[5:]}"] = max(p[field] for p in procs if p.get("stage") == key)
     res["top_processes"] = procs[:5]
     return {**res, "MB": round(mb, 1), "MB_per_s": round(mb / res["wall_s"], 2),
             "MB_per_s_per_core": round(mb / res["wall_s"] / workers, 2), "stages": per_stage,
