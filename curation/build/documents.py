@@ -85,6 +85,12 @@ def build_documents(recipe: Recipe, store: Store, *, executor: str = "local", wo
     pipeline_a.append(RankParquetWriter(join(work_url, "filtered"), adapter=kept_adapter, schema=DOC_SCHEMA,
                                         **intermediate_parquet(work_url)))
     pipeline_a.insert(0, RecipeReader(recipe, join(work_url, "counts"), stream=stream_kind(pipeline_a)))
+    if dedup_cfg is not None and executor == "local" and workers > 1:
+        # in the driver, once: every stage's workers are forked from it and find them loaded
+        from curation.compiled import preload
+        from curation.dedup.buckets import DEDUP_KERNELS
+
+        preload(*DEDUP_KERNELS)
     run_stage(f"{recipe.name}: read + clean + filter", pipeline_a, recipe.shards, workers, executor, join(logs, "a"),
               progress)
 

@@ -66,6 +66,7 @@ import pyarrow.parquet as pq
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
+from curation.compiled import preload
 from curation.dedup.canonical import ShingleBatch, _mix64, shingle_batch, text_blocks
 from curation.dedup.core import (
     DedupConfig,
@@ -90,6 +91,9 @@ from curation.workfolder import (folder, join, local_copy, local_root, names, re
 EXACT, CANDIDATES, PAIRS = "exact", "candidates", "pairs"
 REFERENCE = "reference_signatures"
 READ_BATCH = 65_536  # meta rows per Parquet batch: what a task holds of a rank file at once
+# the compiled kernels of the near-duplicate stages (``curation.compiled.preload``)
+DEDUP_KERNELS = ("curation.dedup.oph", "curation.dedup.sketch_estimates", "curation.dedup.pair_overlaps")
+ESTIMATE_CHUNK = 200_000  # candidate pairs estimated at once (~12 MB of temporaries)
 SHINGLE_BLOCK = 1 << 18  # canonical characters hashed per pass (~40 bytes each of temporaries: ~10 MB)
 # On object storage the candidates' canonical texts are read as byte ranges of a rank's
 # ``.canon.u16``; ranges closer than this many UTF-16 units (128 KB) are read as one request: the
@@ -512,8 +516,11 @@ class CandidatePairTasks(_DedupTask):
         a, b = a[keep], b[keep]
         stats["candidate_pairs"] = int(len(a))
 
+        # in chunks: ``estimates`` groups its pairs by part with ~60 bytes a pair of temporaries
+        # (one call for all of a 1M-record task's pairs: its worker's peak 490 -> 780 MB)
         if len(a):
-            m = files.estimates(a, b) >= cfg.estimate_floor
+            m = np.concatenate([files.estimates(a[s : s + ESTIMATE_CHUNK], b[s : s + ESTIMATE_CHUNK])
+                                for s in range(0, len(a), ESTIMATE_CHUNK)]) >= cfg.estimate_floor
             a, b = a[m], b[m]
         stats["checked_pairs"] = int(len(a))
         # a pair found in several bands is found by several tasks: route each pair to one
@@ -675,14 +682,10 @@ def run_measured(step: PipelineStep, rank: int = 0, world_size: int = 1) -> tupl
     The Parquet reader and the compiled kernels are warmed first, so the ~60 MB of Arrow library
     code paged in on first use and the ~100 MB of numba and LLVM that loading a kernel brings count
     as the start, not as the task's data (a build's worker has them from its first task on)."""
-    from curation.dedup.canonical import overlaps, shingle_batch
-    from curation.dedup.sketch_estimates import sketch_estimates
-
     files = SignatureFiles([(step.signatures_folder, False)])
     if files.n:
         files.rows(np.arange(1), [*META_SCHEMA.names, "canon_end"])
-    sketch_estimates([np.zeros((1, 1), np.uint8)], np.array([0, 1]), np.zeros(1, np.int64), np.zeros(1, np.int64))
-    overlaps(shingle_batch(np.arange(12, dtype=np.uint32), np.array([6, 6]), 5), np.array([0]), np.array([1]), 5)
+    preload(*DEDUP_KERNELS)
     start = reset_peak_memory()
     for _ in step.run(None, rank, world_size) or []:
         pass

@@ -30,6 +30,13 @@ def pair_overlaps(grams: np.ndarray, gram_off: np.ndarray, inv: np.ndarray, pos_
                           b.astype(np.int64, copy=False), int(n), bool(coverage))
 
 
+def warm() -> None:
+    """Load the kernels (``curation.compiled.preload``), with a batch's types (``canonical.shingle_batch``)."""
+    from curation.dedup.canonical import overlaps, shingle_batch
+
+    overlaps(shingle_batch(np.arange(12, dtype=np.uint32), np.array([6, 6]), 5), np.array([0]), np.array([1]), 5)
+
+
 @njit(cache=True, nogil=True)
 def _uncovered(inv, pos_off, length, t, shared, n):  # pragma: no cover - compiled
     """(uncovered characters, longest run of them) of text ``t`` whose shared grams are flagged

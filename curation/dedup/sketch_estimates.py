@@ -40,6 +40,11 @@ def sketch_estimates(sketches: list[np.ndarray], offsets: np.ndarray, a: np.ndar
     return out
 
 
+def warm() -> None:
+    """Load the kernel (``curation.compiled.preload``)."""
+    sketch_estimates([np.zeros((1, 1), np.uint8)], np.array([0, 1]), np.zeros(1, np.int64), np.zeros(1, np.int64))
+
+
 def _read_only(s: np.ndarray) -> np.ndarray:
     """A C-contiguous read-only view: one compiled signature whether a part is memory-mapped (read
     only) or in memory."""
