@@ -220,13 +220,14 @@ def run_measured(cmd: list[str], env: dict, detail: bool = False) -> dict:
     root = psutil.Process(proc.pid)
     peaks: dict[int, tuple[int, str]] = {}
     seen: dict[int, list[float]] = {}  # pid -> [first, last] time it was sampled (which stage it served)
-    main_cmd = _cmdline(root.pid)
     shared_peaks: dict[int, list[int]] = {}  # pid -> [peak PSS, peak private]
     tick = 0
 
     def role(pid: int) -> str:  # forked pool workers carry the main process's command line
+        # read when a child is first seen, not at start: right after Popen the process may not
+        # have exec'd yet and still show this script's command line (then no worker matched)
         cmd = _cmdline(pid)
-        return "main" if pid == root.pid else "worker (fork of main)" if cmd == main_cmd else cmd[:100]
+        return "main" if pid == root.pid else "worker (fork of main)" if cmd == _cmdline(root.pid) else cmd[:100]
     while proc.poll() is None:
         try:
             pids = [root.pid] + [c.pid for c in root.children(recursive=True)]

@@ -93,7 +93,10 @@ REFERENCE = "reference_signatures"
 READ_BATCH = 65_536  # meta rows per Parquet batch: what a task holds of a rank file at once
 # the compiled kernels of the near-duplicate stages (``curation.compiled.preload``)
 DEDUP_KERNELS = ("curation.dedup.oph", "curation.dedup.sketch_estimates", "curation.dedup.pair_overlaps")
-ESTIMATE_CHUNK = 200_000  # candidate pairs estimated at once (~12 MB of temporaries)
+# candidate pairs estimated per map of the sketch files: the pages they touch stay resident until
+# the maps are dropped (<= 2 x 32k rows, 256 MB of pages at most; 200k pairs over the 40 parts of a
+# 10M build kept ~0.9 GB of them)
+ESTIMATE_CHUNK = 32_768
 SHINGLE_BLOCK = 1 << 18  # canonical characters hashed per pass (~40 bytes each of temporaries: ~10 MB)
 # On object storage the candidates' canonical texts are read as byte ranges of a rank's
 # ``.canon.u16``; ranges closer than this many UTF-16 units (128 KB) are read as one request: the
@@ -190,6 +193,7 @@ class SignatureFiles:
         ``sketch_estimates``), not gathered into copies first."""
         from curation.dedup.sketch_estimates import sketch_estimates  # numba: loaded when used
 
+        # mapped for this call only: the pages a map has served stay resident until it is dropped
         sketches = [np.load(self.path(p, f"{tag}.sketch.npy"), mmap_mode="r") for p, (_, tag, *_) in enumerate(self.parts)]
         return sketch_estimates(sketches, self.offsets, a, b)
 
@@ -516,8 +520,7 @@ class CandidatePairTasks(_DedupTask):
         a, b = a[keep], b[keep]
         stats["candidate_pairs"] = int(len(a))
 
-        # in chunks: ``estimates`` groups its pairs by part with ~60 bytes a pair of temporaries
-        # (one call for all of a 1M-record task's pairs: its worker's peak 490 -> 780 MB)
+        # in chunks, each with its own maps of the parts' sketch files (``ESTIMATE_CHUNK``)
         if len(a):
             m = np.concatenate([files.estimates(a[s : s + ESTIMATE_CHUNK], b[s : s + ESTIMATE_CHUNK])
                                 for s in range(0, len(a), ESTIMATE_CHUNK)]) >= cfg.estimate_floor
