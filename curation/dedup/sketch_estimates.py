@@ -28,9 +28,17 @@ def sketch_estimates(sketches: list[np.ndarray], offsets: np.ndarray, a: np.ndar
     one more entry, the total). The same floats as ``core.estimated_similarity``."""
     from numba.typed import List
 
-    parts = List([_read_only(s) for s in sketches])
-    return _estimates(parts, np.asarray(offsets, dtype=np.int64), np.asarray(a, dtype=np.int64),
-                      np.asarray(b, dtype=np.int64))
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    offsets = np.asarray(offsets, dtype=np.int64)
+    # an empty part shares its offset with the next: side="right" picks the part that has the row
+    pa = np.searchsorted(offsets, a, side="right") - 1
+    pb = np.searchsorted(offsets, b, side="right") - 1
+    # pairs in order of (part of a, part of b), so that the kernel takes a part out of the list only
+    # when it changes: a typed list's item costs ~20 ns, twice a pair (1M records' candidates stage
+    # 3.1 -> 4.0 s); a stable sort of small integers is a radix sort
+    key = pa * len(sketches) + pb
+    order = np.argsort(key.astype(np.int32) if len(sketches) ** 2 < 2**31 else key, kind="stable")
+    return _estimates(List([_read_only(s) for s in sketches]), offsets, a, b, pa, pb, order)
 
 
 def warm() -> None:
@@ -47,13 +55,18 @@ def _read_only(s: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _estimates(parts, offsets, a, b):  # pragma: no cover - compiled
+def _estimates(parts, offsets, a, b, pa, pb, order):  # pragma: no cover - compiled
     out = np.empty(len(a), dtype=np.float64)
     bins = parts[0].shape[1]
-    for k in range(len(a)):
-        pa = np.searchsorted(offsets, a[k], side="right") - 1  # an empty part shares its offset: the last one wins
-        pb = np.searchsorted(offsets, b[k], side="right") - 1
-        ra, rb = parts[pa][a[k] - offsets[pa]], parts[pb][b[k] - offsets[pb]]
+    rows_a, rows_b, at_a, at_b = parts[0], parts[0], -1, -1
+    for k in order:
+        if pa[k] != at_a:
+            at_a = pa[k]
+            rows_a = parts[at_a]
+        if pb[k] != at_b:
+            at_b = pb[k]
+            rows_b = parts[at_b]
+        ra, rb = rows_a[a[k] - offsets[at_a]], rows_b[b[k] - offsets[at_b]]
         same = 0
         for i in range(bins):
             same += ra[i] == rb[i]
