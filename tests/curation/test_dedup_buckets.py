@@ -122,12 +122,12 @@ def test_recipe_dedup_tasks_is_checked_and_not_a_clustering_option(tmp_path):
             cluster_options({"tasks": bad}, None, tmp_path / "r.yaml")
 
 
-def test_sketch_estimates_read_the_parts_where_they_lie(tmp_path):
-    """The candidates task's compiled estimate gives ``core.estimated_similarity`` of the pairs'
-    gathered rows, float for float, for pairs within and across memory-mapped parts, an empty
-    part among them (its offset is its successor's)."""
+def test_sketch_estimates_are_estimated_similarity(tmp_path):
+    """The candidates task's compiled estimate gives ``core.estimated_similarity`` float for float,
+    on rows gathered from memory-mapped parts (an empty one among them) by ``sketch_rows``."""
     import numpy as np
 
+    from curation.dedup.buckets import SignatureFiles
     from curation.dedup.core import estimated_similarity
     from curation.dedup.sketch_estimates import sketch_estimates
 
@@ -136,10 +136,14 @@ def test_sketch_estimates_read_the_parts_where_they_lie(tmp_path):
     for p, n in enumerate(sizes):  # few values per bin: many equal bins, estimates spread over [0, 1]
         np.save(tmp_path / f"{p}.sketch.npy", rng.integers(0, 3, (n, 128), dtype=np.uint8))
     parts = [np.load(tmp_path / f"{p}.sketch.npy", mmap_mode="r") for p in range(len(sizes))]
-    offsets = np.concatenate([[0], np.cumsum(sizes)])
-    a, b = rng.integers(0, offsets[-1], 5000), rng.integers(0, offsets[-1], 5000)
+    files = SignatureFiles([])
+    files.offsets = np.concatenate([[0], np.cumsum(sizes)])
+    files.parts = [(None, str(p), int(files.offsets[p]), n, False) for p, n in enumerate(sizes)]
+    files.path = lambda p, rel: tmp_path / rel.replace(str(p) + ".", f"{p}.", 1)
+    a, b = rng.integers(0, 2000, 5000), rng.integers(0, 2000, 5000)
     a[:3], b[:3] = [0, 699, 1000], [1999, 700, 1000]  # the first and last rows, across the empty part, a row with itself
-    got = sketch_estimates(parts, offsets, a, b)
-    want = estimated_similarity(np.concatenate(parts)[a], np.concatenate(parts)[b])
-    assert np.array_equal(got, want) and got[2] == 1.0
-    assert 0.1 < got.min() < got.max() < 0.7 or got.std() > 0  # not a constant
+    rows_a, rows_b = files.sketch_rows(a, 128), files.sketch_rows(b, 128)
+    assert np.array_equal(rows_a, np.concatenate(parts)[a]) and np.array_equal(rows_b, np.concatenate(parts)[b])
+    got = sketch_estimates(rows_a, rows_b)
+    assert np.array_equal(got, estimated_similarity(rows_a, rows_b)) and got[2] == 1.0
+    assert got.std() > 0.02  # not a constant
