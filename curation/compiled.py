@@ -1,11 +1,11 @@
 """numba, as cumed's compiled kernels import it (``from curation.compiled import njit``).
 
 The kernels (``steps/filters/_ngram_counts.py``, ``steps/aho_corasick.py``, ``steps/span_lookup.py``,
-``steps/pii_scan.py``, ``steps/opencc_changes.py``, ``dedup/pair_overlaps.py``) are compiled on
-first use and cached (``cache=True``): next to their source when that folder is writable (a checkout), else, where
-numba would fall back to a per-user folder or fail ("cannot cache function": a read-only
-install run by a user without a home), under ``$CUMED_CACHE/numba``. Set ``NUMBA_CACHE_DIR``
-to choose another place.
+``steps/pii_scan.py``, ``steps/opencc_changes.py``, ``dedup/oph.py``, ``dedup/sketch_estimates.py``,
+``dedup/pair_overlaps.py``) are compiled on first use and cached (``cache=True``): next to their
+source when that folder is writable (a checkout), else, where numba would fall back to a per-user
+folder or fail ("cannot cache function": a read-only install run by a user without a home), under
+``$CUMED_CACHE/numba``. Set ``NUMBA_CACHE_DIR`` to choose another place.
 """
 
 from __future__ import annotations
