@@ -20,7 +20,18 @@ if "NUMBA_CACHE_DIR" not in os.environ and not os.access(Path(__file__).parent, 
 
 from numba import njit  # noqa: E402  (after the cache folder is chosen)
 
-__all__ = ["njit", "preload", "table_bits"]
+__all__ = ["frozen", "njit", "preload", "table_bits"]
+
+
+def frozen(a, dtype) -> "np.ndarray":
+    """``a`` as a C-contiguous read-only array of ``dtype`` (a view where it already is one). numba
+    compiles a kernel once per argument type, and read-only is part of the type: the same call with
+    a writable array would load (or compile) a second version, which ``preload`` had not loaded."""
+    import numpy as np
+
+    v = np.ascontiguousarray(a, dtype=dtype).view()
+    v.flags.writeable = False
+    return v
 
 
 def preload(*modules: str) -> None:

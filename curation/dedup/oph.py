@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from curation.compiled import njit
+from curation.compiled import frozen, njit
 from curation.dedup.canonical import GOLDEN
 
 _C1, _C2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
@@ -33,14 +33,13 @@ def oph_signatures(cps: np.ndarray, lens: np.ndarray, n: int, probes: np.ndarray
     probes = np.asarray(probes)
     small = probes.shape[1] <= 256
     seq = np.ascontiguousarray(probes.T, dtype=np.uint8 if small else np.int64)
-    return _signatures(np.ascontiguousarray(cps, dtype=np.uint32), np.asarray(lens, dtype=np.int64), int(n), seq)
+    return _signatures(frozen(cps, np.uint32), frozen(lens, np.int64), int(n), frozen(seq, seq.dtype))
 
 
 def warm() -> None:
-    """Load the kernel (``curation.compiled.preload``)."""
-    from curation.dedup.core import DedupConfig, _probe_table
-
-    oph_signatures(np.zeros(5, np.uint32), np.array([5]), 5, _probe_table(DedupConfig()))
+    """Load the kernel (``curation.compiled.preload``), with the argument types of a build's calls
+    (built here: importing ``core`` would make an import cycle)."""
+    oph_signatures(np.zeros(5, np.uint32), np.array([5]), 5, np.zeros((1, 2), np.int64))
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from curation.compiled import njit
+from curation.compiled import frozen, njit
 
 
 def pair_overlaps(grams: np.ndarray, gram_off: np.ndarray, inv: np.ndarray, pos_off: np.ndarray,
@@ -26,15 +26,17 @@ def pair_overlaps(grams: np.ndarray, gram_off: np.ndarray, inv: np.ndarray, pos_
                   coverage: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(Jaccard, uncovered of a, longest uncovered run of a, the same two of b) of each pair
     (``a[k]``, ``b[k]``) of a ``ShingleBatch``'s arrays; without ``coverage`` the last four are zeros."""
-    return _pair_overlaps(grams, gram_off, inv, pos_off, length, a.astype(np.int64, copy=False),
-                          b.astype(np.int64, copy=False), int(n), bool(coverage))
+    return _pair_overlaps(frozen(grams, np.uint32), frozen(gram_off, np.int64), frozen(inv, np.int32),
+                          frozen(pos_off, np.int64), frozen(length, np.int64), frozen(a, np.int64),
+                          frozen(b, np.int64), int(n), bool(coverage))
 
 
 def warm() -> None:
-    """Load the kernels (``curation.compiled.preload``), with a batch's types (``canonical.shingle_batch``)."""
-    from curation.dedup.canonical import overlaps, shingle_batch
-
-    overlaps(shingle_batch(np.arange(12, dtype=np.uint32), np.array([6, 6]), 5), np.array([0]), np.array([1]), 5)
+    """Load the kernels (``curation.compiled.preload``), with the types of a ``ShingleBatch``'s
+    arrays (built here: importing ``canonical`` would make an import cycle)."""
+    one = np.array([0, 1, 2], np.int64)  # two texts of one gram and one position each
+    pair_overlaps(np.array([1, 2], np.uint32), one, np.zeros(2, np.int32), one, np.array([5, 5], np.int64),
+                  np.array([0]), np.array([1]), 5, True)
 
 
 @njit(cache=True, nogil=True)

@@ -57,7 +57,16 @@ if os.fork() == 0:  # a worker, as the local executor forks them: loaded without
     os.write(w, json.dumps([len(k.signatures) for k in kernels]).encode())
     os._exit(0)
 os.wait()
-print(json.dumps({"before": before, "after": after, "child": json.loads(os.read(r, 100))}))
+child = json.loads(os.read(r, 100))
+# the build's own calls find the version preload loaded (a read-only array is another numba type)
+import numpy as np
+from curation.dedup.canonical import canonical_batch, overlaps, shingle_batch
+from curation.dedup.core import DedupConfig, signatures
+cps, lens = canonical_batch(["高血压患者应该怎么办，需要吃什么药", "高血压患者怎么办"])
+signatures(cps, lens, DedupConfig())
+overlaps(shingle_batch(cps, lens, 5), np.array([0]), np.array([1]), 5)
+used = [len(k.signatures) for k in kernels]
+print(json.dumps({"before": before, "after": after, "child": child, "used": used}))
 """
 
 
@@ -65,3 +74,4 @@ def test_preload_loads_the_kernels_that_forked_workers_inherit():
     out = json.loads(subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, check=True).stdout)
     assert out["before"] == [0, 0, 0]
     assert all(n >= 1 for n in out["after"]) and out["child"] == out["after"]
+    assert out["used"] == out["after"]  # no second version loaded by the real calls
