@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 if "NUMBA_CACHE_DIR" not in os.environ and not os.access(Path(__file__).parent, os.W_OK):
     from cumed.cache import cache_root
 
@@ -20,15 +22,27 @@ if "NUMBA_CACHE_DIR" not in os.environ and not os.access(Path(__file__).parent, 
 
 from numba import njit  # noqa: E402  (after the cache folder is chosen)
 
-__all__ = ["frozen", "njit", "preload", "table_bits"]
+__all__ = ["frozen", "njit", "preload", "splitmix64", "table_bits"]
+
+_C1, _C2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
-def frozen(a, dtype) -> "np.ndarray":
+@njit(cache=True, nogil=True)
+def splitmix64(h):  # pragma: no cover - compiled
+    """The splitmix64 finaliser of one uint64, as ``canonical._mix64`` applies it to arrays: the
+    kernels that hash windows (``span_lookup``, ``dedup.oph``) must give its hashes bit for bit."""
+    h ^= h >> np.uint64(30)
+    h *= _C1
+    h ^= h >> np.uint64(27)
+    h *= _C2
+    h ^= h >> np.uint64(31)
+    return h
+
+
+def frozen(a, dtype) -> np.ndarray:
     """``a`` as a C-contiguous read-only array of ``dtype`` (a view where it already is one). numba
     compiles a kernel once per argument type, and read-only is part of the type: the same call with
     a writable array would load (or compile) a second version, which ``preload`` had not loaded."""
-    import numpy as np
-
     v = np.ascontiguousarray(a, dtype=dtype).view()
     v.flags.writeable = False
     return v

@@ -73,6 +73,7 @@ from curation.dedup.core import (
     assemble_decisions,
     candidate_pairs,
     default_prefer,
+    estimated_similarity,
     exact_groups,
     split_pairs,
     verify_pairs,
@@ -521,12 +522,13 @@ class CandidatePairTasks(_DedupTask):
         a, b = a[keep], b[keep]
         stats["candidate_pairs"] = int(len(a))
 
-        if len(a):
-            from curation.dedup.sketch_estimates import sketch_estimates  # numba: loaded when used
-
-            m = np.concatenate([sketch_estimates(files.sketch_rows(a[s : s + ESTIMATE_CHUNK], cfg.num_bins),
-                                                 files.sketch_rows(b[s : s + ESTIMATE_CHUNK], cfg.num_bins))
-                                for s in range(0, len(a), ESTIMATE_CHUNK)]) >= cfg.estimate_floor
+        sel = []
+        for s in range(0, len(a), ESTIMATE_CHUNK):
+            aa, bb = a[s : s + ESTIMATE_CHUNK], b[s : s + ESTIMATE_CHUNK]
+            est = estimated_similarity(files.sketch_rows(aa, cfg.num_bins), files.sketch_rows(bb, cfg.num_bins))
+            sel.append(est >= cfg.estimate_floor)
+        if sel:
+            m = np.concatenate(sel)
             a, b = a[m], b[m]
         stats["checked_pairs"] = int(len(a))
         # a pair found in several bands is found by several tasks: route each pair to one

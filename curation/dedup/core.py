@@ -267,8 +267,11 @@ def sketch(sig: np.ndarray) -> np.ndarray:
 
 
 def estimated_similarity(sketch_a: np.ndarray, sketch_b: np.ndarray) -> np.ndarray:
-    """Fraction of equal bins of two stacks of ``sketch`` rows."""
-    return np.count_nonzero(sketch_a == sketch_b, axis=1) / sketch_a.shape[1]
+    """Fraction of equal bins of two stacks of ``sketch`` rows, compiled (``sketch_estimates``:
+    one pass over each pair's rows, where ``count_nonzero(a == b, axis=1)`` made a third array)."""
+    from curation.dedup.sketch_estimates import sketch_estimates  # numba: loaded when used
+
+    return sketch_estimates(sketch_a, sketch_b)
 
 
 # ----------------------------------------------------------------------------- clustering

@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from curation.compiled import njit, table_bits
+from curation.compiled import njit, splitmix64, table_bits
 from curation.dedup.canonical import GOLDEN
-
-_C1, _C2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
 BLOCK = 1 << 20  # characters per kernel call (24 MB of span hashes at most)
@@ -62,16 +60,6 @@ def key_spans(cps: np.ndarray, lens: np.ndarray, n: int, table: tuple[np.ndarray
     if len(docs) == 1:
         return docs[0], where[0]
     return (np.concatenate(docs), np.concatenate(where)) if docs else (np.empty(0, np.int64), np.empty(0, np.int64))
-
-
-@njit(cache=True, nogil=True)
-def _mix(h):  # pragma: no cover - compiled; canonical._mix64 for one value
-    h ^= h >> np.uint64(30)
-    h *= _C1
-    h ^= h >> np.uint64(27)
-    h *= _C2
-    h ^= h >> np.uint64(31)
-    return h
 
 
 @njit(cache=True)
@@ -118,7 +106,7 @@ def _key_spans(cps, lens, n, bitmap, slot_key, slot_pos, shift, top_shift):  # p
             for i in range(L - n + 1):
                 if i:
                     h = (h - np.uint64(cps[start + i - 1]) * lead) * GOLDEN + np.uint64(cps[start + i + n - 1])
-                hashes[j], text[j] = _mix(h), d
+                hashes[j], text[j] = splitmix64(h), d
                 j += 1
         start += L
     passed = np.empty(total, dtype=np.int64)
