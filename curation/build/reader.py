@@ -12,7 +12,7 @@ from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
 from cumed.errors import CumedError
-from curation.batch import BATCHES, CHUNKS, DOCUMENTS, split_chunk
+from curation.batch import BATCHES, CHUNKS, DOCUMENTS, split_batch, split_chunk
 from curation.metrics import add_counts
 from curation.readers import make_reader
 from curation.recipe import Recipe, file_size, source_root
@@ -39,7 +39,8 @@ class RecipeReader(PipelineStep):
     def __init__(self, recipe: Recipe, counts_dir: str, stream: str = DOCUMENTS):
         """``stream``: what to yield (``curation.batch``): ``documents`` one by one, ``chunks`` of
         Documents (lists of at most ``CHUNK_DOCS`` documents and ``CHUNK_CHARS`` characters), or
-        ``batches`` (``DocumentBatch``es of columns), for a stage whose every step takes them."""
+        ``batches`` (``DocumentBatch``es of columns: a file reader's chunks, cut at ``CHUNK_CHARS``
+        characters), for a stage whose every step takes them."""
         super().__init__()
         if stream not in (DOCUMENTS, CHUNKS, BATCHES):
             raise ValueError(f"RecipeReader: stream={stream!r}; one of {DOCUMENTS}, {CHUNKS}, {BATCHES}")
@@ -79,7 +80,8 @@ class RecipeReader(PipelineStep):
             # time spent reading only: a `with track_time()` around the loop would also count
             # what the downstream steps do while this generator waits at `yield`
             items = iter(reader.read_file(local) if self.stream == DOCUMENTS else
-                         reader.read_chunks(local) if self.stream == BATCHES else
+                         (piece for b in reader.read_chunks(local) for piece in split_batch(b, CHUNK_CHARS))
+                         if self.stream == BATCHES else
                          (piece for b in reader.read_chunks(local)
                           for piece in split_chunk(b.documents(), CHUNK_DOCS, CHUNK_CHARS)))
             spent, n, chunks = 0.0, 0, 0

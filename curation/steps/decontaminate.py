@@ -51,17 +51,16 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
-from datatrove.data import Document
 
 from cumed.cache import cache_root
 from cumed.eval_sets import eval_set_files, load_eval_set
 from cumed.hashing import sha256_file
 from curation.dedup.canonical import canonical, canonical_batch, codepoints, window_hashes
-from curation.steps.base import CumedFilter
+from curation.steps.base import TextFilter
 
 DEFAULT_SETS = ("huatuo26m_test", "cmb_clin", "disc_eval")
 INDEX_FORMAT = 1  # bump when the cached index layout or its meaning changes
-class Decontaminate(CumedFilter):
+class Decontaminate(TextFilter):
     name = "decontaminate"
 
     def __init__(
@@ -264,15 +263,6 @@ class Decontaminate(CumedFilter):
         state["_table"] = None
         return state
 
-    def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
-        results = []
-        for doc, item in zip(batch, self.contaminating_items([d.text for d in batch])):
-            if item is None:
-                results.append(True)
-            else:
-                doc.metadata["eval_item"] = item
-                results.append((False, f"eval_overlap: {item}"))
-        return results
-
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        return self.filter_batch([doc])[0]
+    def filter_texts(self, texts: list[str]) -> list:
+        return [True if item is None else (False, f"eval_overlap: {item}", {"eval_item": item})
+                for item in self.contaminating_items(texts)]

@@ -226,26 +226,41 @@ FULL = """normalize: {}
   dedup: {threshold: 0.75}"""
 
 
-def test_full_build_in_chunks_publishes_the_per_document_version(jsonl_folder, tmp_path, monkeypatch):
+def test_full_build_in_batches_and_chunks_publishes_the_per_document_version(jsonl_folder, tmp_path, monkeypatch):
+    """Every step of FULL judges texts alone, so stage A runs on column batches; one step that
+    reads Documents turns that into chunks of Documents, one that takes neither into one document
+    at a time. All three publish the same rows, removals and per-step counters."""
+    import curation.build.documents as documents_module
     import curation.build.reader as reader_module
+    from curation.steps.filters.repetition import LineRepetitionFilter
 
-    # chunks of 37: boundaries fall anywhere, and the filters' removals leave uneven chunks
+    kinds = []
+    stream_kind = documents_module.stream_kind
+    monkeypatch.setattr(documents_module, "stream_kind", lambda steps: kinds.append(stream_kind(steps)) or kinds[-1])
+    # batches of ~37 records and chunks of 37: boundaries fall anywhere, and the filters' removals
+    # leave uneven ones
     monkeypatch.setattr(reader_module, "CHUNK_DOCS", 37)
-    dv, stats, stage_a = _build(jsonl_folder, tmp_path, "chunked", FULL)
-    reader_stats = next(s for s in stage_a if s["name"].endswith("recipe reader"))["stats"]
-    assert reader_stats["batches"] >= (3 * CHUNK_RECORDS + 340) // 37  # it did run in chunks of Documents
+    monkeypatch.setattr(reader_module, "CHUNK_CHARS", 37 * 60)
+    dv, stats, stage_a = _build(jsonl_folder, tmp_path, "batched", FULL)
+    monkeypatch.setattr(LineRepetitionFilter, "judges_texts", False)  # a filter of Documents: chunks
+    dv1, stats1, stage_a1 = _build(jsonl_folder, tmp_path, "chunked", FULL)
     monkeypatch.setattr(DropReadErrors, "takes_chunks", False)  # one step without: one document at a time
     dv2, stats2, stage_a2 = _build(jsonl_folder, tmp_path, "per_document", FULL)
+    assert kinds == ["batches", "chunks", "documents"]
+    for stage in (stage_a, stage_a1):
+        reader_stats = next(s for s in stage if s["name"].endswith("recipe reader"))["stats"]
+        assert reader_stats["batches"] >= (3 * CHUNK_RECORDS + 340) // 45  # small batches / chunks indeed
     assert "batches" not in next(s for s in stage_a2 if s["name"].endswith("recipe reader"))["stats"]
     assert stats["removed_by_reason"]["digit_ratio"] > 1000  # removals inside every chunk
-    assert stats["removed_by_reason"] == stats2["removed_by_reason"]
-    assert stats["sources"] == stats2["sources"]
-    assert dv.manifest["content_hash"] == dv2.manifest["content_hash"]
-    assert dv.to_arrow().to_pylist() == dv2.to_arrow().to_pylist()
-    assert dv.to_arrow("removed").to_pylist() == dv2.to_arrow("removed").to_pylist()
-    # and each step's counters: per step, the same totals, removals and changes (a counter's
-    # per-update mean and variance depend on how many updates: one per chunk)
+    # per step, the same totals, removals and changes (a counter's per-update mean and variance
+    # depend on how many updates: one per chunk)
     def counters(stage):
         return {s["name"]: {k: v["total"] if isinstance(v, dict) else v for k, v in s["stats"].items()
                             if k != "batches"} for s in stage}
-    assert counters(stage_a) == counters(stage_a2)
+    for other, other_stats, other_a in ((dv1, stats1, stage_a1), (dv2, stats2, stage_a2)):
+        assert stats["removed_by_reason"] == other_stats["removed_by_reason"]
+        assert stats["sources"] == other_stats["sources"]
+        assert dv.manifest["content_hash"] == other.manifest["content_hash"]
+        assert dv.to_arrow().to_pylist() == other.to_arrow().to_pylist()
+        assert dv.to_arrow("removed").to_pylist() == other.to_arrow("removed").to_pylist()
+        assert counters(stage_a) == counters(other_a)

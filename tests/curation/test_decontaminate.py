@@ -92,6 +92,34 @@ def test_run_in_batches_matches_single_documents(step, toyhom):
     assert [step.contaminating_item(t) for t in texts] == step.contaminating_items(texts)
 
 
+def test_run_on_column_batches_records_the_item(step, toyhom, tmp_path):
+    """On the reader's ``DocumentBatch``es (a build whose every step judges texts) the removed row
+    written by the exclusion writer carries the item, as in a stream of Documents."""
+    import copy
+
+    import pyarrow.parquet as pq
+
+    from curation.batch import DocumentBatch
+    from curation.build.steps import removed_writer
+
+    hua = dict(huatuo26m_test(RAW))
+    texts = toyhom[:300] + [toyhom[300] + hua["42"]] + toyhom[301:320]
+    batches = [DocumentBatch([str(i) for i in range(k, min(k + 128, len(texts)))], texts[k:k + 128], {"source": ["t"] * 128})
+               for k in range(0, len(texts), 128)]
+    batches[-1].meta["source"] = batches[-1].meta["source"][: len(batches[-1])]
+    rows = {}
+    for kind, stream in (("batches", batches),
+                         ("documents", [d for b in batches for d in b.documents()])):
+        s = copy.copy(step)
+        s.exclusion_writer = removed_writer(tmp_path / kind, 10, "decontaminate")
+        kept = list(s.run(iter(stream)))
+        assert (sum(map(len, kept)) if kind == "batches" else len(kept)) == len(texts) - 1
+        rows[kind] = pq.read_table(next((tmp_path / kind).rglob("*.parquet"))).to_pylist()
+    assert rows["batches"] == rows["documents"]
+    assert [r["id"] for r in rows["batches"]] == ["300"]
+    assert '"eval_item": "huatuo26m_test:42"' in rows["batches"][0]["metadata"]
+
+
 @pytest.mark.parametrize("damage, problem", [
     (lambda b: b[: b.index(b"}", len(b) // 2)], "invalid JSON at line"),
     (lambda b: b[: b.index("右".encode()) + 1], "ends inside a character"),

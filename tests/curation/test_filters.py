@@ -434,9 +434,9 @@ def _batch_vs_filter(filters, texts):
 
     docs = [doc(t) for t in texts]
     for name, f in filters.items():
-        _text._CACHE.clear()
+        _text.clear_cache()
         batch = [r for k in range(0, len(docs), 256) for r in f.filter_batch(docs[k : k + 256])]
-        _text._CACHE.clear()
+        _text.clear_cache()
         assert batch == [f.filter(d) for d in docs], name
 
 
@@ -503,7 +503,7 @@ def test_features_batch_matches_features():
 
     texts = EDGE_TEXTS + [CLEAN]
     batch = _text.features_batch(texts)
-    _text._CACHE.clear()
+    _text.clear_cache()
     for t, b in zip(texts, batch):
         one = _text.Features(t)
         for k in ("visible", "cjk", "digit", "symbol", "bad", "latin", "alnum", "gblead_chars"):
@@ -520,6 +520,33 @@ def test_shortcuts_keep_the_decisions_of_the_full_tests():
     lines, full = LineRepetitionFilter(), LineRepetitionFilter()
     full._distinct_lines_pass = False  # the two regex splits on every document
     assert [lines.filter(doc(t)) for t in texts] == [full.filter(doc(t)) for t in texts]
+
+
+def test_compiled_line_repeats_are_the_python_line_sets():
+    """``_line_repeats`` (numba) against the definition it shortcuts, on texts drawn from a few
+    lines that differ only in whitespace (ASCII, ideographic, CR, tab) or not at all, blank lines,
+    empty texts and texts without a newline: "repeated" is exactly "two equal stripped non-blank
+    lines", and the filter's decisions are those of ``verdict`` on every text."""
+    import random
+
+    from curation.steps.filters import _text
+    from curation.steps.filters._line_repeats import repeated_lines
+
+    rng = random.Random(0)
+    parts = ["前列腺炎怎么治疗？", " 前列腺炎怎么治疗？\r", "\u3000前列腺炎怎么治疗？\t", "前列腺炎怎么治疗", "",
+             "  ", "\u3000", "建议查血常规。", "建议查血常规。 ", "a", "b"]
+    texts = ["", "\n", "a", "a\n", "\na\n\na"] + ["\n".join(rng.choice(parts) for _ in range(rng.randint(1, 9)))
+                                            for _ in range(400)]
+    fts = _text.features_batch(texts)
+    cp, flags = _text.concat(fts)
+    got = repeated_lines(cp, flags, [len(t) for t in texts], _text.WS).tolist()
+    want = [len(set(lines)) < len(lines) for lines in ([x for x in (ln.strip() for ln in t.split("\n")) if x]
+                                                       for t in texts)]
+    assert got == want
+    assert 50 < sum(want) < 350  # both kinds, plenty of each
+    f = LineRepetitionFilter()
+    assert f.filter_texts(texts) == [f.verdict(t) for t in texts]
+    assert any(r is not True for r in f.filter_texts(texts))  # removals among them
 
 
 @needs_raw

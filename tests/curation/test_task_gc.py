@@ -29,7 +29,7 @@ def test_prose_of_an_all_prose_text_makes_no_reference_cycle():
         features_batch(["另一个块", "清空上一次的答案"])  # the memo of the last chunk lets go of these
         from curation.steps.filters import _text
 
-        _text._CACHE.clear()
+        _text.clear_cache()
         del fts, ft
         found = gc.collect()
     finally:

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import re
 from abc import abstractmethod
-from collections import OrderedDict
+from collections import deque
 from operator import is_
 
 import numpy as np
-from datatrove.data import Document
 
-from curation.steps.base import CHUNK, CumedFilter
+from curation.steps.base import CHUNK, TextFilter
 
 # CJK Unified Ideographs + Extension A + Compatibility Ideographs (+ Ext. B-F in the SIP plane).
 CJK_CLASS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef"
@@ -176,45 +175,78 @@ class Features:
         return self._gb
 
 
-_CACHE: OrderedDict[int, Features] = OrderedDict()  # popitem(last=False) is O(1); next(iter(dict)) after
-# many pops from the front walks the dead slots (0.5 s per 250k records)
-# Steps pass documents on a chunk at a time, and each filter of a chain holds up to a chunk of them
-# (fewer where earlier filters removed some, so chunks shift): the first filter runs up to ~9
-# chunks ahead of the last one, which must still find them. With room for 2 chunks, a build of
-# 250k QA records counted 546k texts (2.2 times each); with 16, 250k. The characters bound keeps
-# a corpus of long papers (~30k characters, ~5 bytes each held) to ~40 MB of cached arrays.
+# Features cached by text object, in generations: one dict per ``features_batch`` computation
+# (a chunk's texts), the oldest generations dropped first. Steps pass documents on a chunk at a
+# time; in a stream of single documents each filter re-chunks them, so the first filter runs up
+# to ~9 chunks ahead of the last one, which must still find them: room for 4,096 texts (with 2
+# chunks of 256, a build of 250k QA records counted 546k texts, 2.2 times each; with 16, 250k).
+# The characters bound keeps a corpus of long papers (~30k characters, ~5 bytes each held) to
+# ~40 MB of cached arrays. Whole generations, not entries: an ordered dict updated and trimmed
+# per text cost ~1.3 s a million records.
 _CACHE_SIZE = 16 * CHUNK
 _CACHE_CHARS = 8_000_000
-_cached_chars = 0
+_generations: deque[tuple[dict[int, Features], int]] = deque()  # (id(text) -> Features, characters)
+
+
+def clear_cache() -> None:
+    global _last
+    _generations.clear()
+    _last = None
+
+
+def _cached(text: str) -> Features | None:
+    key = id(text)
+    for gen, _ in reversed(_generations):
+        f = gen.get(key)
+        if f is not None:
+            return f if f.text is text else None  # a dead text's id reused by a new one
+    return None
 
 
 def features(text: str) -> Features:
     """Counts of ``text`` (cached by object identity: a chain of filters computes them once)."""
-    f = _CACHE.get(id(text))
-    if f is not None and f.text is text:
+    f = _cached(text)
+    if f is not None:
         return f
-    return _remember(Features(text))
-
-
-def _remember(f: Features) -> Features:
-    _remember_all([f], len(f.text))
+    f = Features(text)
+    _remember_all([f], len(text))
     return f
 
 
 def _remember_all(fs: list[Features], chars: int) -> None:
-    """Cache ``fs`` (``chars``: their texts' length), oldest entries out first. A dead text's id
-    reused by a new one replaces its entry without giving back its characters: the count only
-    overestimates what is held, so the bound still holds."""
-    global _cached_chars
-    if not _CACHE:
-        _cached_chars = 0  # (tests clear the cache directly)
-    _CACHE.update((id(f.text), f) for f in fs)
-    _cached_chars += chars
-    while len(_CACHE) > _CACHE_SIZE or (_cached_chars > _CACHE_CHARS and len(_CACHE) > len(fs)):
-        _cached_chars -= len(_CACHE.popitem(last=False)[1].text)
+    """Cache ``fs`` (``chars``: their texts' length) as one generation, oldest generations out first
+    (the newest always stays)."""
+    _generations.append(({id(f.text): f for f in fs}, chars))
+    held = sum(len(g) for g, _ in _generations)
+    held_chars = sum(c for _, c in _generations)
+    while len(_generations) > 1 and (held > _CACHE_SIZE or held_chars > _CACHE_CHARS):
+        gen, c = _generations.popleft()
+        held -= len(gen)
+        held_chars -= c
 
 
 _last: tuple[list[str], list[Features]] | None = None  # features_batch's last (texts, answer)
+
+
+def _from_last(texts: list[str]) -> list[Features] | None:
+    """The last answer when ``texts`` are the last texts, or some of them in the same order (a chain
+    of filters asks for a chunk, then for what the filters before it left of the chunk); else None.
+    Identity is checked text by text, in one walk."""
+    if _last is None or len(texts) > len(_last[0]):
+        return None
+    prev, fts = _last
+    if len(texts) == len(prev):
+        return fts if all(map(is_, prev, texts)) else None
+    out, j, n = [], 0, len(prev)
+    for t in texts:
+        while j < n and prev[j] is not t:
+            j += 1
+        if j == n:
+            return None
+        out.append(fts[j])
+        j += 1
+    return out
+
 
 # Texts up to this many characters are counted a chunk at a time; a longer one alone (its numpy
 # calls are long enough that their ~1 us overhead does not matter, and the cached views of a chunk
@@ -231,10 +263,12 @@ def features_batch(texts: list[str]) -> list[Features]:
     global _last
     # the chain's filters ask for the same chunk one after another (less what a filter removed):
     # the previous answer, checked text by text for identity, spares a dict lookup per text and filter
-    if _last is not None and len(_last[0]) == len(texts) and all(map(is_, _last[0], texts)):
-        return _last[1]
-    out = [_CACHE.get(id(t)) for t in texts]
-    todo = [i for i, (t, f) in enumerate(zip(texts, out)) if f is None or f.text is not t]
+    last = _from_last(texts)
+    if last is not None:
+        _last = (texts, last)
+        return last
+    out = list(map(_cached, texts))
+    todo = [i for i, f in enumerate(out) if f is None]
     batch = [i for i in todo if len(texts[i]) <= BATCH_MAX_CHARS]
     if len(batch) > 1:
         try:
@@ -254,7 +288,7 @@ def features_batch(texts: list[str]) -> list[Features]:
             for i, f in zip(batch, new):
                 out[i] = f
     for i in todo:
-        if out[i] is None or out[i].text is not texts[i]:
+        if out[i] is None:
             out[i] = features(texts[i])
     _last = (texts, out)
     return out
@@ -338,7 +372,7 @@ def prose_lines(text: "str | Features", chinese: bool = False) -> str:
     return text if len(out) == len(lines) else "\n".join(out)
 
 
-class FeatureFilter(CumedFilter):
+class FeatureFilter(TextFilter):
     """A filter that judges a text by its ``Features``: a subclass writes ``judge(ft)`` (``ft.text``
     is the text). The first such filter of a chain computes a whole chunk's features at once
     (``features_batch``), the next ones find them cached and judge them without a lookup per
@@ -348,12 +382,12 @@ class FeatureFilter(CumedFilter):
     def judge(self, ft: Features) -> bool | tuple[bool, str]:
         raise NotImplementedError
 
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        return self.judge(features(doc.text))
+    def verdict(self, text: str) -> bool | tuple[bool, str]:
+        return self.judge(features(text))
 
-    def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
+    def filter_texts(self, texts: list[str]) -> list[bool | tuple[bool, str]]:
         judge = self.judge
-        return [judge(ft) for ft in features_batch([doc.text for doc in batch])]
+        return [judge(ft) for ft in features_batch(texts)]
 
 
 class MaxShareFilter(FeatureFilter):

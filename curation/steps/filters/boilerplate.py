@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import re
 
-from datatrove.data import Document
 
-from curation.steps.base import CumedFilter, CumedTransform
+from curation.steps.base import CumedTransform, TextFilter
 
 # Navigation, promotion, contact and legal lines seen on Chinese medical Q&A sites and WeChat
 # reposts. Each entry is a regex fragment; keep them specific to avoid medical false positives.
@@ -68,7 +67,7 @@ def boilerplate_lines(text: str, max_line_chars: int) -> tuple[int, int, int, in
     return bad, n, bad_chars, chars
 
 
-class BoilerplateFilter(CumedFilter):
+class BoilerplateFilter(TextFilter):
     """Remove documents in which boilerplate lines dominate.
 
     Args:
@@ -87,14 +86,14 @@ class BoilerplateFilter(CumedFilter):
         self.max_line_frac = max_line_frac
         self.max_line_chars = max_line_chars
 
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        if self.max_line_frac is None or not may_match(doc.text):
+    def verdict(self, text: str) -> bool | tuple[bool, str]:
+        if self.max_line_frac is None or not may_match(text):
             return True
         # no whole-text search first: without a matching line bad = 0 and the document is kept
         # anyway, and matching only the short lines is ~5x cheaper on long papers
-        if self.max_line_frac < 0 and not _BOILER_RE.search(doc.text):
+        if self.max_line_frac < 0 and not _BOILER_RE.search(text):
             return True
-        bad, n, _, _ = boilerplate_lines(doc.text, self.max_line_chars)
+        bad, n, _, _ = boilerplate_lines(text, self.max_line_chars)
         if n and bad / n > self.max_line_frac:
             return False, f"boilerplate: {bad}/{n} lines > {self.max_line_frac}"
         return True

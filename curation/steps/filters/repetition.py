@@ -30,10 +30,9 @@ import re
 from collections import Counter
 
 import numpy as np
-from datatrove.data import Document
 
-from curation.steps.base import CumedFilter
-from curation.steps.filters._text import ALNUM, concat, features, features_batch, fmt
+from curation.steps.base import TextFilter
+from curation.steps.filters._text import ALNUM, WS, concat, features, features_batch, fmt
 
 # share of a document's visible characters its Chinese prose must hold to be judged alone (see
 # CharNGramRepetitionFilter ``min_prose_share``). ChinaXiv papers' Chinese prose: 1st percentile
@@ -125,7 +124,7 @@ def _top_count_np(cp: np.ndarray, n: int) -> int:
     return int(runs.max())
 
 
-class CharNGramRepetitionFilter(CumedFilter):
+class CharNGramRepetitionFilter(TextFilter):
     """Remove documents dominated by repeated character n-grams (whitespace removed).
 
     Args:
@@ -181,13 +180,13 @@ class CharNGramRepetitionFilter(CumedFilter):
         self.top_n_grams = tuple(sorted((int(n), float(f)) for n, f in (top_n_grams or ())))
         self.dup_n_grams = tuple(sorted((int(n), float(f)) for n, f in (dup_n_grams or ())))
 
-    def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
+    def filter_texts(self, texts: list[str]) -> list[bool | tuple[bool, str]]:
         # Short documents are proven kept a chunk at a time (``_proven``: compiled exact 3-gram
         # counts of every text, exact top n-gram counts where the 3-gram bound does not settle it);
-        # ``filter`` judges the rest: too short to judge (cheap), long, or not proven kept (0.1 %).
+        # ``verdict`` judges the rest: too short to judge (cheap), long, or not proven kept (0.1 %).
         # 250k QA records: 6.3 s of CPU with per-document numpy, 2.8 s with one sort per chunk,
         # 0.6 s now (BENCHMARKS.md, issue #17).
-        fts = features_batch([doc.text for doc in batch])
+        fts = features_batch(texts)
         sel = [i for i, ft in enumerate(fts) if self._short_fast_path(ft)]
         proven = set()
         if sel:
@@ -196,15 +195,15 @@ class CharNGramRepetitionFilter(CumedFilter):
             ends = np.cumsum(lens)
             safe_top, safe_dup = self._proven(cp[(flags & ALNUM) != 0], ends - lens, ends)
             proven = {sel[i] for i in np.flatnonzero(safe_top & safe_dup).tolist()}
-        return [True if i in proven else self.filter(doc) for i, doc in enumerate(batch)]
+        return [True if i in proven else self.verdict(text) for i, text in enumerate(texts)]
 
     def _short_fast_path(self, ft) -> bool:
         """Does ``_judge`` take ``ft`` to ``_short_bounds`` with its ``alnum`` characters."""
         return (ft.cp is not None and "\\" not in ft.text and 3 <= ft.alnum < _NUMPY_FROM
                 and (self.min_chars is None or ft.alnum >= self.min_chars))
 
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        ft = features(doc.text)
+    def verdict(self, text: str) -> bool | tuple[bool, str]:
+        ft = features(text)
         reason = self._judge(ft)
         if reason is not None and self.prose:
             # the prose can only clear a document the whole text condemned: a repetitive prose
@@ -358,7 +357,7 @@ def _dups(items: list[str]) -> tuple[int, int]:
     return n, chars
 
 
-class LineRepetitionFilter(CumedFilter):
+class LineRepetitionFilter(TextFilter):
     """Remove documents whose lines or paragraphs repeat (Gopher duplicate line/paragraph fractions).
 
     Args (fractions of elements, or of characters, in second and later copies):
@@ -391,8 +390,27 @@ class LineRepetitionFilter(CumedFilter):
         fracs = (dup_line_frac, dup_para_frac, dup_line_char_frac, dup_para_char_frac)
         self._distinct_lines_pass = min_line_chars >= 1 and all(f is None or f >= 0 for f in fracs)
 
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        text = doc.text.strip()
+    def filter_texts(self, texts: list[str]) -> list[bool | tuple[bool, str]]:
+        # Texts whose non-blank lines are all distinct are kept whatever the thresholds (see
+        # ``verdict``): found for a whole chunk in one compiled pass (``_line_repeats``); ``verdict``
+        # judges the others (a repeated line, a hash collision, a text with a lone surrogate).
+        # 1M QA records: 1.9 s -> BENCHMARKS.md (issue #17).
+        if not self._distinct_lines_pass:
+            return list(map(self.verdict, texts))
+        from curation.steps.filters._line_repeats import repeated_lines  # numba: loaded when used
+
+        fts = features_batch(texts)
+        sel = [i for i, ft in enumerate(fts) if ft.cp is not None and "\n" in ft.text]
+        check = set(i for i, ft in enumerate(fts) if ft.cp is None)
+        if sel:
+            cp, flags = concat([fts[i] for i in sel])
+            lens = np.fromiter((len(fts[i].cp) for i in sel), dtype=np.int64, count=len(sel))
+            check.update(sel[i] for i in np.flatnonzero(repeated_lines(cp, flags, lens, WS)).tolist())
+        verdict = self.verdict
+        return [verdict(texts[i]) if i in check else True for i in range(len(texts))]
+
+    def verdict(self, text: str) -> bool | tuple[bool, str]:
+        text = text.strip()
         if not text:
             return True
         L = len(text)
