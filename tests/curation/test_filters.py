@@ -537,9 +537,8 @@ def test_compiled_line_repeats_are_the_python_line_sets():
              "  ", "\u3000", "建议查血常规。", "建议查血常规。 ", "a", "b"]
     texts = ["", "\n", "a", "a\n", "\na\n\na"] + ["\n".join(rng.choice(parts) for _ in range(rng.randint(1, 9)))
                                             for _ in range(400)]
-    fts = _text.features_batch(texts)
-    cp, flags = _text.concat(fts)
-    got = repeated_lines(cp, flags, [len(t) for t in texts], _text.WS).tolist()
+    cf = _text.chunk_features(texts)
+    got = repeated_lines(cf.cp, cf.flags, cf.starts, cf.ends, _text.WS).tolist()
     want = [len(set(lines)) < len(lines) for lines in ([x for x in (ln.strip() for ln in t.split("\n")) if x]
                                                        for t in texts)]
     assert got == want

@@ -1,4 +1,4 @@
-"""The character-class counts of many texts in one compiled pass (numba), for ``_text.features_batch``.
+"""The character-class counts of many texts in one compiled pass (numba), for ``_text.chunk_features``.
 
 Per text, how many of its characters carry each of the 8 class bits of the flags table (WS, CJK,
 DIGIT, SYMBOL, BAD, LATIN, ALNUM, GBLEAD: ``_text``), and every character's flags. In numpy

@@ -4,7 +4,7 @@ The filter removes nothing from a text whose non-blank lines (stripped) are all 
 fractions are then 0), and that is nearly every document: a QA record is a question line and an
 answer line. Telling that apart was ~2 us a document in Python (split, strip, a set), ~2 s of a
 million-record build; here each line is hashed in place from the chunk's code points and flags
-(``_text.features_batch``: the same whitespace class as ``str.strip``), a few ns a character.
+(``_text.chunk_features``: the same whitespace class as ``str.strip``), a few ns a character.
 
 A hash never decides a removal: a text with two equal line hashes (a repeat, or a collision) goes
 to the exact Python test, so every decision and reason is the one the Python path gives.
@@ -19,21 +19,20 @@ from curation.compiled import njit
 _FNV_PRIME = np.uint64(0x100000001B3)
 
 
-def repeated_lines(cp: np.ndarray, flags: np.ndarray, lens: np.ndarray, ws: int) -> np.ndarray:
-    """Per text (``lens`` each, laid end to end in ``cp``, their character classes in ``flags``):
-    could two of its non-blank lines, stripped of the characters with bit ``ws``, be equal. False is
-    certain; True is a repeat or (rarely) a hash collision."""
+def repeated_lines(cp: np.ndarray, flags: np.ndarray, starts: np.ndarray, ends: np.ndarray, ws: int) -> np.ndarray:
+    """Per text ``cp[starts[i]:ends[i]]`` (its character classes in ``flags``): could two of its
+    non-blank lines, stripped of the characters with bit ``ws``, be equal. False is certain; True is
+    a repeat or (rarely) a hash collision."""
     return _repeated_lines(np.ascontiguousarray(cp, dtype=np.uint32), np.ascontiguousarray(flags),
-                           np.asarray(lens, dtype=np.int64), int(ws))
+                           np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64), int(ws))
 
 
 @njit(cache=True, nogil=True)
-def _repeated_lines(cp, flags, lens, ws):  # pragma: no cover - compiled
-    out = np.zeros(len(lens), dtype=np.bool_)
+def _repeated_lines(cp, flags, starts, ends, ws):  # pragma: no cover - compiled
+    out = np.zeros(len(starts), dtype=np.bool_)
     hashes = np.empty(64, dtype=np.uint64)
-    start = 0
-    for t in range(len(lens)):
-        end = start + lens[t]
+    for t in range(len(starts)):
+        start, end = starts[t], ends[t]
         k = 0
         i = start
         while i <= end:  # the line [i, j): up to the next "\n" or the end of the text
@@ -62,6 +61,5 @@ def _repeated_lines(cp, flags, lens, ws):  # pragma: no cover - compiled
                 if hs[q] == hs[q - 1]:
                     out[t] = True
                     break
-        start = end
     return out
 

@@ -1,20 +1,20 @@
 """Character classes shared by the Chinese filters, and per-document counts computed once.
 
 The classes are precompiled regexes (``run_chars`` counts characters in their runs). The filters
-read their counts from ``features(text)`` instead: one numpy pass over the code points (a lookup
-table derived from these same regexes, then one ``bincount``) gives every count at once, and is
-cached for the text object, so a chain of filters no longer re-scans each document 5 times for
-whitespace and 3 times for CJK. In a pipeline the first filter computes them for a whole chunk of
-documents in that one pass (``features_batch``, ``FeatureFilter``). "Visible" characters are
-everything except whitespace: ratios are taken over them so that layout (blank lines, indentation)
-does not move a ratio.
+read their counts from ``Features`` instead: one compiled pass over the code points (a lookup
+table derived from these same regexes) gives every count at once, so a chain of filters no longer
+re-scans each document 5 times for whitespace and 3 times for CJK. In a pipeline the first filter
+computes them for a whole chunk of documents in that one pass, as columns (``chunk_features``,
+``ChunkFeatures``), and the next filters find them there; a filter tests the columns in numpy
+and makes a ``Features`` only for the texts it must judge one by one (``FeatureFilter``).
+"Visible" characters are everything except whitespace: ratios are taken over them so that
+layout (blank lines, indentation) does not move a ratio.
 """
 
 from __future__ import annotations
 
 import re
 from abc import abstractmethod
-from collections import deque
 from operator import is_
 
 import numpy as np
@@ -118,7 +118,7 @@ class Features:
 
     def __init__(self, text: str, cp: np.ndarray | None = None, flags: np.ndarray | None = None,
                  counts: list[int] | None = None):
-        """``cp``, ``flags`` and ``counts`` (the 8 class counts) are given by ``features_batch``,
+        """``cp``, ``flags`` and ``counts`` (the 8 class counts) are given by ``ChunkFeatures``,
         which computed them for a whole chunk of texts; without them they are computed here."""
         self.text = text
         self._gb = None
@@ -175,129 +175,169 @@ class Features:
         return self._gb
 
 
-# Features cached by text object, in generations: one dict per ``features_batch`` computation
-# (a chunk's texts), the oldest generations dropped first. Steps pass documents on a chunk at a
-# time; in a stream of single documents each filter re-chunks them, so the first filter runs up
-# to ~9 chunks ahead of the last one, which must still find them: room for 4,096 texts (with 2
-# chunks of 256, a build of 250k QA records counted 546k texts, 2.2 times each; with 16, 250k).
-# The characters bound keeps a corpus of long papers (~30k characters, ~5 bytes each held) to
-# ~40 MB of cached arrays. Whole generations, not entries: an ordered dict updated and trimmed
-# per text cost ~1.3 s a million records.
-_CACHE_SIZE = 16 * CHUNK
-_CACHE_CHARS = 8_000_000
-_generations: deque[tuple[dict[int, Features], int]] = deque()  # (id(text) -> Features, characters)
+class ChunkFeatures:
+    """The ``Features`` of a chunk's texts as columns, computed in one compiled pass
+    (``_class_counts``) over the chunk's code points laid end to end.
+
+    ``counts[i]``: text i's 8 class counts (``WS`` ... ``GBLEAD`` bits, in that order; -1 where the
+    regex fallback has none), ``visible[i]`` and ``symbol[i]`` as ``Features`` has them; ``cp`` and
+    ``flags``: the code points and their classes, text i at ``[starts[i], ends[i])``, or
+    ``starts[i] == -1`` when its code points cannot be read (a lone surrogate: regex counts).
+
+    Why columns: a ``Features`` object per text cost more than the counting (~3 us a QA record, ~3 s
+    a million records), and most filters need none. A filter tests a whole chunk at once in numpy
+    (``FeatureFilter.suspects``) and builds ``Features`` (``feature(i)``) only for the few texts it
+    must judge one by one. What the filters before it left of a chunk is ``take(rows)``: the same
+    arrays, fewer rows."""
+
+    __slots__ = ("texts", "counts", "visible", "symbol", "cp", "flags", "starts", "ends", "_fts", "_ids")
+
+    def __init__(self, texts: list[str]):
+        from curation.steps.filters._class_counts import class_counts  # numba: loaded when used
+
+        n = len(texts)
+        self.texts = texts
+        self._fts: list[Features | None] = [None] * n
+        self._ids = None
+        lens = np.fromiter(map(len, texts), dtype=np.int64, count=n)
+        self.ends = np.cumsum(lens)
+        self.starts = self.ends - lens
+        try:
+            self.cp = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
+            bad = []
+        except UnicodeEncodeError:  # a lone surrogate: those texts alone take the regex fallback
+            bad = [i for i, t in enumerate(texts) if not _encodable(t)]
+            good = np.ones(n, dtype=bool)
+            good[bad] = False
+            lens = np.where(good, lens, 0)
+            self.ends = np.cumsum(lens)
+            self.starts = np.where(good, self.ends - lens, -1)
+            self.cp = np.frombuffer("".join(t for t, g in zip(texts, good.tolist()) if g).encode("utf-32-le"),
+                                    dtype=np.uint32)
+        self.flags, self.counts = class_counts(self.cp, lens, (_TABLES or _tables())[0])
+        for i in bad:
+            f = self._fts[i] = Features(texts[i])
+            self.counts[i] = [-1 if v is None else v for v in
+                              (len(f.text) - f.visible, f.cjk, f.digit, f.symbol, f.bad, f.latin, f.alnum, f.gblead_chars)]
+        self.visible = lens - self.counts[:, 0] if not bad else np.fromiter(
+            (len(t) for t in texts), dtype=np.int64, count=n) - self.counts[:, 0]
+        self.symbol = self.counts[:, 3].copy()
+        for i in np.flatnonzero(self.symbol > 0).tolist():  # the Chinese ellipsis, as ``Features`` counts it
+            if self._fts[i] is None and ELLIPSIS in texts[i]:
+                self.symbol[i] = self.feature(i).symbol
+            elif self._fts[i] is not None:
+                self.symbol[i] = self._fts[i].symbol
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def count(self, bit: int) -> np.ndarray:
+        """One class count per text (``CJK``, ``ALNUM``...): a column of ``counts``."""
+        return self.counts[:, bit.bit_length() - 1]
+
+    # the columns under ``Features``' names (``MaxShareFilter.feature``)
+    cjk = property(lambda self: self.count(CJK))
+    digit = property(lambda self: self.count(DIGIT))
+    bad = property(lambda self: self.count(BAD))
+    latin = property(lambda self: self.count(LATIN))
+    alnum = property(lambda self: self.count(ALNUM))
+    gblead_chars = property(lambda self: self.count(GBLEAD))
+
+    def holding(self, char: str) -> np.ndarray:
+        """Per text, whether it holds ``char``: one comparison over the chunk's code points."""
+        out = np.zeros(len(self), dtype=bool)
+        hits = np.flatnonzero(self.cp == ord(char))
+        if len(hits):
+            # the text whose span holds each hit (ends ascend: rows keep the chunk's order); a hit
+            # in the span of a row taken out falls before the next row's start
+            rows = np.searchsorted(self.ends, hits, side="right")
+            ok = rows < len(self)
+            rows, hits = rows[ok], hits[ok]
+            out[rows[(self.starts[rows] >= 0) & (self.starts[rows] <= hits)]] = True
+        for i in np.flatnonzero(self.starts < 0).tolist():
+            out[i] = char in self.texts[i]
+        return out
+
+    @property
+    def readable(self) -> np.ndarray:
+        """Texts whose code points are in ``cp`` (all but those with a lone surrogate)."""
+        return self.starts >= 0
+
+    def feature(self, i: int) -> Features:
+        """Text i's ``Features`` (views into the chunk's arrays), made once."""
+        f = self._fts[i]
+        if f is None:
+            s, e = int(self.starts[i]), int(self.ends[i])
+            f = self._fts[i] = Features(self.texts[i], self.cp[s:e], self.flags[s:e], self.counts[i].tolist())
+        return f
+
+    def take(self, rows: np.ndarray, texts: list[str]) -> ChunkFeatures:
+        """The features of ``texts``, rows ``rows`` of this chunk (the same arrays)."""
+        out = ChunkFeatures.__new__(ChunkFeatures)
+        out.texts, out._ids = texts, None
+        out.counts, out.visible, out.symbol = self.counts[rows], self.visible[rows], self.symbol[rows]
+        out.cp, out.flags, out.starts, out.ends = self.cp, self.flags, self.starts[rows], self.ends[rows]
+        out._fts = list(map(self._fts.__getitem__, rows.tolist()))
+        return out
+
+    def ids(self) -> np.ndarray:
+        if self._ids is None:
+            self._ids = np.fromiter(map(id, self.texts), dtype=np.uint64, count=len(self.texts))
+        return self._ids
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-32-le")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# The last chunk's features: the chain's filters ask for the same chunk one after another, less
+# what each removed. A step that is not a filter of the chain (a model filter, a user's step)
+# sees other texts, which are counted again (a few ns a character; no per-text cache to keep).
+_last: ChunkFeatures | None = None
 
 
 def clear_cache() -> None:
     global _last
-    _generations.clear()
     _last = None
 
 
-def _cached(text: str) -> Features | None:
-    key = id(text)
-    for gen, _ in reversed(_generations):
-        f = gen.get(key)
-        if f is not None:
-            return f if f.text is text else None  # a dead text's id reused by a new one
-    return None
+def chunk_features(texts: list[str]) -> ChunkFeatures:
+    """The features of a chunk's texts: the last chunk's when ``texts`` are its texts or some of them
+    in the same order (identity checked: the very list, else every text's ``id`` in numpy, which
+    is unique among the last chunk's texts while it holds them), else computed."""
+    global _last
+    last = _last
+    if last is not None and len(texts) <= len(last):
+        if texts is last.texts or (len(texts) == len(last) and all(map(is_, last.texts, texts))):
+            return last
+        ids = np.fromiter(map(id, texts), dtype=np.uint64, count=len(texts))
+        rows = np.flatnonzero(np.isin(last.ids(), ids, assume_unique=True))
+        if len(rows) == len(texts) and (last.ids()[rows] == ids).all():
+            _last = last.take(rows, texts)
+            return _last
+    _last = ChunkFeatures(texts)
+    return _last
 
 
 def features(text: str) -> Features:
-    """Counts of ``text`` (cached by object identity: a chain of filters computes them once)."""
-    f = _cached(text)
-    if f is not None:
-        return f
-    f = Features(text)
-    _remember_all([f], len(text))
-    return f
-
-
-def _remember_all(fs: list[Features], chars: int) -> None:
-    """Cache ``fs`` (``chars``: their texts' length) as one generation, oldest generations out first
-    (the newest always stays)."""
-    _generations.append(({id(f.text): f for f in fs}, chars))
-    held = sum(len(g) for g, _ in _generations)
-    held_chars = sum(c for _, c in _generations)
-    while len(_generations) > 1 and (held > _CACHE_SIZE or held_chars > _CACHE_CHARS):
-        gen, c = _generations.popleft()
-        held -= len(gen)
-        held_chars -= c
-
-
-_last: tuple[list[str], list[Features]] | None = None  # features_batch's last (texts, answer)
-
-
-def _from_last(texts: list[str]) -> list[Features] | None:
-    """The last answer when ``texts`` are the last texts, or some of them in the same order (a chain
-    of filters asks for a chunk, then for what the filters before it left of the chunk); else None.
-    Identity is checked text by text, in one walk."""
-    if _last is None or len(texts) > len(_last[0]):
-        return None
-    prev, fts = _last
-    if len(texts) == len(prev):
-        return fts if all(map(is_, prev, texts)) else None
-    out, j, n = [], 0, len(prev)
-    for t in texts:
-        while j < n and prev[j] is not t:
-            j += 1
-        if j == n:
-            return None
-        out.append(fts[j])
-        j += 1
-    return out
-
-
-# Texts up to this many characters are counted a chunk at a time; a longer one alone (its numpy
-# calls are long enough that their ~1 us overhead does not matter, and the cached views of a chunk
-# keep the whole chunk's arrays alive: 256 x 4,000 characters x 5 bytes = 5 MB at most).
-BATCH_MAX_CHARS = 4000
+    """Counts of ``text``: from the last chunk's features when it is one of its texts (a filter
+    judging a text alone after its chunk), else computed for it."""
+    last = _last
+    if last is not None:
+        hit = np.flatnonzero(last.ids() == id(text))
+        if len(hit) and last.texts[hit[0]] is text:
+            return last.feature(int(hit[0]))
+    return Features(text)
 
 
 def features_batch(texts: list[str]) -> list[Features]:
-    """``features`` of every text; those not cached yet computed together, in one compiled pass over
-    the concatenated code points (``_class_counts``). On ~150-character QA records the ~10 numpy
-    calls per text cost more than the counting: ``min_length``, the first filter, took 2.4 s of
-    CPU per 250k records, 1.2 s with numpy per chunk. Each text's ``cp``/``flags`` are views into
-    the chunk's arrays."""
-    global _last
-    # the chain's filters ask for the same chunk one after another (less what a filter removed):
-    # the previous answer, checked text by text for identity, spares a dict lookup per text and filter
-    last = _from_last(texts)
-    if last is not None:
-        _last = (texts, last)
-        return last
-    out = list(map(_cached, texts))
-    todo = [i for i, f in enumerate(out) if f is None]
-    batch = [i for i in todo if len(texts[i]) <= BATCH_MAX_CHARS]
-    if len(batch) > 1:
-        try:
-            cp = np.frombuffer("".join(texts[i] for i in batch).encode("utf-32-le"), dtype=np.uint32)
-        except UnicodeEncodeError:
-            cp = None  # a lone surrogate in one of them: each alone below (the regex fallback)
-        if cp is not None:
-            from curation.steps.filters._class_counts import class_counts  # numba: loaded when used
-
-            lens = np.fromiter((len(texts[i]) for i in batch), dtype=np.int64, count=len(batch))
-            flags, counts = class_counts(cp, lens, (_TABLES or _tables())[0])
-            counts = counts.tolist()
-            ends = np.cumsum(lens).tolist()
-            new = [Features(texts[i], cp[start:end], flags[start:end], c)
-                   for i, start, end, c in zip(batch, [0, *ends[:-1]], ends, counts)]
-            _remember_all(new, ends[-1])
-            for i, f in zip(batch, new):
-                out[i] = f
-    for i in todo:
-        if out[i] is None:
-            out[i] = features(texts[i])
-    _last = (texts, out)
-    return out
-
-
-def concat(fts: list[Features]) -> tuple[np.ndarray, np.ndarray]:
-    """(code points, flags) of these texts (each with ``cp``) laid end to end, for a filter that
-    judges a whole chunk in a few numpy calls."""
-    return np.concatenate([f.cp for f in fts]), np.concatenate([f.flags for f in fts])
+    """``features`` of every text (``chunk_features``, each made a ``Features``)."""
+    cf = chunk_features(texts)
+    return [cf.feature(i) for i in range(len(cf))]
 
 
 # ---------------------------------------------------------------- prose lines
@@ -374,20 +414,38 @@ def prose_lines(text: "str | Features", chinese: bool = False) -> str:
 
 class FeatureFilter(TextFilter):
     """A filter that judges a text by its ``Features``: a subclass writes ``judge(ft)`` (``ft.text``
-    is the text). The first such filter of a chain computes a whole chunk's features at once
-    (``features_batch``), the next ones find them cached and judge them without a lookup per
-    document (1.3M ``features()`` calls per 250k records before)."""
+    is the text), the definition. The chain's filters share one ``ChunkFeatures`` per chunk
+    (``chunk_features``); a subclass may also write ``suspects(cf)``, the texts ``judge`` might
+    not keep, found for the whole chunk in numpy, so that only those become ``Features`` and are
+    judged (on QA records, nearly none: the per-text calls were most of these filters' time)."""
 
     @abstractmethod
     def judge(self, ft: Features) -> bool | tuple[bool, str]:
         raise NotImplementedError
 
+    def suspects(self, cf: ChunkFeatures) -> np.ndarray | None:
+        """A bool per text of the chunk: True where ``judge`` might remove it (a superset: each
+        is judged); None: judge every text."""
+        return None
+
     def verdict(self, text: str) -> bool | tuple[bool, str]:
         return self.judge(features(text))
 
     def filter_texts(self, texts: list[str]) -> list[bool | tuple[bool, str]]:
-        judge = self.judge
-        return [judge(ft) for ft in features_batch(texts)]
+        cf = chunk_features(texts)
+        suspect = self.suspects(cf)
+        judge, feature = self.judge, cf.feature
+        if suspect is None:
+            return [judge(feature(i)) for i in range(len(cf))]
+        out: list = [True] * len(cf)
+        for i in np.flatnonzero(suspect).tolist():
+            out[i] = judge(feature(i))
+        return out
+
+
+def share(part: np.ndarray, visible: np.ndarray) -> np.ndarray:
+    """``part / visible`` per text, 0.0 where nothing is visible (as the filters' ``judge``)."""
+    return np.divide(part, visible, out=np.zeros(len(part)), where=visible > 0)
 
 
 class MaxShareFilter(FeatureFilter):
@@ -399,6 +457,11 @@ class MaxShareFilter(FeatureFilter):
     def __init__(self, max_ratio: float | None, exclusion_writer=None):
         super().__init__(exclusion_writer)
         self.max_ratio = max_ratio
+
+    def suspects(self, cf: ChunkFeatures) -> np.ndarray:
+        if self.max_ratio is None:
+            return np.zeros(len(cf), dtype=bool)
+        return share(getattr(cf, self.feature), cf.visible) > self.max_ratio
 
     def judge(self, ft: Features) -> bool | tuple[bool, str]:
         if self.max_ratio is None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from curation.steps.filters._text import FeatureFilter, Features, fmt
+import numpy as np
+
+from curation.steps.filters._text import ChunkFeatures, FeatureFilter, Features, fmt, share
 
 # The prose must hold at least this share of a document's visible characters for the ratio to be
 # taken on it (``prose=True``); below it the document is mostly tables or lists and is judged
@@ -41,6 +43,11 @@ class CJKRatioFilter(FeatureFilter):
         self.min_ratio = min_ratio
         self.prose = prose
         self.min_prose_share = min_prose_share
+
+    def suspects(self, cf: ChunkFeatures) -> np.ndarray:
+        if self.min_ratio is None:
+            return np.zeros(len(cf), dtype=bool)
+        return share(cf.cjk, cf.visible) < self.min_ratio
 
     def judge(self, ft: Features) -> bool | tuple[bool, str]:
         if self.min_ratio is None:

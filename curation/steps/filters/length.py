@@ -6,7 +6,9 @@ language (a wrong language code silently splits Chinese into one "word" per line
 
 from __future__ import annotations
 
-from curation.steps.filters._text import FeatureFilter, Features
+import numpy as np
+
+from curation.steps.filters._text import ChunkFeatures, FeatureFilter, Features
 
 
 class MinLengthFilter(FeatureFilter):
@@ -28,6 +30,15 @@ class MinLengthFilter(FeatureFilter):
         super().__init__(exclusion_writer)
         self.min_chars = min_chars
         self.max_chars = max_chars
+
+    def suspects(self, cf: ChunkFeatures) -> np.ndarray:
+        n = cf.visible
+        out = np.zeros(len(cf), dtype=bool)
+        if self.min_chars is not None:
+            out |= n < self.min_chars
+        if self.max_chars is not None:
+            out |= n > self.max_chars
+        return out
 
     def judge(self, ft: Features) -> bool | tuple[bool, str]:
         n = ft.visible

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from curation.steps.filters._text import FeatureFilter, cjk_chars, features_batch, fmt
+from curation.steps.filters._text import FeatureFilter, chunk_features, cjk_chars, fmt
 from curation.steps.lexicon import DEFAULT_LEXICON, LEXICON_KEY, LexiconMatcher, build_lexicon, lexicon_files
 
 DEFAULT_RAW = Path(os.environ.get("CUMED_RAW", Path(__file__).resolve().parents[4] / "shared" / "data" / "raw"))
@@ -106,20 +106,18 @@ class LexiconDensityFilter(FeatureFilter):
         # code points could not be read (a lone surrogate) goes through ``judge``.
         if self.matcher is None:
             return [True] * len(texts)
-        fts = features_batch(texts)
-        sel = [i for i, ft in enumerate(fts) if ft.cp is not None and ft.cjk >= self.min_cjk]
+        cf = chunk_features(texts)
+        cjk = cf.cjk
+        sel = np.flatnonzero(cf.readable & (cjk >= self.min_cjk))
         out: list = [True] * len(texts)
-        if sel:
-            lens = np.array([len(fts[i].cp) for i in sel], dtype=np.int64)
-            ends = np.cumsum(lens)
-            need = np.array([self.min_density * fts[i].cjk for i in sel], dtype=np.float64)
-            covered = self.matcher.compiled.covered(np.concatenate([fts[i].cp for i in sel]), ends - lens, ends, need)
-            for i, cov, nd in zip(sel, covered.tolist(), need.tolist()):
-                if cov < nd:
-                    out[i] = (False, f"lexicon_density: {fmt(cov / fts[i].cjk)} < {self.min_density}")
-        for i, ft in enumerate(fts):
-            if ft.cp is None:
-                out[i] = self.judge(ft)
+        if len(sel):
+            need = self.min_density * cjk[sel]
+            covered = self.matcher.compiled.covered(cf.cp, cf.starts[sel], cf.ends[sel], need)
+            for k in np.flatnonzero(covered < need).tolist():
+                i = int(sel[k])
+                out[i] = (False, f"lexicon_density: {fmt(float(covered[k]) / int(cjk[i]))} < {self.min_density}")
+        for i in np.flatnonzero(~cf.readable).tolist():
+            out[i] = self.judge(cf.feature(i))
         return out
 
     def judge(self, ft) -> bool | tuple[bool, str]:

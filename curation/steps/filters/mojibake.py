@@ -33,7 +33,10 @@ from __future__ import annotations
 
 import re
 
-from curation.steps.filters._text import BAD_CLASS, CJK_RUNS, LATIN_CLASS, FeatureFilter, Features, fmt, run_chars
+import numpy as np
+
+from curation.steps.filters._text import (BAD_CLASS, CJK_RUNS, LATIN_CLASS, ChunkFeatures, FeatureFilter, Features, fmt,
+                                      run_chars, share)
 
 _BAD_RUNS = re.compile(f"[{BAD_CLASS}]+")
 _KUN = "锟斤拷"
@@ -116,6 +119,23 @@ class MojibakeFilter(FeatureFilter):
         self.max_gbk_utf8_share = max_gbk_utf8_share
         self.max_latin1_ratio = max_latin1_ratio
         self.min_cjk_for_gbk_test = min_cjk_for_gbk_test
+
+    def suspects(self, cf: ChunkFeatures) -> np.ndarray:
+        # each test of ``judge`` that can remove, by its cheap bound: a replacement or private-use
+        # character, or 锟 (the start of 锟斤拷); the GB18030 lead-byte count's first bound; Latin
+        # characters over the ratio. Texts counted by the regexes (no code points) are judged.
+        out = ~cf.readable
+        if self.max_replacement_ratio is not None:
+            out |= cf.bad > 0
+            out |= cf.holding(_KUN[0]) & (cf.cjk > 0)
+        if self.max_gbk_utf8_share is not None:
+            cjk = cf.cjk
+            bounded = 1.5 * (2 * cf.gblead_chars) / np.maximum(cjk, 1) <= self.max_gbk_utf8_share
+            out |= (cjk >= self.min_cjk_for_gbk_test) & ~bounded
+        r = self.max_latin1_ratio
+        if r is not None:
+            out |= (cf.latin >= 2) & (share(cf.latin, cf.visible) > r) if r >= 0 else cf.latin >= 0
+        return out & (cf.visible > 0)
 
     def judge(self, ft: Features) -> bool | tuple[bool, str]:
         text = ft.text

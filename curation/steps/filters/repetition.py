@@ -32,7 +32,7 @@ from collections import Counter
 import numpy as np
 
 from curation.steps.base import TextFilter
-from curation.steps.filters._text import ALNUM, WS, concat, features, features_batch, fmt
+from curation.steps.filters._text import ALNUM, WS, chunk_features, features, fmt
 
 # share of a document's visible characters its Chinese prose must hold to be judged alone (see
 # CharNGramRepetitionFilter ``min_prose_share``). ChinaXiv papers' Chinese prose: 1st percentile
@@ -186,24 +186,28 @@ class CharNGramRepetitionFilter(TextFilter):
         # ``verdict`` judges the rest: too short to judge (cheap), long, or not proven kept (0.1 %).
         # 250k QA records: 6.3 s of CPU with per-document numpy, 2.8 s with one sort per chunk,
         # 0.6 s now (BENCHMARKS.md, issue #17).
-        fts = features_batch(texts)
-        sel = [i for i, ft in enumerate(fts) if self._short_fast_path(ft)]
-        proven = set()
-        if sel:
-            cp, flags = concat([fts[i] for i in sel])
-            lens = np.array([fts[i].alnum for i in sel], dtype=np.int64)
-            ends = np.cumsum(lens)
-            safe_top, safe_dup = self._proven(cp[(flags & ALNUM) != 0], ends - lens, ends)
-            proven = {sel[i] for i in np.flatnonzero(safe_top & safe_dup).tolist()}
-        return [True if i in proven else self.verdict(text) for i, text in enumerate(texts)]
-
-    def _short_fast_path(self, ft) -> bool:
-        """Does ``_judge`` take ``ft`` to ``_short_bounds`` with its ``alnum`` characters."""
-        return (ft.cp is not None and "\\" not in ft.text and 3 <= ft.alnum < _NUMPY_FROM
-                and (self.min_chars is None or ft.alnum >= self.min_chars))
+        cf = chunk_features(texts)
+        alnum = cf.alnum
+        plain = cf.readable & ~cf.holding("\\")  # ``_judge``'s path on the flags' n-gram characters
+        # too short to be judged: kept by ``_judge`` with no further look (nothing condemned them)
+        kept = plain & (alnum < self.min_chars) if self.min_chars is not None else np.zeros(len(cf), dtype=bool)
+        sel = np.flatnonzero(plain & (alnum >= 3) & (alnum < _NUMPY_FROM) & ~kept)
+        if len(sel):
+            # the n-gram characters of the chunk laid end to end, each text's span found by a count
+            is_ngram = (cf.flags & ALNUM) != 0
+            at = np.zeros(len(is_ngram) + 1, dtype=np.int64)
+            np.cumsum(is_ngram, out=at[1:])
+            safe_top, safe_dup = self._proven(cf.cp[is_ngram], at[cf.starts[sel]], at[cf.ends[sel]])
+            kept[sel[safe_top & safe_dup]] = True
+        out: list = [True] * len(cf)
+        for i in np.flatnonzero(~kept).tolist():
+            out[i] = self._verdict(cf.feature(i))
+        return out
 
     def verdict(self, text: str) -> bool | tuple[bool, str]:
-        ft = features(text)
+        return self._verdict(features(text))
+
+    def _verdict(self, ft) -> bool | tuple[bool, str]:
         reason = self._judge(ft)
         if reason is not None and self.prose:
             # the prose can only clear a document the whole text condemned: a repetitive prose
@@ -399,15 +403,15 @@ class LineRepetitionFilter(TextFilter):
             return list(map(self.verdict, texts))
         from curation.steps.filters._line_repeats import repeated_lines  # numba: loaded when used
 
-        fts = features_batch(texts)
-        sel = [i for i, ft in enumerate(fts) if ft.cp is not None and "\n" in ft.text]
-        check = set(i for i, ft in enumerate(fts) if ft.cp is None)
-        if sel:
-            cp, flags = concat([fts[i] for i in sel])
-            lens = np.fromiter((len(fts[i].cp) for i in sel), dtype=np.int64, count=len(sel))
-            check.update(sel[i] for i in np.flatnonzero(repeated_lines(cp, flags, lens, WS)).tolist())
-        verdict = self.verdict
-        return [verdict(texts[i]) if i in check else True for i in range(len(texts))]
+        cf = chunk_features(texts)
+        check = ~cf.readable
+        sel = np.flatnonzero(cf.readable & cf.holding("\n"))
+        if len(sel):
+            check[sel] = repeated_lines(cf.cp, cf.flags, cf.starts[sel], cf.ends[sel], WS)
+        out: list = [True] * len(cf)
+        for i in np.flatnonzero(check).tolist():
+            out[i] = self.verdict(texts[i])
+        return out
 
     def verdict(self, text: str) -> bool | tuple[bool, str]:
         text = text.strip()
