@@ -18,11 +18,13 @@ import html
 import re
 import unicodedata
 from functools import cached_property
+from operator import ne
 
 import numpy as np
 
 from curation.metrics import add_counts
 from curation.steps.base import CumedTransform
+from curation.steps.normalize_scan import fullwidth_alnum, whitespace_changes
 from curation.steps.opencc_changes import changing_table, may_change
 
 # ---------------------------------------------------------------- HTML residue
@@ -188,6 +190,20 @@ class Normalize(CumedTransform):
             out[i] = text
         return SEP.join(out)
 
+    def _unicode_joined(self, joined: str, texts: list[str]) -> str:
+        """``normalize_unicode`` of the texts joined by ``SEP``: when the whole is NFC already (nearly
+        always), only the texts holding a full-width letter or digit go through the regex."""
+        if joined.isascii() or not unicodedata.is_normalized("NFC", joined):
+            return normalize_unicode(joined)
+        return _rewrite(joined, texts, fullwidth_alnum(texts, joined, SEP),
+                        lambda sub: _FULLWIDTH_ALNUM_RE.sub(_halfwidth, sub))
+
+    def _whitespace_joined(self, joined: str, texts: list[str]) -> str:
+        """``clean_whitespace`` (no strip) of the texts joined by ``SEP``: only over the texts it can
+        change (``normalize_scan``; ~10 % of QA records)."""
+        return _rewrite(joined, texts, whitespace_changes(texts, joined, SEP),
+                        lambda sub: clean_whitespace(sub, self.max_blank_lines, strip=False))
+
     def _steps(self):
         if self.html:
             yield "html", clean_html
@@ -218,27 +234,29 @@ class Normalize(CumedTransform):
             return [self.transform(t) for t in texts]
         counts = {}
         if self.html:
-            new = [clean_html(t) for t in texts]
-            counts["html"] = sum(1 for a, b in zip(texts, new) if a is not b and a != b)
-            if counts["html"]:
-                texts, joined = new, SEP.join(new)
+            counts["html"] = 0
+            if "<" in joined or "&" in joined:  # clean_html looks for nothing else
+                new = list(map(clean_html, texts))
+                counts["html"] = sum(map(ne, texts, new))
+                if counts["html"]:
+                    texts, joined = new, SEP.join(new)
         whole = []  # (label, function of the joined text and the texts it joins)
         if self.unicode:
-            whole.append(("unicode", lambda joined, _: normalize_unicode(joined)))
+            whole.append(("unicode", self._unicode_joined))
         if self.t2s:
             whole.append(("t2s", self._simplify_joined))
         if self.whitespace:
-            whole.append(("whitespace", lambda joined, _: clean_whitespace(joined, self.max_blank_lines, strip=False)))
+            whole.append(("whitespace", self._whitespace_joined))
         for label, fn in whole:
             out = fn(joined, texts)
             if label == "whitespace":  # the strip of each text, which the joined run left out
-                new = [t.strip() for t in out.split(SEP)]
+                new = list(map(str.strip, out.split(SEP)))
             elif out == joined:
                 counts[label] = 0
                 continue
             else:
                 new = out.split(SEP)
-            counts[label] = sum(1 for a, b in zip(texts, new) if a != b)
+            counts[label] = sum(map(ne, texts, new))
             texts, joined = new, out
         add_counts(self, {f"changed_{label}": n for label, n in counts.items()})  # = n stat_update()s
         return texts
@@ -248,6 +266,18 @@ class Normalize(CumedTransform):
         state.pop("_converter", None)
         state.pop("_changing", None)
         return state
+
+
+def _rewrite(joined: str, texts: list[str], flagged: np.ndarray, fn) -> str:
+    """``joined`` (``SEP.join(texts)``) with the ``flagged`` texts replaced by ``fn`` of them, run
+    once over those texts joined by ``SEP`` (which none of the normalisations reaches across)."""
+    todo = np.flatnonzero(flagged).tolist()
+    if not todo:
+        return joined
+    out = list(texts)
+    for i, new in zip(todo, fn(SEP.join([texts[i] for i in todo])).split(SEP)):
+        out[i] = new
+    return SEP.join(out)
 
 
 def to_simplified(text: str, config: str = "t2s") -> str:

@@ -35,11 +35,12 @@ def may_change(texts: list[str], table: np.ndarray, joined: str | None = None, s
     """Per text, whether it holds a character marked in ``table`` (``changing_table``).
     ``joined``: ``sep.join(texts)`` where the caller has it already (a chunk's texts are ~100 MB
     at 250k records: not joined twice)."""
-    lens = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+    from curation.steps.normalize_scan import spans
+
     if joined is None:
         joined, sep = "".join(texts), ""
-    cps = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    return _any_marked(cps, lens, len(sep), table)
+    cps, starts, ends = spans(texts, joined, sep)
+    return _any_marked(cps, ends - starts, len(sep), table)
 
 
 @njit(cache=True, nogil=True)

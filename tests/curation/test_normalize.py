@@ -88,6 +88,29 @@ def test_whitespace_matches_its_definition():
         assert clean_whitespace(text) == definition(text), repr(text)
 
 
+def test_compiled_scans_flag_every_text_the_patterns_change():
+    """``normalize_scan`` lets a text skip the whitespace and full-width regexes only when they would
+    leave it as is: on random texts over every character a pattern looks at (and their neighbours),
+    no text the regexes change goes unflagged, and the flags are not all-True."""
+    import random
+
+    from curation.steps.normalize import SEP, _FULLWIDTH_ALNUM_RE, _halfwidth, clean_whitespace
+    from curation.steps.normalize_scan import fullwidth_alnum, whitespace_changes
+
+    r = random.Random(5)
+    alphabet = list(" \t\n\r\u3000\u00a0\u2000\u2002\u200a\u200b\u200c\u200d\u2060\ufeff\u00ad\u202f\u205f"
+                    "ab中。ＣＴ３ｍｇ\uff0f\uff20\uff5b") + [" \n", "  ", "\n\n", "\n\n\n", "前列腺", "\U00020000"]
+    texts = ["".join(r.choice(alphabet) for _ in range(r.randint(0, 12))) for _ in range(20_000)]
+    joined = SEP.join(texts)
+    for max_blank in (0, 1, 2):
+        ws = whitespace_changes(texts, joined, SEP)
+        changed = [clean_whitespace(t, max_blank, strip=False) != t for t in texts]
+        assert not any(c and not f for c, f in zip(changed, ws.tolist()))
+        assert 0 < sum(changed) <= ws.sum() < len(texts)
+    fw = fullwidth_alnum(texts, joined, SEP).tolist()
+    assert fw == [_FULLWIDTH_ALNUM_RE.sub(_halfwidth, t) != t for t in texts]
+
+
 def _counts(step) -> dict:
     return {k: (v.n, v.total, v.mean, v.min, v.max) for k, v in step.stats.stats.items()}
 
