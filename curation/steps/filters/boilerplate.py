@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 
 from curation.steps.base import CumedTransform, TextFilter
 
@@ -85,6 +86,18 @@ class BoilerplateFilter(TextFilter):
         super().__init__(exclusion_writer)
         self.max_line_frac = max_line_frac
         self.max_line_chars = max_line_chars
+
+    def filter_texts(self, texts: list[str]) -> list[bool | tuple[bool, str]]:
+        # The anchors searched for once over the chunk joined by NUL (no anchor holds one, so a
+        # match lies inside one text), not once a text: only the texts they are found in are judged.
+        out: list = [True] * len(texts)
+        if self.max_line_frac is None or not texts:
+            return out
+        next_start = np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)) + 1)
+        hits = [m.start() for m in _ANCHOR_RE.finditer("\x00".join(texts))]
+        for i in np.unique(np.searchsorted(next_start, hits, side="right")).tolist():
+            out[i] = self.verdict(texts[i])
+        return out
 
     def verdict(self, text: str) -> bool | tuple[bool, str]:
         if self.max_line_frac is None or not may_match(text):
