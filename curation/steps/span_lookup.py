@@ -24,7 +24,10 @@ from curation.compiled import njit, splitmix64, table_bits
 from curation.dedup.canonical import GOLDEN
 
 
-BLOCK = 1 << 20  # characters per kernel call (24 MB of span hashes at most)
+# Characters per kernel call: its span hashes and texts (24 bytes a span, 1.5 MB) stay in the CPU
+# cache from the loop that writes them to the loops that read them. With 1M characters a call
+# (24 MB) 100k QA records took 0.118 s, with 64k 0.075 s (the same spans found).
+BLOCK = 1 << 16
 BITMAP_BITS = 26  # 8 MB: stays in the CPU cache, where a table of the keys themselves (24 MB) does not
 
 

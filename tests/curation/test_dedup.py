@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from datatrove.data import Document
@@ -218,6 +219,26 @@ def test_planted_near_duplicates_found_with_precision_and_recall_095(planted):
         cps, lens = canonical_batch([text[d.id], text[d.duplicate_of]])
         a, b = ngram_shingles([cps[: lens[0]], cps[lens[0] :]], 5)
         assert verify_pair(a, b, DedupConfig()) == (pytest.approx(d.similarity, abs=1e-4), True)
+
+
+def test_shingle_batch_is_np_unique_per_text():
+    """``shingle_batch`` (one hashing pass and one sort for many texts) against its definition: per
+    text, ``np.unique(return_inverse=True)`` of the high half of its n-gram hashes. Texts of every
+    kind: empty, shorter than n, one n-gram, many repeats (a tiny alphabet), long."""
+    from curation.dedup.canonical import canonical_batch, shingle_batch, text_window_hashes
+
+    rng = np.random.default_rng(7)
+    texts = ["", "甲", "甲乙丙丁", "甲乙丙丁戊", "甲乙丙丁戊" * 9, "！！", "好" * 300]
+    texts += ["".join(rng.choice(list("甲乙丙丁戊己ab12"), size=int(k))) for k in rng.integers(0, 400, 300)]
+    cps, lens = canonical_batch(texts)
+    sh = shingle_batch(cps, lens, 5)
+    assert sh.texts == len(texts)
+    for t, (a, b) in enumerate(zip(np.cumsum(lens) - lens, np.cumsum(lens))):
+        h, _ = text_window_hashes(cps[a:b], np.array([b - a]), 5)
+        grams, inv = np.unique((h >> np.uint64(32)).astype(np.uint32), return_inverse=True)
+        one = sh.text(t)
+        assert one.grams.tolist() == grams.tolist() and one.inv.tolist() == inv.tolist(), t
+        assert one.grams.dtype == np.uint32 and one.inv.dtype == np.int32 and one.length == b - a
 
 
 @needs_raw

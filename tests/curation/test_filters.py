@@ -548,6 +548,32 @@ def test_compiled_line_repeats_are_the_python_line_sets():
     assert any(r is not True for r in f.filter_texts(texts))  # removals among them
 
 
+def test_compiled_anchor_search_is_may_match():
+    """``_anchors`` (numba) finds an anchor exactly where ``may_match``'s regex does: on texts built
+    from the anchors, their halves and their neighbours, with a lone surrogate among them (searched
+    by the regex)."""
+    import random
+
+    from curation.steps.filters import _text
+    import numpy as np
+
+    from curation.steps.filters._anchors import holding_anchor
+    from curation.steps.filters.boilerplate import _ANCHOR_CHARS, _ANCHOR_PAIRS, _anchor_tables, may_match
+
+    r = random.Random(2)
+    parts = [*_ANCHOR_CHARS, *_ANCHOR_PAIRS, *(p[0] for p in _ANCHOR_PAIRS), *(p[1] for p in _ANCHOR_PAIRS),
+             "前列腺", " ", "\n", "C", "y", "(", "ICP"]
+    texts = ["".join(r.choice(parts) for _ in range(r.randint(0, 4))) for _ in range(3000)] + ["\ud800点击"]
+    cf = _text.chunk_features(texts)
+    ok = np.flatnonzero(cf.readable)
+    got = holding_anchor(cf.cp, cf.starts[ok], cf.ends[ok], _anchor_tables()).tolist()
+    assert got == [may_match(texts[i]) for i in ok.tolist()]
+    assert 300 < sum(got) < len(got) - 300
+    f = BoilerplateFilter(max_line_frac=-1)  # every text holding a pattern match is removed
+    assert f.filter_texts(texts) == [f.verdict(t) for t in texts]
+    assert sum(x is not True for x in f.filter_texts(texts)) > 100
+
+
 @needs_raw
 def test_filter_batch_matches_filter_on_real_text(tmp_path, monkeypatch):
     monkeypatch.setenv("CUMED_CACHE", str(tmp_path))

@@ -9,10 +9,12 @@ otherwise kept. Matching is by keyword on short lines only: a long line that hap
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import numpy as np
 
 from curation.steps.base import CumedTransform, TextFilter
+from curation.steps.filters._text import chunk_features
 
 # Navigation, promotion, contact and legal lines seen on Chinese medical Q&A sites and WeChat
 # reposts. Each entry is a regex fragment; keep them specific to avoid medical false positives.
@@ -46,6 +48,13 @@ _ANCHOR_PAIRS = (
     "电话 热线 线咨 立即 免费 一篇 返回 地图 阅读 你喜 热门 享到 藏本 点赞 评论 cp cP Cp CP"
 ).split()
 _ANCHOR_RE = re.compile("|".join(re.escape(a) for a in (*_ANCHOR_CHARS, *_ANCHOR_PAIRS)))
+
+
+@lru_cache(maxsize=1)
+def _anchor_tables():
+    from curation.steps.filters._anchors import anchor_tables
+
+    return anchor_tables(_ANCHOR_CHARS, _ANCHOR_PAIRS)
 
 
 def may_match(text: str) -> bool:
@@ -88,14 +97,18 @@ class BoilerplateFilter(TextFilter):
         self.max_line_chars = max_line_chars
 
     def filter_texts(self, texts: list[str]) -> list[bool | tuple[bool, str]]:
-        # The anchors searched for once over the chunk joined by NUL (no anchor holds one, so a
-        # match lies inside one text), not once a text: only the texts they are found in are judged.
+        # The anchors looked for over the chunk's code points in one compiled pass
+        # (``_anchors``): only the texts holding one are judged.
+        from curation.steps.filters._anchors import holding_anchor  # numba: loaded when used
+
         out: list = [True] * len(texts)
         if self.max_line_frac is None or not texts:
             return out
-        next_start = np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)) + 1)
-        hits = [m.start() for m in _ANCHOR_RE.finditer("\x00".join(texts))]
-        for i in np.unique(np.searchsorted(next_start, hits, side="right")).tolist():
+        cf = chunk_features(texts)
+        check = ~cf.readable
+        ok = np.flatnonzero(cf.readable)
+        check[ok] = holding_anchor(cf.cp, cf.starts[ok], cf.ends[ok], _anchor_tables())
+        for i in np.flatnonzero(check).tolist():
             out[i] = self.verdict(texts[i])
         return out
 
