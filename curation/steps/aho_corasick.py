@@ -37,13 +37,42 @@ class CompiledAutomaton:
         lens = np.fromiter((len(w) for w, _ in words), dtype=np.int64, count=len(words))
         values = np.fromiter((v for _, v in words), dtype=np.int64, count=len(words))
         bits = table_bits(len(cps) + 1)  # edges <= characters
-        self.tables = _build(cps, np.cumsum(lens) - lens, lens, values, bits)
+        keys, kids, shift, mask, root, eow, out, fail = _build(cps, np.cumsum(lens) - lens, lens, values, bits)
+        if len(eow) >= 1 << KID_BITS:  # pragma: no cover - a trie of 4M nodes (128k terms: ~0.4M)
+            raise ValueError(f"lexicon too large for the compiled automaton: {len(eow)} trie nodes")
+        self.tables = (_pack(keys, kids), shift, mask, root, eow, out, fail)
 
     def covered(self, c: np.ndarray, starts: np.ndarray, ends: np.ndarray, need: np.ndarray) -> np.ndarray:
         """Per text ``c[starts[i]:ends[i]]``: the sum of the values ``iter_long`` yields, stopping
         once it reaches ``need[i]`` (the filter's early exit: what it decides is the same)."""
         return _covered(c.astype(np.uint32, copy=False), starts.astype(np.int64, copy=False),
                         ends.astype(np.int64, copy=False), need.astype(np.float64, copy=False), *self.tables)
+
+
+# A walk's edge lookups, in one array: (node << 21 | code point) << KID_BITS | child, so that a
+# probe reads one 8-byte slot, not a key and then a child in two 16 MB arrays (two cache misses).
+KID_BITS = 22
+
+
+@njit(cache=True, nogil=True)
+def _pack(keys, kids):  # pragma: no cover - compiled
+    packed = np.full(len(keys), _EMPTY, dtype=np.uint64)
+    for h in range(len(keys)):
+        if keys[h] != _EMPTY:
+            packed[h] = (keys[h] << np.uint64(KID_BITS)) | np.uint64(kids[h])
+    return packed
+
+
+@njit(cache=True, nogil=True)
+def _edge(packed, shift, mask, node, ch):  # pragma: no cover - compiled
+    """``_child`` on the packed table."""
+    k = (np.uint64(node) << np.uint64(21)) | np.uint64(ch)
+    h = np.int64((k * GOLDEN) >> shift)
+    while packed[h] != _EMPTY:
+        if packed[h] >> np.uint64(KID_BITS) == k:
+            return np.int64(packed[h] & np.uint64((1 << KID_BITS) - 1))
+        h = (h + 1) & mask
+    return -1
 
 
 @njit(cache=True, nogil=True)
@@ -111,7 +140,7 @@ def _build(cps, starts, lens, values, bits):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _covered(c, starts, ends, need, keys, kids, shift, mask, root, eow, out, fail):  # pragma: no cover - compiled
+def _covered(c, starts, ends, need, packed, shift, mask, root, eow, out, fail):  # pragma: no cover - compiled
     res = np.zeros(len(starts), dtype=np.int64)
     for t in range(len(starts)):
         s, end = starts[t], ends[t] - starts[t]
@@ -129,7 +158,7 @@ def _covered(c, starts, ends, need, keys, kids, shift, mask, root, eow, out, fai
                 elif state == 0:
                     nxt = root[c[s + index]]
                 else:
-                    nxt = _child(keys, kids, shift, mask, state, c[s + index])
+                    nxt = _edge(packed, shift, mask, state, c[s + index])
                 if nxt >= 0:
                     if eow[nxt]:
                         last_node, last_index = nxt, index
@@ -149,7 +178,7 @@ def _covered(c, starts, ends, need, keys, kids, shift, mask, root, eow, out, fai
                             state = 0
                             index += 1
                             break
-                        if (root[c[s + index]] if state == 0 else _child(keys, kids, shift, mask, state, c[s + index])) >= 0:
+                        if (root[c[s + index]] if state == 0 else _edge(packed, shift, mask, state, c[s + index])) >= 0:
                             break
             if last_node < 0:
                 break  # StopIteration
