@@ -450,6 +450,12 @@ def test_filter_batch_matches_filter_on_edge_cases():
     filters["char_repetition_no_prose"] = CharNGramRepetitionFilter(prose=False, min_chars=None)
     filters["char_repetition_top2"] = CharNGramRepetitionFilter(top_n_grams=((2, 0.3), (6, 0.1)),
                                                                 dup_n_grams=((2, 0.1),))
+    # thresholds below 0 remove texts none of the chunk tests would suspect otherwise
+    filters["mojibake_below_0"] = MojibakeFilter(max_replacement_ratio=-0.1, max_gbk_utf8_share=None,
+                                                 max_latin1_ratio=None)
+    filters["mojibake_latin_below_0"] = MojibakeFilter(max_replacement_ratio=None, max_latin1_ratio=-0.1)
+    filters["symbol_ratio_below_0"] = SymbolRatioFilter(max_ratio=-0.1)
+    filters["min_length_max"] = MinLengthFilter(min_chars=None, max_chars=30)
     _batch_vs_filter(filters, texts)
     _batch_vs_filter(filters, texts[:1] * 3)  # one text: no batch arrays
 

@@ -19,7 +19,7 @@ from operator import is_
 
 import numpy as np
 
-from curation.steps.base import CHUNK, TextFilter
+from curation.steps.base import TextFilter
 
 # CJK Unified Ideographs + Extension A + Compatibility Ideographs (+ Ext. B-F in the SIP plane).
 CJK_CLASS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef"
@@ -223,10 +223,8 @@ class ChunkFeatures:
             (len(t) for t in texts), dtype=np.int64, count=n) - self.counts[:, 0]
         self.symbol = self.counts[:, 3].copy()
         for i in np.flatnonzero(self.symbol > 0).tolist():  # the Chinese ellipsis, as ``Features`` counts it
-            if self._fts[i] is None and ELLIPSIS in texts[i]:
+            if self._fts[i] is not None or ELLIPSIS in texts[i]:
                 self.symbol[i] = self.feature(i).symbol
-            elif self._fts[i] is not None:
-                self.symbol[i] = self._fts[i].symbol
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -312,10 +310,10 @@ def chunk_features(texts: list[str]) -> ChunkFeatures:
     global _last
     last = _last
     if last is not None and len(texts) <= len(last):
-        if texts is last.texts or (len(texts) == len(last) and all(map(is_, last.texts, texts))):
+        if len(texts) == len(last) and all(map(is_, last.texts, texts)):  # (not ``is``: a list may change)
             return last
         ids = np.fromiter(map(id, texts), dtype=np.uint64, count=len(texts))
-        rows = np.flatnonzero(np.isin(last.ids(), ids, assume_unique=True))
+        rows = np.flatnonzero(np.isin(last.ids(), ids))  # a text may be in a chunk twice
         if len(rows) == len(texts) and (last.ids()[rows] == ids).all():
             _last = last.take(rows, texts)
             return _last

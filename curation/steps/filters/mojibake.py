@@ -126,7 +126,7 @@ class MojibakeFilter(FeatureFilter):
         # characters over the ratio. Texts counted by the regexes (no code points) are judged.
         out = ~cf.readable
         if self.max_replacement_ratio is not None:
-            out |= cf.bad > 0
+            out |= (cf.bad > 0) | (self.max_replacement_ratio < 0)  # (a ratio below 0 removes any text)
             out |= cf.holding(_KUN[0]) & (cf.cjk > 0)
         if self.max_gbk_utf8_share is not None:
             cjk = cf.cjk

@@ -185,7 +185,8 @@ class CharNGramRepetitionFilter(TextFilter):
         # counts of every text, exact top n-gram counts where the 3-gram bound does not settle it);
         # ``verdict`` judges the rest: too short to judge (cheap), long, or not proven kept (0.1 %).
         # 250k QA records: 6.3 s of CPU with per-document numpy, 2.8 s with one sort per chunk,
-        # 0.6 s now (BENCHMARKS.md, issue #17).
+        # 0.6 s compiled; the chunk's columns instead of a Features per text: 100k records
+        # 0.245 -> 0.17 s (BENCHMARKS.md, issue #17).
         cf = chunk_features(texts)
         alnum = cf.alnum
         plain = cf.readable & ~cf.holding("\\")  # ``_judge``'s path on the flags' n-gram characters
@@ -398,7 +399,7 @@ class LineRepetitionFilter(TextFilter):
         # Texts whose non-blank lines are all distinct are kept whatever the thresholds (see
         # ``verdict``): found for a whole chunk in one compiled pass (``_line_repeats``); ``verdict``
         # judges the others (a repeated line, a hash collision, a text with a lone surrogate).
-        # 1M QA records: 1.9 s -> BENCHMARKS.md (issue #17).
+        # 100k QA records: 0.12 s (a split, strips and a set per text) -> 0.06 s.
         if not self._distinct_lines_pass:
             return list(map(self.verdict, texts))
         from curation.steps.filters._line_repeats import repeated_lines  # numba: loaded when used
