@@ -17,7 +17,7 @@ from datatrove.data import Document
 from datatrove.pipeline.readers.jsonl import JsonlReader
 
 from curation.batch import DocumentBatch
-from curation.readers.base import CHUNK_RECORDS
+from curation.readers.base import CHUNK_RECORDS, line_blocks
 from curation.readers.records import RecordsReader
 
 
@@ -49,28 +49,33 @@ class JsonlFilesReader(RecordsReader, JsonlReader):
         li, seen, spent, pending = -1, 0, 0.0, []
         broken = None
 
-        def chunk() -> DocumentBatch:  # timed as datatrove's track_time would, but added up per file
-            nonlocal spent, seen
+        def chunk_of(lines: list[tuple[int, bytes]]) -> DocumentBatch:  # timed as datatrove's track_time
+            nonlocal spent, seen  # would, but added up per file
             t0 = time.perf_counter()
-            batch = self._chunk(pending, filepath)
+            batch = self._chunk(lines, filepath)
             spent += time.perf_counter() - t0
-            seen += len(pending)
+            seen += len(lines)
             return batch
 
         try:
             with self.data_folder.open(filepath, "rb", compression=self.compression) as f:
-                for li, line in enumerate(_lines(f)):
-                    if not line.strip():
-                        continue
-                    pending.append((li, line))
-                    if len(pending) == CHUNK_RECORDS:
-                        batch, pending = chunk(), []
+                # a block of lines at a time (not ``for line in f``: the zstd stream fsspec opens has
+                # no ``readline``; datatrove opens in text mode, whose decoder stops the file at a
+                # bad byte), and no Python step per line
+                for block in line_blocks(f):
+                    lines = block.split(b"\n")
+                    if block.endswith(b"\n"):
+                        lines.pop()
+                    pending += [(k, line) for k, line in enumerate(lines, li + 1) if line.strip()]
+                    li += len(lines)
+                    while len(pending) >= CHUNK_RECORDS:
+                        batch, pending = chunk_of(pending[:CHUNK_RECORDS]), pending[CHUNK_RECORDS:]
                         yield batch
         except _stream_errors() as e:  # a compressed stream cut short, a corrupt archive
             broken = self.error(f"{relpath}: cannot read past line {li + 1} ({type(e).__name__}: {e}); "
                                 "fix: restore the complete file", filepath, f"broken@{li + 1}", line=li + 2)
         if pending:  # the lines before the end, or before the break
-            yield chunk()
+            yield chunk_of(pending)
         self.stats.time_stats.update(spent, "file")
         if broken is not None:
             yield DocumentBatch.from_documents([broken])
@@ -114,15 +119,3 @@ def _stream_errors() -> tuple[type[Exception], ...]:
     except ImportError:
         return errors
     return (*errors, zstandard.ZstdError)
-
-
-def _lines(f, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-    """The lines of a binary stream. Not ``for line in f``: the zstd stream fsspec opens has no
-    ``readline`` (datatrove opens in text mode, whose decoder stops the file at a bad byte)."""
-    rest = b""
-    while chunk := f.read(chunk_size):
-        lines = (rest + chunk).split(b"\n")
-        rest = lines.pop()
-        yield from lines
-    if rest:
-        yield rest

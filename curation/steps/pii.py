@@ -160,9 +160,11 @@ PATTERNS: list[tuple[str, re.Pattern, Callable[[str], bool] | None]] = [
 ]
 PLACEHOLDERS = {t: f"<{t}>" for t, _, _ in PATTERNS}
 # cheap pre-check: no 4-digit run, no @, no dotted quad, no keyword -> nothing to do. The same
-# test as the regex ``\d{4}|@|\d\.\d{1,3}\.\d|号|QQ|qq|微信|信|vx|VX`` (微信 contains 信), ~2x faster:
-# substring tests for the literals and a regex that starts with a digit class for the rest.
-_MAYBE_LITERALS = ("@", "号", "信", "QQ", "qq", "vx", "VX")
+# test as the regex ``\d{4}|@|\d\.\d{1,3}\.\d|号|QQ|qq|微信|信|vx|VX|WeChat|wechat`` (微信 contains 信),
+# ~2x faster: substring tests for the literals and a regex that starts with a digit class for the
+# rest. (WeChat and wechat were missing until issue #17's last round: a WeChat id after them was
+# never redacted, as no other literal is needed for one.)
+_MAYBE_LITERALS = ("@", "号", "信", "QQ", "qq", "vx", "VX", "WeChat", "wechat")
 _MAYBE_DIGITS = re.compile(r"\d(?:\d{3}|\.\d{1,3}\.\d)")
 
 

@@ -6,7 +6,7 @@ digits in a row, a dotted quad), and proving that one text at a time (seven subs
 regex search) was half of the PII step: ~2 us a record. Here it is one scan of the chunk's code
 points; only the texts it flags go through ``redact``, which tests them again and does the work.
 
-Same answer as ``_maybe``, character for character: its literals, and its regex
+Same answer as ``_maybe``, character for character: its literals (WeChat and wechat included), and its regex
 ``\\d(?:\\d{3}|\\.\\d{1,3}\\.\\d)`` where ``\\d`` is Python's (every Unicode decimal digit: the
 table is built by running ``\\d`` itself over every code point).
 """
@@ -55,6 +55,11 @@ def _maybe_many(c, lens, digit):  # pragma: no cover - compiled
                 nx = c[i + 1]
                 if (ch == 0x51 and nx == 0x51) or (ch == 0x71 and nx == 0x71) or (ch == 0x76 and nx == 0x78) \
                         or (ch == 0x56 and nx == 0x58):  # QQ qq vx VX
+                    out[t] = True
+                    break
+                if (ch == 0x57 or ch == 0x77) and i + 5 < end and nx == 0x65 and c[i + 3] == 0x68 \
+                        and c[i + 4] == 0x61 and c[i + 5] == 0x74 \
+                        and ((ch == 0x57 and c[i + 2] == 0x43) or (ch == 0x77 and c[i + 2] == 0x63)):  # WeChat wechat
                     out[t] = True
                     break
             if digit[ch]:

@@ -151,10 +151,11 @@ def test_fast_patterns_find_what_their_definitions_find():
 
     fast = {"ID_CARD": pii.PATTERNS[1][1], "BANK_CARD": pii.PATTERNS[2][1], "PHONE": pii.PATTERNS[3][1],
             "LANDLINE": pii.PATTERNS[4][1], "IP": pii.PATTERNS[-1][1]}
-    maybe = re.compile(r"\d{4}|@|\d\.\d{1,3}\.\d|号|QQ|qq|微信|信|vx|VX")
+    maybe = re.compile(r"\d{4}|@|\d\.\d{1,3}\.\d|号|QQ|qq|微信|信|vx|VX|WeChat|wechat")
     r = random.Random(11)
     values = [v for _, v in planted()] + ["IP地址: 10.1.2.3", "ip 8.8.8.8", "xIP 1.2.3.4", ".400-820-8820", "-010-62345678"]
-    alphabet = list("0123456789" * 3) + list(" -.+()（）:：xXIPpiabc中") + ["号", "信", "微信", "86", "\n", "１", "٣"]
+    alphabet = list("0123456789" * 3) + list(" -.+()（）:：xXIPpiabc中") + ["号", "信", "微信", "86", "\n", "１", "٣",
+                                                                       "WeChat", "wechat", "Wechat"]
     for _ in range(20_000):
         parts = [r.choice(alphabet) for _ in range(r.randint(0, 8))]
         parts.insert(r.randint(0, len(parts)), r.choice(values))
@@ -170,7 +171,19 @@ MAYBE_EDGES = [
     "1234", "123", "12 34", "１２３４", "٠١٢٣", "१२३४", "12३4",  # \d is every Unicode decimal digit
     "1.2.3", "1.22.3", "1.222.3", "1.2222.3", "1..3", ".1.2", "1.2.", "1.2.x", "a1.2.3b", "5.6 4.5 2.9",
     "EC 3.5.1.1", "血压140/90", "体温36.5度", "普通的一句话，没有数字。", "x" * 300 + "@",
+    "WeChat", "wechat", "Wechat", "weChat", "WeCha", "eChat", "WECHAT", "加WeChat: zhang_san88",
 ]
+
+
+def test_a_wechat_id_after_wechat_is_redacted():
+    """The pre-check let a text through only for its other literals: an id after ``WeChat`` or
+    ``wechat`` with no digit run, @ or other keyword in the text was never looked at."""
+    from curation.steps.pii import PIIRedactor
+
+    for word in ("WeChat", "wechat"):
+        text, counts = redact(f"有问题加我{word}: zhang_san88 咨询")
+        assert text == f"有问题加我{word}: <WECHAT> 咨询" and counts == {"WECHAT": 1}
+        assert PIIRedactor().transform_batch([f"加{word}：doctor_li", "没有"]) == [f"加{word}：<WECHAT>", "没有"]
 
 
 def _one_by_one_counts(step) -> dict:
@@ -187,7 +200,9 @@ def test_compiled_pre_check_is_maybe():
 
     rng = random.Random(1)
     texts = MAYBE_EDGES + ["".join(rng.choice("12.3QqvxVX号@ a") for _ in range(rng.randint(0, 8))) for _ in range(3000)]
-    texts += ["12", "34", "1.2", ".3", "Q", "Q", "v", "x"]  # each half of a pattern, side by side
+    texts += ["".join(rng.choice(["We", "we", "Ch", "ch", "at", "W", "e", "C", "hat"]) for _ in range(rng.randint(1, 5)))
+              for _ in range(2000)]
+    texts += ["12", "34", "1.2", ".3", "Q", "Q", "v", "x", "WeC", "hat"]  # each half of a pattern, side by side
     cps = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
     got = maybe_pii(cps, np.array([len(t) for t in texts]))
     assert got.tolist() == [_maybe(t) for t in texts]
