@@ -229,7 +229,7 @@ def band_hashes(sig: np.ndarray, cfg: DedupConfig) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- candidates
 def candidate_pairs(band: np.ndarray, doc_idx: np.ndarray, cfg: DedupConfig) -> np.ndarray:
-    """Pairs (as uint64 ``a << 32 | b``, a < b) of docs whose hash in one band is equal.
+    """Pairs (as uint64 ``a << 32 | b``, a < b, ascending and distinct) of docs whose hash in one band is equal.
 
     ``band`` holds the band hashes, ``doc_idx`` the global doc index of each row.
     """
@@ -252,7 +252,11 @@ def candidate_pairs(band: np.ndarray, doc_idx: np.ndarray, cfg: DedupConfig) -> 
         out.append((lo << np.uint64(32)) | hi)
     if not out:
         return np.empty(0, dtype=np.uint64)
-    return np.unique(np.concatenate(out))
+    # sorted, and already distinct: a document has one row per band, so each pair of rows (one
+    # distance d apart) is a pair of documents once (a sort, not np.unique's sort and mask)
+    pairs = np.concatenate(out)
+    pairs.sort()
+    return pairs
 
 
 def split_pairs(pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
