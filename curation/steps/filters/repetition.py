@@ -20,7 +20,7 @@ bound the top n-gram counts and the duplicate coverage, exact top n-gram counts 
 does not settle it); only the ~0.1 % of documents those cannot clear run the exact pure-Python
 counts, so every decision and reason is the one the pure-Python path gives (checked on the whole
 corpus by ``benchmarks/filters_decisions.py``). A pipeline step proves a whole chunk of documents
-in one call (``filter_batch``): on ~150-character QA records the per-document calls, not the
+in one call (``filter_texts``): on ~150-character QA records the per-document calls, not the
 counting, were the cost.
 """
 
