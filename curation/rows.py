@@ -34,7 +34,7 @@ REMOVED_SCHEMA = schema_for("documents", removed=True)
 
 
 def intermediate_parquet(work_url) -> dict:
-    """Writer options of the build's Parquet intermediates (``filtered/``, ``kept/``, ``removed/``
+    """Writer options of the build's Parquet intermediates (``filtered/``, ``removed/``, the positions in ``kept/``
     of the work folder): read back once or twice by the next stage and the publishing driver,
     never published (the store re-encodes every row with its own options: the published bytes
     and content hash do not depend on these).
@@ -51,8 +51,8 @@ def intermediate_parquet(work_url) -> dict:
     Statistics (min/max) only for ``COLUMNS``, and 1 MB data pages: nothing reads these files by
     a predicate, and a text column's min/max cost a comparison of every text on write and a
     larger footer to decode on read. Same 250k records, 2,000-row row groups, uncompressed:
-    write 0.30 -> 0.23 s, read back 0.23 -> 0.08 s (``filtered/`` is read by stage C, ``kept/``
-    by the publishing driver)."""
+    write 0.30 -> 0.23 s, read back 0.23 -> 0.08 s (``filtered/`` is read by stage C and by
+    the publishing driver)."""
     return {"compression": "zstd" if is_url(work_url) else None, "use_dictionary": list(COLUMNS),
             "write_statistics": list(COLUMNS), "data_page_size": 1 << 20}
 
@@ -102,13 +102,22 @@ def _json_rows(columns: dict[str, list]) -> list[str]:
     """One JSON object per row of ``columns`` (str key -> a value per row, every row has every
     key), the strings ``_extras`` writes: sorted keys, the encoder's separators. A key's values
     of one scalar type are encoded by one ``map``; one ``"".join`` per row."""
-    pieces = []  # '{"key": ', its values' JSON, ', "key2": ', ..., '}'
+    pieces, literal = [], ""  # '{"key": ', its values' JSON, ', "key2": ', ..., '}'
     for n, k in enumerate(sorted(columns)):
         values = columns[k]
+        literal += ("{" if n == 0 else ", ") + encode_basestring(k) + ": "
         types = set(map(type, values))
-        pieces.append(repeat(("{" if n == 0 else ", ") + encode_basestring(k) + ": "))
-        pieces.append(map((len(types) == 1 and _SCALAR_JSON.get(types.pop())) or _JSON.encode, values))
-    pieces.append(repeat("}"))
+        scalar = len(types) == 1 and _SCALAR_JSON.get(types.pop())
+        # one value in every row (a file, a license): written once. Only for str and int, where
+        # equal values have one JSON text (not 0.0 and -0.0, nor 1 and True)
+        if scalar and values.count(values[0]) == len(values):
+            literal += scalar(values[0])
+            continue
+        pieces += [repeat(literal), map(scalar or _JSON.encode, values)]
+        literal = ""
+    pieces.append(repeat(literal + "}"))
+    if len(pieces) == 1:  # every value the same in every row
+        return [literal + "}"] * len(next(iter(columns.values()), []))
     return list(map("".join, zip(*pieces)))
 
 
@@ -161,7 +170,11 @@ def _batch_columns(batch: DocumentBatch) -> dict[str, list]:
     source, category, department = (batch.meta.get(k) for k in COLUMNS)
 
     def text(values, empty=""):
-        return [empty] * len(batch) if values is None else [empty if v is None else str(v) for v in values]
+        if values is None:
+            return [empty] * len(batch)
+        if values and type(values[0]) is str and values.count(values[0]) == len(values):
+            return values  # a reader's column: one source, category, department for the chunk
+        return [empty if v is None else str(v) for v in values]
 
     return {
         "id": batch.ids,

@@ -4,7 +4,8 @@ A. per shard: read -> drop read errors -> normalise -> mojibake -> PII -> filter
    relevance -> decontaminate -> near-dup signatures -> Parquet (``filtered/``)
 B. exact-hash and band-hash range tasks: exact duplicates, candidate pairs, Jaccard check; then
    one task unions the verified pairs -> decisions (``curation.dedup.buckets``)
-C. per shard: Parquet (``filtered/``) -> duplicate decisions -> Parquet (``kept/``)
+C. per shard: Parquet (``filtered/``) -> duplicate decisions -> the removed rows (``removed/``) and
+   their positions (``kept/``); the driver publishes ``filtered/`` less those (``curation.build.kept``)
 
 Each stage is resumable: the work folder is keyed by the recipe, the code (a hash of its
 sources), the raw files' hashes, the resolved parents and models, the side files the steps read
@@ -31,6 +32,7 @@ from cumed.store import DatasetVersion, Store
 from curation.batch import BATCHES, CHUNKS, DOCUMENTS
 from curation.build.card import render_card
 from curation.build.executors import quiet_datatrove, run_stage
+from curation.build.kept import KeptRows
 from curation.build.progress import print_steps
 from curation.build.reader import RecipeReader
 from curation.build.stats import collect_stats, read_counts
@@ -108,28 +110,30 @@ def build_documents(recipe: Recipe, store: Store, *, executor: str = "local", wo
             run_stage(f"{recipe.name}: {label}", pipeline_b, tasks, min(workers, tasks), executor, join(logs, key),
                       progress)
         # Same rows as ParquetReader -> DuplicateFilter -> ParquetWriter (+ exclusion writer into
-        # removed/90_dedup), but on Arrow tables: kept texts are copied, never decoded per document.
+        # removed/90_dedup), but on Arrow tables; the kept rows stay in filtered/, only the removed
+        # ones' positions are written (kept/), and the driver reads filtered/ less those.
         pipeline_c = [ApplyDuplicateDecisions(join(work_url, "filtered"), join(work_url, "kept"),
                                               join(work_url, "dedup"),
                                               removed_folder=join(work_url, "removed", "90_dedup"),
-                                              **intermediate_parquet(work_url))]
+                                              kept="positions", **intermediate_parquet(work_url))]
         run_stage(f"{recipe.name}: remove duplicates", pipeline_c, recipe.shards, workers, executor, join(logs, "c"),
                   progress)
         final = "kept"
 
     # The driver reads the final outputs in place (a local work folder), or from a private copy of
     # just those (object storage), deleted once they are published.
-    with local_view(work_url, [final, "removed", "counts", *(f"logs/{s}/stats.json" for s in "abc")]) as work:
-        kept_files = sorted((work / final).glob("*.parquet"))
+    with local_view(work_url, ["filtered", *(["kept"] if final == "kept" else []), "removed", "counts",
+                               *(f"logs/{s}/stats.json" for s in "abc")]) as work:
+        kept = KeptRows.of_build(work, final, recipe.shards)
         removed_files = sorted((work / "removed").rglob("*.parquet"))
-        stats = collect_stats(recipe, kept_files, removed_files, read_counts(work / "counts"),
+        stats = collect_stats(recipe, kept, removed_files, read_counts(work / "counts"),
                               TokenCounter(recipe.tokenizer), work)
         lineage = build_lineage(recipe=recipe.lineage(), config_hash=config_hash, code_packages=CODE_PACKAGES,
                                 inputs=inputs, parents=parents, models=models, executor=executor,
                                 side_inputs=side, dependencies=deps, steps=steps)
         # Generators, not lists: the store writes one shard's table at a time, so the publishing
         # process holds one shard, not the corpus (10M short QA records: ~4.5 GB of text).
-        dv = store.publish(recipe.name, (_read_conformed(f) for f in kept_files), kind="documents",
+        dv = store.publish(recipe.name, (_conformed(t) for t in kept.batches(DOC_SCHEMA.names)), kind="documents",
                            removed=(_read_conformed(f, removed=True) for f in removed_files),
                            stats=stats, lineage=lineage, card=render_card(recipe, stats))
     if not keep_work:
@@ -170,6 +174,10 @@ def _read_conformed(path: Path, removed: bool = False, batch_rows: int = 65_536)
     batch, whatever the shard's size (the store regroups rows into its fixed-size row groups)."""
     schema = REMOVED_SCHEMA if removed else DOC_SCHEMA
     for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=schema.names):
-        yield pa.Table.from_batches([batch]).select(schema.names).cast(schema)
+        yield _conformed(pa.Table.from_batches([batch]), schema)
+
+
+def _conformed(t: pa.Table, schema: pa.Schema = DOC_SCHEMA) -> pa.Table:
+    return t.select(schema.names).cast(schema)
 
 

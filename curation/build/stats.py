@@ -30,8 +30,9 @@ def read_counts(counts_folder) -> dict[str, int]:
     return dict(totals)
 
 
-def collect_stats(recipe: Recipe, kept_files, removed_files, read_counts: dict, tokens: TokenCounter, work: Path) -> dict:
-    """Table-1 figures per source and category, removal reasons, per-step change counts.
+def collect_stats(recipe: Recipe, kept, removed_files, read_counts: dict, tokens: TokenCounter, work: Path) -> dict:
+    """Table-1 figures per source and category, removal reasons, per-step change counts; ``kept``:
+    the kept rows (``curation.build.kept.KeptRows``), or their Parquet files.
 
     Raises if any source's read count differs from kept + removed: a lost document is a bug.
     """
@@ -44,7 +45,8 @@ def collect_stats(recipe: Recipe, kept_files, removed_files, read_counts: dict, 
                                   "kept": 0, "removed": 0, "chars": 0, "bytes": 0, "tokens": 0, "removed_by": {}}
     reasons: dict[str, int] = defaultdict(int)
     lengths: Counter[int] = Counter()  # length -> documents: exact quantiles in memory per distinct length
-    for t in _batches(kept_files, ["text", "source", "n_chars"]):
+    columns = ["text", "source", "n_chars"]
+    for t in kept.batches(columns, whole=False) if hasattr(kept, "batches") else _batches(kept, columns):
         for src, group in _group_by_source(t):
             s = per_source.setdefault(src, {"category": cat.get(src, ""), "license": lic.get(src, ""), "read": 0,
                                             "kept": 0, "removed": 0, "chars": 0, "bytes": 0, "tokens": 0,

@@ -173,7 +173,10 @@ class _RankWriter:
             }
         )
         with replacing(self.folder / f"{tag}.meta.parquet", "wb") as f:
-            pq.write_table(table, f)
+            # uncompressed, as the band and canonical-text files beside it, and no dictionary of
+            # the unique ids nor min/max statistics (nothing reads it by a predicate): 250k rows
+            # written in 0.015 s instead of 0.059 s, read back in 0.011 s instead of 0.016 s
+            pq.write_table(table, f, compression=None, use_dictionary=["source"], write_statistics=False)
         (self.folder / "config.json").write_text(json.dumps({**self.cfg.__dict__, "format": SIGNATURE_FORMAT}))
 
 

@@ -143,6 +143,22 @@ class CumedReader(BaseDiskReader):
             self._id_file, self._id_prefix = relpath, id_prefix(self.source, relpath)
         return stable_id_after(self._id_prefix, self.source, key), extra
 
+    def native_keys(self, natives: list[str], indices: list) -> tuple[list[str], list | None]:
+        """``native_key`` of each record of a batch, in order: (keys, None) when none was seen
+        before in the file nor repeats in the batch (the usual: three set operations in C, no
+        Python call per record), else (keys, a list with True where a key repeats)."""
+        batch = set(natives)
+        if len(batch) == len(natives) and self._seen_keys.isdisjoint(batch):
+            self._seen_keys |= batch
+            return ["id=" + n for n in natives], None
+        keys, repeats = [], [None] * len(natives)
+        for i, (native, index) in enumerate(zip(natives, indices)):
+            key, again = self.native_key(native, index)
+            keys.append(key)
+            if again:
+                repeats[i] = True
+        return keys, repeats
+
     def native_key(self, native: str, index: int | str) -> tuple[str, bool]:
         """The id key of the record at ``index`` whose native id is ``native`` (stripped, not
         blank): ``id=<native>``, or ``id=<native>#<index>`` when the file had that id before

@@ -46,13 +46,14 @@ class JsonlFilesReader(RecordsReader, JsonlReader):
         import time
 
         relpath = self.relpath(filepath)
-        li, seen, spent, pending = -1, 0, 0.0, []
+        li, seen, spent = -1, 0, 0.0
+        pending, numbers = [], []  # the non-blank lines not yet in a chunk, and their indices
         broken = None
 
-        def chunk_of(lines: list[tuple[int, bytes]]) -> DocumentBatch:  # timed as datatrove's track_time
+        def chunk_of(lines: list[bytes], indices: list[int]) -> DocumentBatch:  # timed as datatrove's track_time
             nonlocal spent, seen  # would, but added up per file
             t0 = time.perf_counter()
-            batch = self._chunk(lines, filepath)
+            batch = self._chunk(lines, indices, filepath)
             spent += time.perf_counter() - t0
             seen += len(lines)
             return batch
@@ -66,16 +67,22 @@ class JsonlFilesReader(RecordsReader, JsonlReader):
                     lines = block.split(b"\n")
                     if block.endswith(b"\n"):
                         lines.pop()
-                    pending += [(k, line) for k, line in enumerate(lines, li + 1) if line.strip()]
+                    if lines and min(map(len, lines)) and not any(map(bytes.isspace, lines)):  # no blank line
+                        pending += lines
+                        numbers += range(li + 1, li + 1 + len(lines))
+                    else:
+                        kept = [(k, line) for k, line in enumerate(lines, li + 1) if line.strip()]
+                        pending += [line for _, line in kept]
+                        numbers += [k for k, _ in kept]
                     li += len(lines)
                     while len(pending) >= CHUNK_RECORDS:
-                        batch, pending = chunk_of(pending[:CHUNK_RECORDS]), pending[CHUNK_RECORDS:]
-                        yield batch
+                        yield chunk_of(pending[:CHUNK_RECORDS], numbers[:CHUNK_RECORDS])
+                        del pending[:CHUNK_RECORDS], numbers[:CHUNK_RECORDS]
         except _stream_errors() as e:  # a compressed stream cut short, a corrupt archive
             broken = self.error(f"{relpath}: cannot read past line {li + 1} ({type(e).__name__}: {e}); "
                                 "fix: restore the complete file", filepath, f"broken@{li + 1}", line=li + 2)
         if pending:  # the lines before the end, or before the break
-            yield chunk_of(pending)
+            yield chunk_of(pending, numbers)
         self.stats.time_stats.update(spent, "file")
         if broken is not None:
             yield DocumentBatch.from_documents([broken])
@@ -84,20 +91,20 @@ class JsonlFilesReader(RecordsReader, JsonlReader):
                 f"{relpath}: no JSON line in the file; fix: remove it from the recipe path or restore its content",
                 filepath, 0)])
 
-    def _chunk(self, lines: list[tuple[int, bytes]], filepath: str) -> DocumentBatch:
-        """The documents of (line index, line) pairs: column by column when every line is a
+    def _chunk(self, lines: list[bytes], indices: list[int], filepath: str) -> DocumentBatch:
+        """The documents of ``lines`` (at line ``indices``): column by column when every line is a
         well-formed record (``records_batch``), else one line at a time, so that each bad line is
         a read error of its own."""
         import orjson
 
         try:
-            records = [orjson.loads(line) for _, line in lines]
+            records = list(map(orjson.loads, lines))
         except orjson.JSONDecodeError:
             records = None
-        batch = records and self.records_batch(records, filepath, [li for li, _ in lines])
+        batch = records and self.records_batch(records, filepath, indices)
         if batch is not None:
             return batch
-        return DocumentBatch.from_documents([self._line_document(li, line, filepath) for li, line in lines])
+        return DocumentBatch.from_documents([self._line_document(li, line, filepath) for li, line in zip(indices, lines)])
 
     def _line_document(self, li: int, line: bytes, filepath: str) -> Document:
         import orjson

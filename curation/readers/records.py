@@ -182,14 +182,9 @@ class RecordsReader(CumedReader):
         if natives is None:
             keys = indices
         else:  # CumedReader.record_id's keys
-            keys, repeats = [], [None] * n
-            for i, (native, index) in enumerate(zip(natives, indices)):
-                key, again = self.native_key(native, index)
-                keys.append(key)
-                if again:
-                    repeats[i] = True
+            keys, repeats = self.native_keys(natives, indices)
             meta["native_id"] = natives
-            if any(repeats):
+            if repeats is not None and any(repeats):
                 meta["duplicate_native_id"] = repeats
         meta[self.unit] = [i + 1 for i in indices] if self.unit == "line" else list(indices)
         for path in self.metadata_fields:

@@ -24,7 +24,7 @@ import numpy as np
 
 from curation.metrics import add_counts
 from curation.steps.base import CumedTransform
-from curation.steps.normalize_scan import fullwidth_alnum, whitespace_changes
+from curation.steps.normalize_scan import edge_space, fullwidth_alnum, whitespace_changes
 from curation.steps.opencc_changes import changing_table, may_change
 
 # ---------------------------------------------------------------- HTML residue
@@ -243,7 +243,16 @@ class Normalize(CumedTransform):
             whole.append(("whitespace", self._whitespace_joined))
         for label, fn in whole:
             out = fn(joined, texts)
-            if label == "whitespace":  # the strip of each text, which the joined run left out
+            if label == "whitespace" and out is joined:  # only the strip of each text, which the joined run left out
+                edges = np.flatnonzero(edge_space(texts, joined, SEP)).tolist()
+                counts[label] = len(edges)  # a text flagged starts or ends with a space: strip changes it
+                if edges:
+                    texts = list(texts)
+                    for i in edges:
+                        texts[i] = texts[i].strip()
+                    joined = SEP.join(texts)
+                continue
+            if label == "whitespace":
                 new = list(map(str.strip, out.split(SEP)))
             elif out == joined:
                 counts[label] = 0

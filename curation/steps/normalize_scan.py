@@ -44,6 +44,34 @@ def fullwidth_alnum(texts: list[str], joined: str, sep: str) -> np.ndarray:
     return _fullwidth(*spans(texts, joined, sep))
 
 
+def edge_space(texts: list[str], joined: str, sep: str) -> np.ndarray:
+    """Per text: does it start or end with a character ``str.strip`` removes (``str.isspace``)."""
+    return _edge_space(*spans(texts, joined, sep), _SPACES)
+
+
+# every code point ``str.isspace`` holds, from Python itself (29 of them, the highest U+3000)
+_SPACES = np.array([c for c in range(0x110000) if chr(c).isspace()], dtype=np.uint32)
+
+
+@njit(cache=True, nogil=True)
+def _is_space(ch, spaces):  # pragma: no cover - compiled
+    if ch > spaces[-1]:  # every CJK ideograph: one comparison
+        return False
+    for s in spaces:
+        if s == ch:
+            return True
+    return False
+
+
+@njit(cache=True, nogil=True)
+def _edge_space(c, starts, ends, spaces):  # pragma: no cover - compiled
+    out = np.zeros(len(starts), dtype=np.bool_)
+    for t in range(len(starts)):
+        if ends[t] > starts[t]:
+            out[t] = _is_space(c[starts[t]], spaces) or _is_space(c[ends[t] - 1], spaces)
+    return out
+
+
 @njit(cache=True, nogil=True)
 def _hspace(ch):  # pragma: no cover - compiled
     # normalize._HSPACE: [ \t\u00a0\u2000-\u200a\u202f\u205f]

@@ -161,6 +161,24 @@ def test_parquet_columns_of_a_batch_are_those_of_its_documents():
     assert _batch_columns(uniform) == _columns(uniform.documents())
 
 
+def test_metadata_json_column_by_column_is_the_encoder_row_by_row():
+    """``_extras_many`` (a column at a time, a column of one value written once) gives the JSON text
+    ``_extras`` gives per row: for columns of one value of each type, where equal values differ in
+    JSON (0.0 and -0.0, 1 and True and 1.0), and for mixed columns."""
+    import random
+
+    from curation.rows import _extras, _extras_many
+
+    r = random.Random(3)
+    columns = {"file": lambda i: "qa/a.jsonl", "license": lambda i: "许可 \"x\"", "line": lambda i: i,
+               "one": lambda i: 1, "zero": lambda i: r.choice([0.0, -0.0]), "flag": lambda i: r.choice([1, True, 1.0]),
+               "same_flag": lambda i: True, "mixed": lambda i: r.choice(["a", 2, None, [1], {"k": "v"}]),
+               "native_id": lambda i: f"q{i:05d}"}
+    for keys in (["file", "license", "one"], ["file", "line"], list(columns), ["zero", "file"], ["flag"], ["same_flag"]):
+        metas = [{k: columns[k](i) for k in keys} for i in range(300)]
+        assert _extras_many(metas) == [_extras(m) for m in metas], keys
+
+
 def test_ids_and_templates_column_by_column():
     prefix = id_prefix("src", "qa/a.jsonl")
     keys = [0, 17, "id=abc", "id=abc#9", "id=中文"]

@@ -12,6 +12,7 @@ from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.readers import ParquetReader
 from datatrove.pipeline.writers import ParquetWriter
 
+from cumed.errors import CumedError
 from curation.dedup import (
     DuplicateFilter,
     NearDupClusters,
@@ -374,3 +375,59 @@ def test_apply_decisions_in_batches(tmp_path):
     assert counts["forwarded"] == 493 and counts["dropped"] == 7 and counts["total"] == 500
     assert groups == [97, 100, 29, 98, 100, 69]  # batches of 100, 100, 30 and 100, 100, 70 rows, less their duplicates
     assert groups_1 == [226, 267]  # one batch per file
+
+
+def test_apply_decisions_as_positions_publishes_the_kept_rows(tmp_path):
+    """``kept="positions"`` (what ``cumed build`` runs) writes only the removed rows' positions per
+    file; ``KeptRows`` reads the files less those: the same kept rows, in the same order and in the
+    same one-chunk batches as the kept files of ``kept="rows"``, for 1, 2 and 3 tasks over 5 files,
+    and the same removed rows and counters."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from curation.build.kept import KeptRows
+    from curation.dedup import ApplyDuplicateDecisions
+    from curation.dedup.core import Decision
+    from curation.dedup.near import write_decisions
+    from curation.rows import rows_table
+
+    docs = [Document(text=f"第{i}条：尿频尿急{i % 5}天。", id=f"d{i:04d}", metadata={"source": "s", "n": i}) for i in range(700)]
+    (tmp_path / "filtered").mkdir()
+    for k in range(5):  # files 2 and 3 have no duplicate
+        pq.write_table(rows_table(docs[k * 140:(k + 1) * 140]), tmp_path / "filtered" / f"000_{k:05d}.parquet",
+                       row_group_size=40)
+    gone = [0, 1, 139, 140, 200, 279, 560, 699]
+    write_decisions([Decision(f"d{i:04d}", "d0002", 0.9, "near") for i in gone], str(tmp_path / "dedup"))
+
+    def run(tasks: int, kept: str):
+        out, counts = tmp_path / f"{kept}-{tasks}", {}
+        for rank in range(tasks):
+            step = ApplyDuplicateDecisions(str(tmp_path / "filtered"), str(out / "kept"), str(tmp_path / "dedup"),
+                                           removed_folder=str(out / "removed"), batch_rows=100, kept=kept)
+            list(step.run(rank=rank, world_size=tasks))
+            for k, v in step.stats.to_dict()["stats"].items():
+                counts[k] = counts.get(k, 0) + (v["total"] if isinstance(v, dict) else v)
+        removed = pa.concat_tables([pq.read_table(f) for f in sorted((out / "removed").glob("*.parquet"))])
+        return out, removed, counts
+
+    for tasks in (1, 2, 3):
+        rows_out, removed, counts = run(tasks, "rows")
+        pos_out, removed_p, counts_p = run(tasks, "positions")
+        want = [pq.ParquetFile(f) for f in sorted((rows_out / "kept").glob("*.parquet"))]
+        want_batches = [pa.Table.from_batches([b]) for f in want for b in f.iter_batches(batch_size=64)]
+        (pos_out / "filtered").symlink_to(tmp_path / "filtered")
+        got = list(KeptRows.of_build(pos_out, "kept", tasks).batches(rows=64))
+        assert [t.num_rows for t in got] == [t.num_rows for t in want_batches], tasks
+        assert all(g.equals(w) and g.column("text").num_chunks == 1 for g, w in zip(got, want_batches)), tasks
+        as_read = pa.concat_tables(KeptRows.of_build(pos_out, "kept", tasks).batches(rows=64, whole=False))
+        assert as_read.equals(pa.concat_tables(want_batches)), tasks
+        assert removed_p.equals(removed) and counts_p == counts and counts["dropped"] == len(gone)
+        # positions, not rows: one small file per input file that lost rows
+        marks = sorted(f.name for f in (pos_out / "kept").glob("*.parquet"))
+        assert marks == ["000_00000.parquet", "000_00001.parquet", "000_00004.parquet"]
+        assert pq.read_table(pos_out / "kept" / "000_00001.parquet").column_names == ["row"]
+        assert pq.read_table(pos_out / "kept" / "000_00001.parquet").column("row").to_pylist() == [0, 60, 139]
+    # a damaged work folder: positions past a file's end are an error, not silently dropped rows
+    pq.write_table(pa.table({"row": pa.array([5, 999], pa.int64())}), pos_out / "kept" / "000_00003.parquet")
+    with pytest.raises(CumedError, match="damaged"):
+        list(KeptRows.of_build(pos_out, "kept", 3).batches())

@@ -111,6 +111,44 @@ def test_compiled_scans_flag_every_text_the_patterns_change():
     assert fw == [_FULLWIDTH_ALNUM_RE.sub(_halfwidth, t) != t for t in texts]
 
 
+def test_edge_space_is_what_strip_removes():
+    """``edge_space`` flags exactly the texts ``str.strip`` changes, for every character Python
+    counts as a space (at either end, alone, next to an astral character) and none other."""
+    import random
+
+    from curation.steps.normalize import SEP
+    from curation.steps.normalize_scan import _SPACES, edge_space
+
+    spaces = [chr(c) for c in _SPACES.tolist()]
+    assert len(spaces) == 29 and " " in spaces and "\u3000" in spaces and "\x85" in spaces
+    r = random.Random(7)
+    alphabet = spaces + list("ab中。\x00\u200b\ufeff") + ["\U00020000", "前列腺"]
+    texts = [*spaces, "", "中", *("".join(r.choice(alphabet) for _ in range(r.randint(0, 6))) for _ in range(20_000))]
+    texts = [t.replace(SEP, "") for t in texts]
+    flags = edge_space(texts, SEP.join(texts), SEP).tolist()
+    assert flags == [t.strip() != t for t in texts]
+    assert 0 < sum(flags) < len(texts)
+
+
+def test_transform_batch_strips_edges_the_joined_run_leaves():
+    """A chunk that the whitespace patterns leave alone, whose texts start or end with a space of
+    each kind: stripped as one by one, and counted, without splitting the joined chunk."""
+    from curation.steps.normalize import SEP
+    from curation.steps.normalize_scan import _SPACES, whitespace_changes
+
+    chunk = [f"{chr(c)}前列腺" if i % 2 else f"尿路感染{chr(c)}" for i, c in enumerate(_SPACES.tolist())
+             if chr(c) not in "\r\n"] + ["无空格", "中间 有一个空格"]
+    # the texts the whitespace patterns leave alone (a tab or an odd space they would change): the
+    # chunk is then one the joined run returns as is, and only the strip changes texts
+    chunk = [t for t, f in zip(chunk, whitespace_changes(chunk, SEP.join(chunk), SEP).tolist()) if not f]
+    assert len(chunk) >= 12
+    one, many = Normalize(), Normalize()
+    want = [one.transform(t) for t in chunk]
+    assert many.transform_batch(chunk) == want
+    assert _counts(many) == _counts(one)
+    assert _counts(one)["changed_whitespace"][1] >= len(chunk) - 2
+
+
 def _counts(step) -> dict:
     return {k: (v.n, v.total, v.mean, v.min, v.max) for k, v in step.stats.stats.items()}
 
