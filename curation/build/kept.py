@@ -54,43 +54,59 @@ class KeptRows:
                              "the work folder is damaged, fix: delete it and build again")
         return cls([files[r::tasks] for r in range(tasks)], removed)
 
-    def batches(self, columns: list[str] | None = None, rows: int = READ_ROWS, whole: bool = True) -> Iterator[pa.Table]:
-        """The kept rows as one-chunk tables of ``rows`` rows (a group's last may hold fewer); with
-        ``whole=False``, each batch read less its removed rows, as it comes (one copy fewer, for
-        readers that only add up, such as the build's statistics)."""
-        if not whole:
-            for group in self.groups:
-                for f in group:
-                    yield from self.file_batches(f, columns, rows)
-            return
+    def batches(self, columns: list[str] | None = None, rows: int = READ_ROWS) -> Iterator[pa.Table]:
+        """The kept rows as one-chunk tables of ``rows`` rows (a group's last may hold fewer).
+
+        Each table is read as one window of its file whose kept rows are exactly the ``rows`` it
+        needs, then filtered: one copy of the texts besides the read (filtering fixed-size
+        batches and joining the pieces into ``rows`` made two, +0.8 s to publish 1M records).
+        Only a table that spans two files of a group is joined from pieces."""
         for group in self.groups:
             pending, n = [], 0
             for f in group:
-                for t in self.file_batches(f, columns, rows):
+                for t in self._windows(f, columns, rows - n, rows):
+                    if not pending and t.num_rows == rows:
+                        yield t
+                        continue
                     pending.append(t)
                     n += t.num_rows
-                    while n >= rows:
-                        whole = pa.concat_tables(pending)
-                        yield whole.slice(0, rows).combine_chunks()
-                        rest = whole.slice(rows)
-                        pending, n = ([rest] if rest.num_rows else []), rest.num_rows
+                    if n == rows:
+                        yield pa.concat_tables(pending).combine_chunks()
+                        pending, n = [], 0
             if n:
                 yield pa.concat_tables(pending).combine_chunks()
 
-    def file_batches(self, f: Path, columns: list[str] | None = None, rows: int = READ_ROWS) -> Iterator[pa.Table]:
-        gone = self.removed.get(f.name)
-        start = 0
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=rows, columns=columns):
-            t = pa.Table.from_batches([batch])
-            if gone is not None:
-                lo, hi = np.searchsorted(gone, [start, start + t.num_rows])
-                if hi > lo:
-                    keep = np.ones(t.num_rows, bool)
-                    keep[gone[lo:hi] - start] = False
-                    t = t.filter(pa.array(keep))
-            start += batch.num_rows
+    def _windows(self, f: Path, columns, first: int, rows: int) -> Iterator[pa.Table]:
+        """``f``'s kept rows as tables of ``first``, then ``rows`` rows (the last: the rest), each
+        read as one batch of the rows it spans and filtered."""
+        pf = pq.ParquetFile(f)
+        meta = pf.metadata
+        starts = np.cumsum([0] + [meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
+        n = int(starts[-1])
+        gone = self.removed.get(f.name, np.zeros(0, np.int64))
+        if len(gone) and gone[-1] >= n:
+            raise CumedError(f"{f}: stage C removed row {int(gone[-1])} of a file of {n} rows; the work folder is "
+                             "damaged, fix: delete it and build again")
+        r0, want = 0, first
+        while r0 < n:
+            r1 = min(n, r0 + want)  # grow the window by the removed rows it holds, until it keeps ``want``
+            while r1 < n and r1 - r0 - _count(gone, r0, r1) < want:
+                r1 = min(n, r0 + want + _count(gone, r0, r1))
+            g0 = int(np.searchsorted(starts, r0, side="right") - 1)
+            batch = next(pf.iter_batches(batch_size=r1 - int(starts[g0]), row_groups=range(g0, meta.num_row_groups),
+                                         columns=columns))
+            t = pa.Table.from_batches([batch]).slice(r0 - int(starts[g0]), r1 - r0)
+            lo, hi = np.searchsorted(gone, [r0, r1])
+            if hi > lo:
+                keep = np.ones(r1 - r0, bool)
+                keep[gone[lo:hi] - r0] = False
+                t = t.filter(pa.array(keep))
             if t.num_rows:
                 yield t
-        if gone is not None and len(gone) and gone[-1] >= start:
-            raise CumedError(f"{f}: stage C removed row {int(gone[-1])} of a file of {start} rows; the work folder is "
-                             "damaged, fix: delete it and build again")
+            r0, want = r1, rows
+
+
+def _count(sorted_rows: np.ndarray, lo: int, hi: int) -> int:
+    """How many of ``sorted_rows`` lie in [lo, hi)."""
+    a, b = np.searchsorted(sorted_rows, [lo, hi])
+    return int(b - a)

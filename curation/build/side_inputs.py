@@ -84,13 +84,15 @@ def package_version(module: str) -> str:
 
     First the distribution named like the module, when it provides the module (``numpy``,
     ``pyarrow``, ``opencc``...): one metadata read. Only then ``packages_distributions()``, which
-    reads the metadata of every installed distribution (0.5 s of each build here)."""
-    try:
-        dist = importlib.metadata.distribution(module)
-    except importlib.metadata.PackageNotFoundError:
-        dist = None
-    if dist is not None and module in _top_level(dist):
-        return importlib.metadata.version(module)
+    reads the metadata of every installed distribution (0.3-0.5 s of each build here). Also
+    ``py<module>`` (``ahocorasick`` is ``pyahocorasick``), checked the same way."""
+    for name in (module, f"py{module}"):
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        if module in _top_level(dist):
+            return importlib.metadata.version(name)
     for dist in _distributions().get(module) or [module]:
         try:
             return importlib.metadata.version(dist)

@@ -46,7 +46,7 @@ def collect_stats(recipe: Recipe, kept, removed_files, read_counts: dict, tokens
     reasons: dict[str, int] = defaultdict(int)
     lengths: Counter[int] = Counter()  # length -> documents: exact quantiles in memory per distinct length
     columns = ["text", "source", "n_chars"]
-    for t in kept.batches(columns, whole=False) if hasattr(kept, "batches") else _batches(kept, columns):
+    for t in kept.batches(columns) if hasattr(kept, "batches") else _batches(kept, columns):
         for src, group in _group_by_source(t):
             s = per_source.setdefault(src, {"category": cat.get(src, ""), "license": lic.get(src, ""), "read": 0,
                                             "kept": 0, "removed": 0, "chars": 0, "bytes": 0, "tokens": 0,

@@ -216,3 +216,22 @@ def test_lineage_keeps_the_common_keys_first_and_adds_side_inputs_and_dependenci
          {"role": "lexicon", "name": "medical_lexicon", "path": VOCAB, "sha256": sha256_file(raw / VOCAB)}],
         key=lambda e: (e["role"], e["name"], e["path"]))
     assert {"datatrove", "pyarrow", "opencc", "ahocorasick", "numpy"} <= set(lineage["dependencies"])
+
+
+def test_package_versions_are_those_of_the_distribution_that_installs_the_module(monkeypatch):
+    """A module is asked of the distribution named like it, or ``py<module>`` (``ahocorasick`` is
+    installed by ``pyahocorasick``), each only when it installs the module; any other name goes
+    through ``packages_distributions`` (``dateutil`` is ``python-dateutil``); a missing one is ``not installed``."""
+    from curation.build import side_inputs
+
+    side_inputs._distributions.cache_clear()
+    slow = []
+    real = importlib.metadata.packages_distributions
+    monkeypatch.setattr(importlib.metadata, "packages_distributions", lambda: slow.append(1) or real())
+    assert side_inputs.package_version("numpy") == importlib.metadata.version("numpy")
+    assert side_inputs.package_version("ahocorasick") == importlib.metadata.version("pyahocorasick")
+    assert not slow  # both found by name, without reading every distribution's metadata
+    assert side_inputs.package_version("yaml") == importlib.metadata.version("PyYAML") and not slow  # pyyaml
+    assert side_inputs.package_version("dateutil") == importlib.metadata.version("python-dateutil") and slow
+    assert side_inputs.package_version("no_such_module_here") == side_inputs.NOT_INSTALLED
+    side_inputs._distributions.cache_clear()

@@ -622,10 +622,35 @@ def test_compiled_automaton_matches_iter_long_on_real_consultations(tmp_path, mo
     """The shipped lexicon (128k terms, the frequent characters' zero-length entries) on 2,000 real
     consultations: the same covered characters, and the filter's batch and per-document
     decisions agree."""
+    from curation.steps.filters import lexicon_density
+
     monkeypatch.setenv("CUMED_CACHE", str(tmp_path))
+    monkeypatch.setattr(lexicon_density, "_MATCHERS", {})  # as a new process: no automaton built yet
     f = build_filters({})["lexicon_density"]
     texts = toyhom_docs(2000)
     want, got = _iter_long_sums(f.matcher, texts)
     assert got == want and sum(want) > 100_000
     docs = [doc(t) for t in texts]
     assert f.filter_batch(docs) == [f.filter(d) for d in docs]
+    # The compiled automaton was written to the cache: a new process (a task, the next build)
+    # reads it instead of building pyahocorasick's and compiling it, and walks the same.
+    (cached,) = tmp_path.rglob("aho-*.npz")
+    monkeypatch.setattr(lexicon_density, "_MATCHERS", {})
+    again = build_filters({})["lexicon_density"]
+    assert again.matcher is not f.matcher and again.matcher.cache == cached
+    docs = [doc(t) for t in texts]
+    assert again.filter_batch(docs) == f.filter_batch(docs)
+    assert again.matcher._automaton is None  # never built: the batch walked the cached automaton
+    assert _iter_long_sums(again.matcher, texts) == (want, got)
+
+
+def test_a_cached_automaton_is_named_by_its_terms():
+    """Two term sets, two cache files; the same terms, the same file (the name also covers the
+    code that builds the automaton, so a changed builder never reads an old one)."""
+    import hashlib
+
+    from curation.steps.lexicon import cache_name
+
+    key = lambda terms: hashlib.sha256("\n".join(sorted(terms)).encode()).hexdigest()  # noqa: E731
+    assert cache_name(key(["前列腺", "膀胱"])) == cache_name(key(["膀胱", "前列腺"]))
+    assert cache_name(key(["前列腺", "膀胱"])) != cache_name(key(["前列腺", "肾"]))

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from curation.steps.filters._text import FeatureFilter, chunk_features, cjk_chars, fmt
-from curation.steps.lexicon import DEFAULT_LEXICON, LEXICON_KEY, LexiconMatcher, build_lexicon, lexicon_files
+from curation.steps.lexicon import (DEFAULT_LEXICON, LEXICON_KEY, LexiconMatcher, build_lexicon, cache_name,
+                                   default_cache_dir, lexicon_files)
 
 DEFAULT_RAW = Path(os.environ.get("CUMED_RAW", Path(__file__).resolve().parents[4] / "shared" / "data" / "raw"))
 
@@ -20,9 +21,9 @@ DEFAULT_RAW = Path(os.environ.get("CUMED_RAW", Path(__file__).resolve().parents[
 _MATCHERS: dict[str, LexiconMatcher] = {}
 
 
-def _matcher(key: str, terms: Callable[[], list[str]]) -> LexiconMatcher:
+def _matcher(key: str, terms: Callable[[], list[str]], cache_dir=None) -> LexiconMatcher:
     if key not in _MATCHERS:
-        _MATCHERS[key] = LexiconMatcher(terms())
+        _MATCHERS[key] = LexiconMatcher(terms(), Path(cache_dir or default_cache_dir()) / cache_name(key))
     return _MATCHERS[key]
 
 
@@ -63,6 +64,7 @@ class LexiconDensityFilter(FeatureFilter):
         self.min_density = min_density
         self.min_cjk = min_cjk
         self._key = self._terms = self._matcher = None
+        self.cache_dir = cache_dir  # also of the compiled automaton (``LexiconMatcher``)
         if min_density is not None:
             terms = list(terms if terms is not None else build_lexicon(raw_dir or DEFAULT_RAW, cache_dir, lexicon))
             self._key = hashlib.sha256("\n".join(sorted(terms)).encode()).hexdigest()
@@ -72,12 +74,12 @@ class LexiconDensityFilter(FeatureFilter):
             # CPU; and datatrove pickles steps with dill, whose pure-Python pickler takes ~0.25 s
             # for 128 k separate strings (one bytes object: ~1 ms).
             self._terms = pickle.dumps(terms, protocol=pickle.HIGHEST_PROTOCOL)
-            self._matcher = _matcher(self._key, lambda: terms)  # now: an empty lexicon fails when the step is built
+            self._matcher = _matcher(self._key, lambda: terms, cache_dir)  # now: an empty lexicon fails when the step is built
 
     @property
     def matcher(self) -> LexiconMatcher | None:
         if self._matcher is None and self._key is not None:
-            self._matcher = _matcher(self._key, lambda: pickle.loads(self._terms))
+            self._matcher = _matcher(self._key, lambda: pickle.loads(self._terms), self.cache_dir)
         return self._matcher
 
     def __getstate__(self):
