@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import zipfile
 from pathlib import Path
 
 from cumed.atomic import write_text
@@ -209,8 +210,11 @@ class LexiconMatcher:
             from curation.steps.aho_corasick import CompiledAutomaton
 
             if self.cache is not None and self.cache.is_file():
-                self._compiled = CompiledAutomaton.load(self.cache)
-            else:
+                try:
+                    self._compiled = CompiledAutomaton.load(self.cache)
+                except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+                    self._compiled = None  # an unreadable cache file (a disk fault, a foreign file): built again
+            if self._compiled is None:
                 self._compiled = CompiledAutomaton(self.automaton.items())
                 if self.cache is not None:
                     self.cache.parent.mkdir(parents=True, exist_ok=True)

@@ -642,6 +642,14 @@ def test_compiled_automaton_matches_iter_long_on_real_consultations(tmp_path, mo
     assert again.filter_batch(docs) == f.filter_batch(docs)
     assert again.matcher._automaton is None  # never built: the batch walked the cached automaton
     assert _iter_long_sums(again.matcher, texts) == (want, got)
+    # a damaged cache file is built again and replaced, never an error nor other matches
+    cached.write_bytes(b"PK\x03\x04 not an npz")
+    monkeypatch.setattr(lexicon_density, "_MATCHERS", {})
+    third = build_filters({})["lexicon_density"]
+    assert _iter_long_sums(third.matcher, texts) == (want, got)
+    import numpy as np
+
+    assert np.load(cached)["packed"].shape == f.matcher.compiled.tables[0].shape
 
 
 def test_a_cached_automaton_is_named_by_its_terms():
