@@ -100,7 +100,9 @@ def child_build(tree: str, raw: str, tmp: str, workers: int) -> dict:
     from curation.build import build
 
     spent = {}
-    collect = documents.collect_stats
+    # trees before the one-pass publish computed the figures in a pass of their own (timed here);
+    # later ones gather them while publishing (within publish_s)
+    collect = getattr(documents, "collect_stats", None)
 
     def timed_collect(*a, **k):
         t = time.perf_counter()
@@ -108,7 +110,8 @@ def child_build(tree: str, raw: str, tmp: str, workers: int) -> dict:
         spent["collect_stats_s"] = round(time.perf_counter() - t, 2)
         return out
 
-    documents.collect_stats = timed_collect
+    if collect is not None:
+        documents.collect_stats = timed_collect
     root = Path(tempfile.mkdtemp(dir=tmp, prefix="build-"))
     shutil.copytree(os.environ["BENCH_MODELS"], root / "store")
     t0 = time.perf_counter()

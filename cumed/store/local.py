@@ -29,6 +29,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -140,9 +141,9 @@ class LocalStore(Store, scheme="file"):
         *,
         kind: str = "documents",
         removed=None,
-        stats: dict | None = None,
+        stats: dict | Callable[[], dict] | None = None,
         lineage: dict | None = None,
-        card: str | None = None,
+        card: str | Callable[[], str] | None = None,
         extra: dict | None = None,
     ) -> DatasetVersion:
         """Publish rows as the next version of ``name`` and return it.
@@ -150,6 +151,10 @@ class LocalStore(Store, scheme="file"):
         ``data`` / ``removed``: a pyarrow Table, RecordBatches, an iterable of either, or a Parquet
         file/folder. Rows are written in the order given (callers sort for determinism) into
         fixed-size row groups, so identical rows give identical bytes and hashes.
+
+        ``stats`` / ``card`` may be callables, asked for once the rows are written and before
+        the commit: figures gathered from the rows as they pass (``curation.build.stats.BuildStats``),
+        so the rows are read once. One that raises publishes nothing.
         """
         validate_name(name)
         check_kind(kind)
@@ -166,8 +171,8 @@ class LocalStore(Store, scheme="file"):
             _crash_point("removed_written")
             schema = (kept.schema or schema_for(kind)).to_string()
             manifest = new_manifest(name, kind, schema, [p.__dict__ for p in kept_parts + removed_parts],
-                                    kept.rows, gone.rows, stats, lineage, extra)
-            return self._commit(name, tmp, manifest, card)
+                                    kept.rows, gone.rows, stats() if callable(stats) else stats, lineage, extra)
+            return self._commit(name, tmp, manifest, card() if callable(card) else card)
 
     def publish_files(self, name: str, files: dict, *, kind: str = "model", lineage: dict | None = None,
                       card: str | None = None) -> DatasetVersion:

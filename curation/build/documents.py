@@ -35,7 +35,7 @@ from curation.build.executors import quiet_datatrove, run_stage
 from curation.build.kept import KeptRows
 from curation.build.progress import print_steps
 from curation.build.reader import RecipeReader
-from curation.build.stats import collect_stats, read_counts
+from curation.build.stats import BuildStats, read_counts
 from curation.build.steps import (build_steps, cluster_options, dependencies, models_applied, resolved_steps,
                                   side_inputs, signature_options)
 from curation.recipe import Recipe
@@ -126,16 +126,19 @@ def build_documents(recipe: Recipe, store: Store, *, executor: str = "local", wo
                                *(f"logs/{s}/stats.json" for s in "abc")]) as work:
         kept = KeptRows.of_build(work, final, recipe.shards)
         removed_files = sorted((work / "removed").rglob("*.parquet"))
-        stats = collect_stats(recipe, kept, removed_files, read_counts(work / "counts"),
-                              TokenCounter(recipe.tokenizer), work)
+        stats = BuildStats(recipe, read_counts(work / "counts"), TokenCounter(recipe.tokenizer), work)
         lineage = build_lineage(recipe=recipe.lineage(), config_hash=config_hash, code_packages=CODE_PACKAGES,
                                 inputs=inputs, parents=parents, models=models, executor=executor,
                                 side_inputs=side, dependencies=deps, steps=steps)
         # Generators, not lists: the store writes one shard's table at a time, so the publishing
-        # process holds one shard, not the corpus (10M short QA records: ~4.5 GB of text).
-        dv = store.publish(recipe.name, (_conformed(t) for t in kept.batches(DOC_SCHEMA.names)), kind="documents",
-                           removed=(_read_conformed(f, removed=True) for f in removed_files),
-                           stats=stats, lineage=lineage, card=render_card(recipe, stats))
+        # process holds one shard, not the corpus (10M short QA records: ~4.5 GB of text). The
+        # figures are gathered from the same batches on their way (read once), and the store asks
+        # for them after the rows, before it commits: a lost document still publishes nothing.
+        dv = store.publish(recipe.name, (_conformed(stats.kept(t)) for t in kept.batches(DOC_SCHEMA.names)),
+                           kind="documents",
+                           removed=(stats.removed(t) for f in removed_files for t in _read_conformed(f, removed=True)),
+                           stats=stats.result, lineage=lineage, card=lambda: render_card(recipe, stats.result()))
+        stats = stats.result()
     if not keep_work:
         remove(work_url)
     return dv, stats

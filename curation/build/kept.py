@@ -34,11 +34,11 @@ class KeptRows:
         self.groups, self.removed = [list(g) for g in groups if g], removed or {}
 
     @classmethod
-    def of_build(cls, work: Path, final: str, tasks: int | None = None) -> KeptRows:
+    def of_build(cls, work: Path, final: str, tasks: int) -> KeptRows:
         """The kept rows of a build's local work folder (or view): ``final`` is ``filtered`` (no
         dedup: every row, in file order) or ``kept``: the ``filtered/`` files in stage C's order
         over its ``tasks``, less the positions stage C wrote into ``kept/``."""
-        if final == "filtered" or tasks is None:
+        if final == "filtered":
             return cls([[f] for f in sorted((work / final).glob("*.parquet"))])
         files = sorted((work / "filtered").glob("*.parquet"))
         removed = {}

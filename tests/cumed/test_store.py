@@ -18,6 +18,7 @@ import pytest
 from cumed.errors import CumedError
 from cumed.store import CRASH_POINTS, Store, parse_ref
 from cumed.store.parts import ROW_GROUP_ROWS
+from cumed.store.refs import TMP_PREFIX
 
 
 def docs_table(n: int, seed: int = 0) -> pa.Table:
@@ -119,6 +120,32 @@ def test_publish_layout_and_manifest(tmp_path):
         assert (root / f["path"]).stat().st_size == f["bytes"]
     removed = dv.to_arrow("removed")
     assert removed.column("reason").to_pylist()[0] == "min_length: 0 < 50"
+
+
+def test_stats_and_card_asked_for_after_the_rows(tmp_path):
+    """``stats``/``card`` as callables are called once the rows have passed (figures gathered
+    from the rows on their way to the store); one that raises publishes nothing."""
+    st = Store(tmp_path)
+    seen = []
+
+    def rows():
+        for k in range(3):
+            t = docs_table(10, seed=k)
+            seen.append(t.num_rows)
+            yield t
+
+    dv = st.publish("corpus", rows(), removed=removed_table(4), stats=lambda: {"rows_seen": sum(seen)},
+                    card=lambda: f"# {sum(seen)} rows\n")
+    assert dv.manifest["stats"] == {"rows_seen": 30} and dv.manifest["rows"] == 30
+    assert (tmp_path / "corpus" / "v1" / "README.md").read_text() == "# 30 rows\n"
+
+    def lost():
+        raise CumedError("documents unaccounted for (x: read 31 != kept 30 + removed 0)")
+
+    with pytest.raises(CumedError, match="unaccounted"):
+        st.publish("corpus", docs_table(31), stats=lost)
+    assert st.versions("corpus") == [1]
+    assert not [p.name for p in (tmp_path / "corpus").iterdir() if p.name.startswith(TMP_PREFIX)]  # no staging left
 
 
 def test_schema_mismatch_names_column_and_type(tmp_path):

@@ -123,6 +123,26 @@ def test_changed_code_never_resumes_from_the_old_code_work(tiny, tmp_path, monke
     assert b.content_hash == a.content_hash
 
 
+def test_a_lost_document_publishes_nothing(tiny, tmp_path, monkeypatch):
+    """The figures are gathered while publishing (one pass over the kept rows), and the store
+    asks for them before it commits: a row that goes missing between stage C and the store is
+    still caught (read != kept + removed) and no version appears."""
+    from curation.build.kept import KeptRows
+
+    raw, recipe = tiny
+    batches = KeptRows.batches
+
+    def one_row_short(self, *a, **k):
+        for i, t in enumerate(batches(self, *a, **k)):
+            yield t.slice(1) if i == 0 else t
+
+    monkeypatch.setattr(KeptRows, "batches", one_row_short)
+    store = Store(tmp_path / "s")
+    with pytest.raises(CumedError, match=r"documents unaccounted for \(truncated: read 3 != kept 1 \+ removed 1\)"):
+        build(recipe, raw, store, work_root=tmp_path / "w", progress=False)
+    assert store.versions("tiny") == []
+
+
 def test_a_task_that_raises_fails_the_build_in_one_line_and_resumes_once_fixed(tiny, tmp_path):
     """A source unusable as a whole (here: a header that does not decode) stops the build with the
     reader's own message, from a pool of workers, without hanging; fixing it resumes the build."""
