@@ -126,7 +126,7 @@ def build_documents(recipe: Recipe, store: Store, *, executor: str = "local", wo
                                *(f"logs/{s}/stats.json" for s in "abc")]) as work:
         kept = KeptRows.of_build(work, final, recipe.shards)
         removed_files = sorted((work / "removed").rglob("*.parquet"))
-        stats = BuildStats(recipe, read_counts(work / "counts"), TokenCounter(recipe.tokenizer), work)
+        figures = BuildStats(recipe, read_counts(work / "counts"), TokenCounter(recipe.tokenizer), work)
         lineage = build_lineage(recipe=recipe.lineage(), config_hash=config_hash, code_packages=CODE_PACKAGES,
                                 inputs=inputs, parents=parents, models=models, executor=executor,
                                 side_inputs=side, dependencies=deps, steps=steps)
@@ -134,11 +134,11 @@ def build_documents(recipe: Recipe, store: Store, *, executor: str = "local", wo
         # process holds one shard, not the corpus (10M short QA records: ~4.5 GB of text). The
         # figures are gathered from the same batches on their way (read once), and the store asks
         # for them after the rows, before it commits: a lost document still publishes nothing.
-        dv = store.publish(recipe.name, (_conformed(stats.kept(t)) for t in kept.batches(DOC_SCHEMA.names)),
+        dv = store.publish(recipe.name, (_conformed(figures.kept(t)) for t in kept.batches(DOC_SCHEMA.names)),
                            kind="documents",
-                           removed=(stats.removed(t) for f in removed_files for t in _read_conformed(f, removed=True)),
-                           stats=stats.result, lineage=lineage, card=lambda: render_card(recipe, stats.result()))
-        stats = stats.result()
+                           removed=(figures.removed(t) for f in removed_files for t in _read_conformed(f, removed=True)),
+                           stats=figures.result, lineage=lineage, card=lambda: render_card(recipe, figures.result()))
+        stats = figures.result()
     if not keep_work:
         remove(work_url)
     return dv, stats
