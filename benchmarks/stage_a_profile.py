@@ -17,7 +17,8 @@ alternating baseline / new (A/B/A/B), and the report gives medians.
    build would go if that step were all it did.
 2. The whole build (``curation.build.build``, ``--workers``): wall seconds, CPU seconds of the
    whole process tree (``RUSAGE_CHILDREN``), stage spans from the task logs, the publish (the
-   end of stage C to the end, ``collect_stats`` included) and MB/s per core = MB / wall / workers.
+   end of stage C to the end: statistics and store together, one pass since 8004e0a; an older
+   tree's statistics pass is timed apart as collect_stats_s) and MB/s per core = MB / wall / workers.
    The store is a fresh copy of one that holds the relevance model (training it is the same
    ~20 s in both trees and not stage A's work); the decontamination index and lexicon caches
    (``CUMED_CACHE``, in the temporary folder) are warm for both. Both builds must publish the
